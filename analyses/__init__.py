@@ -1,0 +1,1 @@
+"""Geometry analyses of SWA trajectories (rays, segment, plane, FGE)."""

@@ -1,0 +1,158 @@
+"""Training configuration: one frozen dataclass, loadable from TOML.
+
+Every field is a TOML key and a ``swa-landscape train`` flag (underscores become
+dashes); flags override the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from landscape.bn import BNWeighting
+from landscape.errors import UserError
+
+__all__ = ["SWASchedule", "Averaging", "TrainConfig", "load_toml"]
+
+
+class SWASchedule(str, Enum):
+    """Learning rate of the SWA branch."""
+
+    CONSTANT = "constant"
+    """``swa_lr`` throughout; capture every ``swa_cycle`` epochs."""
+    CYCLIC = "cyclic"
+    """Linear fall from ``swa_lr`` to ``swa_lr_min`` within each cycle of ``swa_cycle`` epochs, then a jump back;
+    capture at the end of each cycle (these are the FGE proposals)."""
+    SWALR = "swalr"
+    """``torch.optim.swa_utils.SWALR``: anneal to ``swa_lr`` over ``swa_anneal_epochs``; capture every ``swa_cycle`` epochs."""
+
+
+class Averaging(str, Enum):
+    """How captured models are averaged."""
+
+    EQUAL = "equal"
+    """Equal weights (SWA)."""
+    EMA = "ema"
+    """Exponential moving average with ``ema_decay`` (``get_ema_multi_avg_fn``)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of a training run (stored as JSON in the run file).
+
+    Epoch counts are integers; the SWA branch forks from the conventional run at the
+    end of epoch ``swa_start``.
+    """
+
+    model: str = "convnet_bn"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    dataset: str = "mnist1d"
+    data_dir: str | None = None
+    num_samples: int = 5000
+    epochs: int = 40
+    """Budget B of the conventional run."""
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    """alpha_1 of the conventional schedule."""
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    swa_start: int | None = None
+    """Epoch at which the SWA branch forks; default round(0.75 B)."""
+    swa_epochs: int | None = None
+    """Length of the SWA branch in epochs; default max(1, round(0.25 B))."""
+    swa_schedule: SWASchedule = SWASchedule.CYCLIC
+    swa_lr: float = 0.05
+    """Constant lr, cycle top alpha_1, or SWALR target."""
+    swa_lr_min: float = 0.005
+    """Cycle bottom alpha_2 (cyclic only)."""
+    swa_cycle: float = 1.0
+    """Cycle length in epochs (cyclic), or capture period in whole epochs (constant, swalr)."""
+    swa_anneal_epochs: int = 2
+    swa_anneal_strategy: str = "cos"
+    average: Averaging = Averaging.EQUAL
+    ema_decay: float = 0.9
+    include_start: bool = False
+    """Also average the starting weights, as Algorithm 1 of the paper literally does."""
+    bn_weighting: BNWeighting = BNWeighting.BATCH
+    snapshot_every: int = 0
+    """Snapshot every k iterations; 0 = at the end of every epoch. Captured models are always stored."""
+    snapshot_dtype: str = "float32"
+    seed: int = 0
+    device: str = "auto"
+    init: str | None = None
+    """Pre-trained state_dict: run only the SWA branch from it (it serves as w_SGD)."""
+
+    def __post_init__(self) -> None:
+        for name, enum in (("swa_schedule", SWASchedule), ("average", Averaging), ("bn_weighting", BNWeighting)):
+            try:
+                object.__setattr__(self, name, enum(getattr(self, name)))
+            except ValueError:
+                choices = ", ".join(e.value for e in enum)
+                raise UserError(f"{name} must be one of {choices}, got {getattr(self, name)!r}") from None
+
+    @property
+    def swa_start_epoch(self) -> int:
+        return 0 if self.init else (round(0.75 * self.epochs) if self.swa_start is None else self.swa_start)
+
+    @property
+    def swa_length(self) -> int:
+        return max(1, round(0.25 * self.epochs)) if self.swa_epochs is None else self.swa_epochs
+
+    def validate(self) -> None:
+        """Raise :class:`UserError` with one clear sentence for a bad setting."""
+        checks = [
+            (self.epochs >= 1 or self.init, f"epochs must be at least 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"batch_size must be at least 1, got {self.batch_size}"),
+            (self.lr > 0, f"lr must be positive, got {self.lr}"),
+            (self.swa_lr > 0, f"swa_lr must be positive, got {self.swa_lr}"),
+            (0 < self.swa_lr_min <= self.swa_lr, f"swa_lr_min must be in (0, swa_lr], got {self.swa_lr_min}"),
+            (self.momentum >= 0, f"momentum must be non-negative, got {self.momentum}"),
+            (self.weight_decay >= 0, f"weight_decay must be non-negative, got {self.weight_decay}"),
+            (self.swa_cycle > 0, f"swa_cycle (cycle length) must be positive, got {self.swa_cycle}"),
+            (0 <= self.swa_start_epoch <= self.epochs or self.init,
+             f"swa_start {self.swa_start_epoch} lies outside the budget of {self.epochs} epochs"),
+            (self.swa_length >= 1, f"swa_epochs must be at least 1, got {self.swa_length}"),
+            (self.optimizer in ("sgd", "adam"), f"optimizer must be sgd or adam, got {self.optimizer!r}"),
+            (0 < self.ema_decay < 1, f"ema_decay must be in (0, 1), got {self.ema_decay}"),
+            (self.snapshot_every >= 0, f"snapshot_every must be non-negative, got {self.snapshot_every}"),
+            (self.swa_anneal_epochs >= 1, f"swa_anneal_epochs must be at least 1, got {self.swa_anneal_epochs}"),
+            (self.swa_anneal_strategy in ("cos", "linear"), "swa_anneal_strategy must be cos or linear"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise UserError(msg)
+        if self.swa_schedule is not SWASchedule.CYCLIC and self.swa_cycle != int(self.swa_cycle):
+            raise UserError(f"swa_cycle must be a whole number of epochs for the {self.swa_schedule.value} schedule")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        return {k: (v.value if isinstance(v, Enum) else v) for k, v in d.items()}
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML config into a dict of TrainConfig fields (a ``[train]`` table or top level).
+
+    Raises:
+        UserError: Missing file, bad TOML or unknown keys.
+    """
+    try:
+        with open(path, "rb") as f:
+            d = tomllib.load(f)
+    except OSError as e:
+        raise UserError(f"cannot read config {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"config {path} is not valid TOML: {e}") from None
+    d = d.get("train", d)
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise UserError(f"config {path}: unknown keys {', '.join(unknown)}")
+    return d

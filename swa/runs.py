@@ -1,0 +1,108 @@
+"""Rebuild things from a run file alone: the model at a solution or snapshot, the data, a summary."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from landscape.errors import UserError
+from landscape.layout import buffer_layout, param_layout
+from landscape.reference import load_point
+
+from .data import DataSpec, load_splits
+from .models import build_model
+from .trajectory import Trajectory
+
+__all__ = ["build_run_model", "load_model", "load_dataset", "point", "info"]
+
+
+def build_run_model(t: Trajectory, model: nn.Module | None = None) -> nn.Module:
+    """The run's architecture with fresh weights (or ``model``, checked against the stored layout).
+
+    Raises:
+        UserError: A user-model run without ``model``, or a model whose layout differs.
+    """
+    spec = t.model_spec
+    if model is None:
+        if spec.get("name") is None:
+            raise UserError(f"{t.path} was trained with a user model ({spec.get('class')}); pass model=...")
+        model = build_model(spec["name"], **spec["kwargs"])
+    if param_layout(model).shapes != t.param_layout.shapes or buffer_layout(model).shapes != t.buffer_layout.shapes:
+        raise UserError(f"the model does not match the parameter layout stored in {t.path}")
+    return model
+
+
+def point(t: Trajectory, which: str | int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(weights [P], buffers [Q])`` of ``"sgd"``, ``"swa"`` or a snapshot index."""
+    if isinstance(which, (int, np.integer)) or (isinstance(which, str) and which.lstrip("-").isdigit()):
+        i = int(which)
+        return t.weights(i), t.buffers(i)
+    return t.solution(which)
+
+
+def load_model(run: str | os.PathLike, which: str | int = "swa", model: nn.Module | None = None) -> nn.Module:
+    """The network of a run with the weights and buffers of ``which``, in eval mode.
+
+    Args:
+        run: Run file.
+        which: ``"sgd"``, ``"swa"`` or a snapshot index.
+        model: For runs of a user model: an instance of that model.
+    """
+    with Trajectory(run) as t:
+        m = build_run_model(t, model)
+        w, b = point(t, which)
+    return load_point(m, w, b).eval()
+
+
+def load_dataset(run: str | os.PathLike, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(inputs, targets)`` of ``"train"`` or ``"test"`` exactly as the trainer evaluates them (no augmentation)."""
+    with Trajectory(run) as t:
+        d = t.dataset_spec
+    if d.get("name") in (None, "custom"):
+        raise UserError(f"{run} was trained on user data; load it yourself")
+    spec = DataSpec(**{k: d[k] for k in ("name", "data_dir", "num_samples", "data_seed")})
+    return load_splits(spec).split(split)
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def info(run: str | os.PathLike) -> str:
+    """A readable multi-line summary of a run file."""
+    with Trajectory(run) as t:
+        c, m, d = t.config, t.model_spec, t.dataset_spec
+        branch, captured = t.meta("branch"), t.meta("captured")
+        lines = [
+            f"run file     {Path(run)} ({_size(t.file_size())}), status: {t.status}" + (f" ({t.message})" if t.message else ""),
+            f"model        {m.get('name') or m.get('class')} {m.get('kwargs', {})}; "
+            f"{t.param_layout.size} parameters, {t.buffer_layout.size} buffer entries",
+            f"dataset      {d.get('name')}" + (f" from {d['data_dir']}" if d.get("data_dir") else ""),
+            f"optimizer    {c['optimizer']} lr {c['lr']} momentum {c['momentum']} weight decay {c['weight_decay']}, "
+            f"batch {c['batch_size']}, seed {c['seed']}",
+            f"schedule     budget {c['epochs']} epochs; SWA from epoch {c['swa_start'] if c['swa_start'] is not None else round(0.75 * c['epochs'])}"
+            f" for {c['swa_epochs'] if c['swa_epochs'] is not None else round(0.25 * c['epochs'])} epochs, "
+            f"{c['swa_schedule']} lr {c['swa_lr']}" + (f"->{c['swa_lr_min']}" if c["swa_schedule"] == "cyclic" else "")
+            + f", cycle {c['swa_cycle']} epochs, {c['average']} average, BN weighting {c['bn_weighting']}"
+            + (f"; init {c['init']}" if c.get("init") else ""),
+            f"snapshots    {t.n} total: {int((branch == 'sgd').sum())} sgd, {int((branch == 'swa').sum())} swa, "
+            f"{int(captured.sum())} captured; dtype {t._f['snapshots/weights'].dtype}",
+        ]
+        for name in ("sgd", "swa"):
+            if t.has_solution(name):
+                extra = f", {int(t.solution_scalar(name, 'n_averaged'))} models averaged" if name == "swa" else ""
+                lines.append(
+                    f"{name:<12} test acc {t.solution_scalar(name, 'test_acc'):.4f} loss {t.solution_scalar(name, 'test_loss'):.4f}; "
+                    f"train acc {t.solution_scalar(name, 'train_acc'):.4f} loss {t.solution_scalar(name, 'train_loss'):.4f}{extra}"
+                )
+            else:
+                lines.append(f"{name:<12} not written yet")
+    return "\n".join(lines)

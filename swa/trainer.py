@@ -1,0 +1,408 @@
+"""The SWA trainer: conventional SGD to the budget B plus an SWA branch, logged to HDF5.
+
+The run follows the paper (sections 3.1-3.2, appendix A.1):
+
+* conventional run of B epochs with the decaying schedule
+  (:func:`swa.schedules.conventional_lr`); its end is w_SGD;
+* the SWA branch forks from the conventional run at the end of epoch
+  ``swa_start`` (schedule unchanged up to there) and trains ``swa_epochs`` more
+  epochs with a constant, cyclical or SWALR lr; captured models are averaged with
+  ``torch.optim.swa_utils.AveragedModel`` and the average's BatchNorm statistics
+  are recomputed with one pass over the (unaugmented) training data: w_SWA.
+
+Both branches are written to one trajectory file (:mod:`swa.trajectory`). After
+every epoch a checkpoint (model, optimizer, scheduler, average, RNG states) is
+stored in the file, so ``resume`` continues a killed run and ends with the same
+weights as an uninterrupted run (CPU, fixed seed, built-in data).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.optim.swa_utils import SWALR, AveragedModel, get_ema_multi_avg_fn
+from tqdm.auto import tqdm
+
+from landscape.bn import recompute_bn
+from landscape.errors import UserError
+from landscape.layout import buffer_layout, flatten, param_layout
+from landscape.reference import Metrics, evaluate_batches
+
+from .config import Averaging, SWASchedule, TrainConfig
+from .data import DataSpec, iterate_batches, load_splits
+from .models import build_model
+from .schedules import conventional_lr, cyclic_lr, is_cycle_end
+from .trajectory import Status, Trajectory, TrajectoryWriter
+
+__all__ = ["TrainData", "TrainingDiverged", "train", "resume", "builtin_data", "version"]
+
+Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as v
+
+    try:
+        return v("swa-landscape")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+class TrainingDiverged(UserError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class TrainData:
+    """Where batches come from.
+
+    Attributes:
+        train: ``generator -> batches`` of one training epoch (shuffled, augmented).
+        eval_batches: ``split -> batches`` in evaluation form (fixed order, no
+            augmentation); ``"train"`` is also the BN recomputation pass.
+        num_batches: Training batches per epoch.
+        spec: JSON-able description stored in the run file (``{"name": "custom"}``
+            for user loaders).
+    """
+
+    train: Callable[[torch.Generator], Batches]
+    eval_batches: Callable[[str], Batches]
+    num_batches: int
+    spec: dict
+
+    @classmethod
+    def from_loaders(cls, train_loader: Iterable, test_loader: Iterable, train_eval_loader: Iterable | None = None,
+                     description: str = "custom") -> TrainData:
+        """Wrap user ``DataLoader``s (resume is exact only if they are seeded and deterministic)."""
+        ev = {"train": train_eval_loader or train_loader, "test": test_loader}
+        return cls(lambda g: train_loader, lambda s: ev[s], len(train_loader), {"name": description})
+
+
+def builtin_data(spec: DataSpec, batch_size: int, device: torch.device | str = "cpu") -> TrainData:
+    """A built-in data set held on ``device`` as tensors."""
+    s = load_splits(spec)
+    tx, ty, vx, vy = (t.to(device) for t in (s.train_x, s.train_y, s.test_x, s.test_y))
+    ev = {"train": (tx, ty), "test": (vx, vy)}
+    return TrainData(
+        train=lambda g: iterate_batches(tx, ty, batch_size, g, s.augment),
+        eval_batches=lambda split: iterate_batches(*ev[split], batch_size),
+        num_batches=math.ceil(tx.shape[0] / batch_size),
+        spec={**spec.to_dict(), "num_classes": s.num_classes},
+    )
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device {name!r}") from None
+
+
+class _Run:
+    """State of one training run; methods are the phases of the plan."""
+
+    def __init__(self, cfg: TrainConfig, model: nn.Module, data: TrainData, writer: TrajectoryWriter,
+                 device: torch.device, progress: bool, log: Callable[[str], None]):
+        self.cfg, self.model, self.data, self.w, self.device = cfg, model, data, writer, device
+        self.progress, self.log = progress, log
+        self.nb = data.num_batches
+        self.opt = self._optimizer()
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.avg: AveragedModel | None = None
+        self.sched: SWALR | None = None
+        self.iteration = 0
+        self.k = 0  # plan epochs done
+        self.cycle_iters = max(1, round(cfg.swa_cycle * self.nb))
+        start, length = cfg.swa_start_epoch, cfg.swa_length
+        sgd = [] if cfg.init else [("sgd", e) for e in range(cfg.epochs)]
+        self.plan = sgd + [("swa", e) for e in range(start, start + length)]
+
+    # --- state ---------------------------------------------------------------------------------
+    def _optimizer(self) -> torch.optim.Optimizer:
+        c = self.cfg
+        if c.optimizer == "adam":
+            return torch.optim.Adam(self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        return torch.optim.SGD(self.model.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+
+    def _new_average(self) -> None:
+        multi = get_ema_multi_avg_fn(self.cfg.ema_decay) if self.cfg.average is Averaging.EMA else None
+        self.avg = AveragedModel(self.model, multi_avg_fn=multi)
+        if self.cfg.swa_schedule is SWASchedule.SWALR:
+            self.sched = SWALR(self.opt, self.cfg.swa_lr, self.cfg.swa_anneal_epochs, self.cfg.swa_anneal_strategy)
+
+    def state(self) -> dict:
+        return {
+            "plan_index": self.k, "iteration": self.iteration, "n_snapshots": self.w.count,
+            "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+            "avg": self.avg.state_dict() if self.avg is not None else None,
+            "scheduler": self.sched.state_dict() if self.sched is not None else None,
+            "rng_torch": torch.get_rng_state(), "rng_data": self.gen.get_state(),
+        }
+
+    def load_state(self, s: dict) -> None:
+        self.k, self.iteration = int(s["plan_index"]), int(s["iteration"])
+        self.model.load_state_dict(s["model"])
+        self.opt.load_state_dict(s["optimizer"])
+        torch.set_rng_state(s["rng_torch"])
+        self.gen.set_state(s["rng_data"])
+        self.avg, self.sched = None, None
+        if s["avg"] is not None:
+            self._new_average()
+            self.avg.load_state_dict(s["avg"])
+        if s["scheduler"] is not None:
+            self.sched.load_state_dict(s["scheduler"])
+
+    # --- recording -----------------------------------------------------------------------------
+    def evaluate(self, model: nn.Module, split: str) -> Metrics:
+        return evaluate_batches(model, self._to_device(self.data.eval_batches(split)))
+
+    def _to_device(self, batches: Batches) -> Batches:
+        return ((x.to(self.device), y.to(self.device)) for x, y in batches)
+
+    def snapshot(self, branch: str, captured: bool, train: tuple[float, float], test: Metrics | None) -> None:
+        self.w.append(
+            flatten(list(self.model.parameters())), flatten(list(self.model.buffers())),
+            epoch=self.iteration / self.nb, iteration=self.iteration, lr=self.opt.param_groups[0]["lr"],
+            branch=branch, captured=captured, train_loss=train[0], train_acc=train[1],
+            test_loss=test.loss if test else math.nan, test_acc=test.acc if test else math.nan,
+        )
+
+    def capture(self) -> None:
+        self.avg.update_parameters(self.model)
+
+    def write_solution(self, name: str, model: nn.Module, **extra: float) -> tuple[Metrics, Metrics]:
+        tr, te = self.evaluate(model, "train"), self.evaluate(model, "test")
+        self.w.write_solution(
+            name, flatten(list(model.parameters())), flatten(list(model.buffers())),
+            train_loss=tr.loss, train_acc=tr.acc, test_loss=te.loss, test_acc=te.acc, **extra,
+        )
+        return tr, te
+
+    # --- training ------------------------------------------------------------------------------
+    def lr_at(self, branch: str, epoch: int, j: int) -> float:
+        c = self.cfg
+        if branch == "sgd":
+            return conventional_lr(epoch + j / self.nb, c.epochs, c.lr)
+        if c.swa_schedule is SWASchedule.CYCLIC:
+            return cyclic_lr(self._swa_iter(epoch, j), self.cycle_iters, c.swa_lr, c.swa_lr_min)
+        if c.swa_schedule is SWASchedule.CONSTANT:
+            return c.swa_lr
+        return self.opt.param_groups[0]["lr"]  # SWALR sets it per epoch
+
+    def _swa_iter(self, epoch: int, j: int) -> int:
+        """1-based iteration within the SWA branch of batch j of ``epoch``."""
+        return (epoch - self.cfg.swa_start_epoch) * self.nb + j + 1
+
+    def run_epoch(self, branch: str, epoch: int) -> tuple[float, float, Metrics, bool]:
+        c = self.cfg
+        self.model.train()
+        loss_sum = correct = seen = 0
+        last_snap = -1
+        any_capture = False
+        for j, (xb, yb) in enumerate(self._to_device(self.data.train(self.gen))):
+            lr = self.lr_at(branch, epoch, j)
+            for g in self.opt.param_groups:
+                g["lr"] = lr
+            out = self.model(xb)
+            loss = F.cross_entropy(out, yb)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"training loss became {loss.item()} at iteration {self.iteration + 1} ({branch} epoch {epoch}); "
+                    "lower the learning rate"
+                )
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            self.iteration += 1
+            loss_sum += loss.item() * yb.shape[0]
+            correct += (out.argmax(1) == yb).sum().item()
+            seen += yb.shape[0]
+            captured = branch == "swa" and c.swa_schedule is SWASchedule.CYCLIC and is_cycle_end(
+                self._swa_iter(epoch, j), self.cycle_iters)
+            if captured:
+                self.capture()
+                any_capture = True
+            if captured or (c.snapshot_every and self.iteration % c.snapshot_every == 0):
+                test = self.evaluate(self.model, "test") if captured else None
+                self.snapshot(branch, captured, (loss_sum / seen, correct / seen), test)
+                last_snap = self.iteration
+        if self.sched is not None:
+            self.sched.step()
+        captured = branch == "swa" and c.swa_schedule is not SWASchedule.CYCLIC and (
+            (epoch - c.swa_start_epoch + 1) % int(c.swa_cycle) == 0)
+        if captured:
+            self.capture()
+            any_capture = True
+        test = self.evaluate(self.model, "test")
+        if last_snap != self.iteration and (captured or not c.snapshot_every):
+            self.snapshot(branch, captured, (loss_sum / seen, correct / seen), test)
+        return loss_sum / seen, correct / seen, test, any_capture
+
+    def start_swa_branch(self) -> None:
+        """Switch from the end of the conventional run (w_SGD) to the fork."""
+        c = self.cfg
+        if not c.init:
+            self.write_solution("sgd", self.model)
+            k = self.k
+            self.load_state({**self.w.fork(), "avg": None, "scheduler": None})
+            self.k = k  # the plan goes on; only the weights, optimizer, RNG and iteration come from the fork
+        self._new_average()
+        if c.include_start:
+            self.capture()
+
+    def finish(self) -> dict:
+        c = self.cfg
+        swa = self.avg.module
+        recompute_bn(swa, self._to_device(self.data.eval_batches("train")), c.bn_weighting)
+        n_avg = int(self.avg.n_averaged.item())
+        swa_tr, swa_te = self.write_solution("swa", swa, n_averaged=float(n_avg))
+        return {"swa_train": swa_tr, "swa_test": swa_te, "n_averaged": n_avg}
+
+    def run(self) -> dict:
+        c = self.cfg
+        fmt = "{:>5} {:>6} {:>9} {:>10} {:>9} {:>10} {:>9} {:>5}"
+        self.log(fmt.format("phase", "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "avg"))
+        bar = tqdm(total=len(self.plan), initial=self.k, desc="train", disable=not self.progress, leave=False)
+        while self.k < len(self.plan):
+            branch, epoch = self.plan[self.k]
+            if branch == "swa" and self.avg is None:
+                self.start_swa_branch()
+            lr_shown = self.lr_at(branch, epoch, 0)
+            loss, acc, test, _ = self.run_epoch(branch, epoch)
+            self.k += 1
+            if branch == "sgd" and self.k == c.swa_start_epoch:
+                self.w.save_fork(self.state())
+            self.w.save_checkpoint(self.state())
+            n_avg = int(self.avg.n_averaged.item()) if self.avg is not None else 0
+            self.log(fmt.format(branch, epoch + 1, f"{lr_shown:.4g}", f"{loss:.4f}", f"{acc:.4f}",
+                                f"{test.loss:.4f}", f"{test.acc:.4f}", n_avg))
+            bar.update(1)
+        bar.close()
+        if self.avg is None:  # SWA branch of zero epochs cannot happen (validated); keep the invariant explicit
+            raise UserError("the SWA branch did not run")
+        out = self.finish()
+        self.w.save_checkpoint(self.state())
+        self.w.set_status(Status.COMPLETE)
+        return out
+
+
+def _attrs(cfg: TrainConfig, model: nn.Module, model_spec: dict, data: TrainData) -> dict[str, str]:
+    return {
+        "model": json.dumps(model_spec),
+        "dataset": json.dumps(data.spec),
+        "config": json.dumps(cfg.to_dict()),
+        "param_layout": param_layout(model).to_json(),
+        "buffer_layout": buffer_layout(model).to_json(),
+        "toolkit_version": version(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _setup(cfg: TrainConfig, model: nn.Module | None, data: TrainData | None
+           ) -> tuple[nn.Module, dict, TrainData, torch.device]:
+    cfg.validate()
+    device = _device(cfg.device)
+    if data is None:
+        data = builtin_data(DataSpec(cfg.dataset, cfg.data_dir, cfg.num_samples), cfg.batch_size, device)
+    torch.manual_seed(cfg.seed)
+    if model is None:
+        kwargs = dict(cfg.model_kwargs)
+        if "num_classes" in data.spec:
+            kwargs.setdefault("num_classes", data.spec["num_classes"])
+        model = build_model(cfg.model, **kwargs)
+        spec = {"name": cfg.model, "kwargs": kwargs}
+    else:
+        spec = {"name": None, "class": f"{type(model).__module__}.{type(model).__qualname__}", "kwargs": {}}
+    return model.to(device), spec, data, device
+
+
+def _print_summary(log: Callable[[str], None], path: Path, out: dict) -> None:
+    with Trajectory(path) as t:
+        sgd = t.solution_scalar("sgd", "test_acc")
+    log(f"SGD test accuracy: {sgd:.4f}   SWA test accuracy: {out['swa_test'].acc:.4f}   "
+        f"(SWA averaged {out['n_averaged']} models)")
+    log(f"run file: {path}")
+
+
+def train(cfg: TrainConfig, out: str | Path, *, model: nn.Module | None = None, data: TrainData | None = None,
+          overwrite: bool = False, progress: bool = True, log: Callable[[str], None] = print) -> Path:
+    """Train the conventional and the SWA branch and write the run file.
+
+    Args:
+        cfg: Settings.
+        out: Run file to create.
+        model: A user network; default builds ``cfg.model`` from the registry.
+        data: User data (:meth:`TrainData.from_loaders`); default the built-in ``cfg.dataset``.
+        overwrite: Replace an existing file.
+        progress: Show progress bars.
+        log: Receives the per-epoch table and the summary lines.
+
+    Returns:
+        Path of the run file.
+
+    Raises:
+        UserError: Bad settings, existing file, or divergence (file left consistent).
+    """
+    model, spec, data, device = _setup(cfg, model, data)
+    if cfg.init:
+        try:
+            model.load_state_dict(torch.load(cfg.init, map_location=device, weights_only=True))
+        except (OSError, RuntimeError, KeyError, TypeError) as e:
+            raise UserError(f"cannot load --init state_dict {cfg.init}: {str(e).splitlines()[0]}") from None
+    writer = TrajectoryWriter.create(out, _attrs(cfg, model, spec, data), param_layout(model).size,
+                                     buffer_layout(model).size, cfg.snapshot_dtype, overwrite)
+    run = _Run(cfg, model, data, writer, device, progress, log)
+    run.snapshot("sgd", False, (math.nan, math.nan), run.evaluate(model, "test"))
+    if cfg.init:
+        run.write_solution("sgd", model)
+    if cfg.swa_start_epoch == 0 and not cfg.init:
+        writer.save_fork(run.state())
+    return _execute(run, writer)
+
+
+def resume(path: str | Path, *, model: nn.Module | None = None, data: TrainData | None = None,
+           progress: bool = True, log: Callable[[str], None] = print) -> Path:
+    """Continue an interrupted run from its last complete epoch.
+
+    Raises:
+        UserError: Not a run file, nothing to resume, or the run is already complete.
+    """
+    with Trajectory(path) as t:
+        status, cfg_dict, model_spec = t.status, t.config, t.model_spec
+    if status == Status.COMPLETE:
+        raise UserError(f"{path} is already complete; nothing to resume")
+    cfg = TrainConfig(**cfg_dict)
+    if model is None and model_spec.get("name") is None:
+        raise UserError(f"{path} was trained with a user model; pass it to resume(model=...)")
+    model, _, data, device = _setup(cfg, model, data)
+    writer, ckpt = TrajectoryWriter.resume(path)
+    run = _Run(cfg, model, data, writer, device, progress, log)
+    run.load_state(ckpt)
+    log(f"resuming {path} after {run.k} of {len(run.plan)} epochs ({writer.count} snapshots kept)")
+    return _execute(run, writer)
+
+
+def _execute(run: _Run, writer: TrajectoryWriter) -> Path:
+    try:
+        out = run.run()
+    except TrainingDiverged as e:
+        writer.set_status(Status.DIVERGED, str(e))
+        raise
+    except KeyboardInterrupt:
+        writer.set_status(Status.INTERRUPTED, "interrupted by the user; continue with --resume")
+        raise
+    finally:
+        writer.close()
+    _print_summary(run.log, writer.path, out)
+    return writer.path

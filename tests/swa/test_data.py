@@ -1,0 +1,73 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from landscape.errors import UserError
+from swa.data import DataSpec, cifar_augment, iterate_batches, load_splits
+
+
+def _fake_cifar(root, name, n=6, seed=0):
+    rng = np.random.default_rng(seed)
+    if name == "cifar10":
+        files, key, classes = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"], b"labels", 10
+    else:
+        files, key, classes = ["train", "test"], b"fine_labels", 100
+    for f in files:
+        with open(root / f, "wb") as fh:
+            pickle.dump({b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                         key: rng.integers(0, classes, n).tolist()}, fh)
+    return files
+
+
+@pytest.mark.parametrize("name,n_train", [("cifar10", 30), ("cifar100", 6)])
+def test_fake_cifar_directory(tmp_path, name, n_train):
+    _fake_cifar(tmp_path, name)
+    s = load_splits(DataSpec(name, str(tmp_path)))
+    assert s.train_x.shape == (n_train, 3, 32, 32) and s.test_x.shape == (6, 3, 32, 32)
+    assert s.num_classes == (10 if name == "cifar10" else 100)
+    # normalisation written out for one pixel
+    with open(tmp_path / ("test_batch" if name == "cifar10" else "test"), "rb") as f:
+        raw = pickle.load(f, encoding="bytes")[b"data"][0].reshape(3, 32, 32)
+    mean = {"cifar10": 0.4914, "cifar100": 0.5071}[name]
+    std = {"cifar10": 0.2470, "cifar100": 0.2673}[name]
+    assert s.test_x[0, 0, 5, 7].item() == pytest.approx((raw[0, 5, 7] / 255 - mean) / std, rel=1e-5)
+
+
+def test_missing_and_malformed_cifar(tmp_path):
+    files = _fake_cifar(tmp_path, "cifar10")
+    (tmp_path / files[2]).unlink()
+    with pytest.raises(UserError, match="lacks data_batch_3.*expected files: data_batch_1"):
+        load_splits(DataSpec("cifar10", str(tmp_path)))
+    (tmp_path / files[2]).write_bytes(b"not a pickle")
+    with pytest.raises(UserError, match="cannot read CIFAR file"):
+        load_splits(DataSpec("cifar10", str(tmp_path)))
+    with pytest.raises(UserError, match="needs --data-dir"):
+        load_splits(DataSpec("cifar100"))
+    with pytest.raises(UserError, match="unknown dataset"):
+        load_splits(DataSpec("imagenet"))
+
+
+def test_augmentation_is_a_padded_crop_or_its_flip():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(5, 3, 32, 32, generator=g)
+    pad = torch.tensor([-1.0, -2.0, -3.0])
+    out = cifar_augment(x, torch.Generator().manual_seed(9), pad)
+    padded = pad.view(1, 3, 1, 1).expand(5, 3, 40, 40).clone()
+    padded[:, :, 4:36, 4:36] = x
+    for b in range(5):
+        crops = [padded[b, :, i : i + 32, j : j + 32] for i in range(9) for j in range(9)]
+        crops += [c.flip(-1) for c in crops]
+        assert any(torch.equal(out[b], c) for c in crops)
+    assert not torch.equal(out, x)
+
+
+def test_mnist1d_default_split_sizes_and_fixed_eval_order():
+    s = load_splits(DataSpec("mnist1d", num_samples=500))
+    assert s.train_x.shape == (400, 40) and s.test_x.shape == (100, 40) and s.num_classes == 10
+    batches = list(iterate_batches(s.train_x, s.train_y, 64))
+    assert len(batches) == 7 and batches[-1][0].shape[0] == 400 - 6 * 64
+    torch.testing.assert_close(torch.cat([b[0] for b in batches]), s.train_x)
+    shuffled = torch.cat([b[1] for b in iterate_batches(s.train_x, s.train_y, 64, torch.Generator().manual_seed(0))])
+    assert sorted(shuffled.tolist()) == sorted(s.train_y.tolist()) and not torch.equal(shuffled, s.train_y)

@@ -1,0 +1,142 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.optim.swa_utils import AveragedModel, update_bn
+
+from landscape.layout import unflatten
+from swa import Trajectory, build_model, load_dataset, load_model, train
+from swa.runs import build_run_model
+from tests.factories import tiny_config
+
+
+def test_swa_weights_are_mean_of_captured_snapshots(tiny_run):
+    with Trajectory(tiny_run) as t:
+        captured = np.flatnonzero(t.meta("captured"))
+        # 7 batches per epoch, cycle 0.5 epoch -> c = round(3.5) = 4 iterations; 14 SWA iterations -> 3 cycle ends
+        assert list(t.meta("iteration")[captured]) == [2 * 7 + 4, 2 * 7 + 8, 2 * 7 + 12]
+        assert set(t.meta("branch")[captured]) == {"swa"}
+        snaps = t.weights(captured)
+        w_swa, _ = t.solution("swa")
+        n_avg = t.solution_scalar("swa", "n_averaged")
+        model = build_run_model(t)
+        layout = t.param_layout
+    assert n_avg == 3
+    torch.testing.assert_close(w_swa, snaps.mean(0), rtol=1e-6, atol=1e-7)
+    # independent: torch's AveragedModel fed the same models
+    avg = AveragedModel(model)
+    for w in snaps:
+        m = build_model("convnet_bn", width=8, num_classes=10)
+        m.load_state_dict({**m.state_dict(), **unflatten(w, layout)})
+        avg.update_parameters(m)
+    ref = torch.cat([p.detach().reshape(-1) for p in avg.module.parameters()])
+    torch.testing.assert_close(w_swa, ref, rtol=1e-6, atol=1e-7)
+
+
+def test_swa_bn_buffers_match_update_bn(tiny_run):
+    swa = load_model(tiny_run, "swa")
+    x, y = load_dataset(tiny_run, "train")
+    fresh = load_model(tiny_run, "swa")
+    for m in fresh.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.uniform_(-3, 3)  # scramble so the test cannot pass by accident
+    update_bn([x[i : i + 64] for i in range(0, len(x), 64)], fresh)
+    for a, b in zip(swa.buffers(), fresh.buffers()):
+        torch.testing.assert_close(a.float(), b.float(), rtol=1e-5, atol=1e-6)
+
+
+def test_solutions_metrics_and_sgd_is_end_of_conventional_run(tiny_run):
+    with Trajectory(tiny_run) as t:
+        br, it = t.meta("branch"), t.meta("iteration")
+        last_sgd = np.flatnonzero(br == "sgd")[-1]
+        torch.testing.assert_close(t.solution("sgd")[0], t.weights(int(last_sgd)))
+        assert it[last_sgd] == 4 * 7  # 4 epochs of ceil(400/64)=7 batches
+        first_swa = np.flatnonzero(br == "swa")[0]
+        assert 2 * 7 < it[first_swa] <= 3 * 7  # SWA branch forks after epoch 2
+        acc = t.solution_scalar("swa", "test_acc")
+    x, y = load_dataset(tiny_run, "test")
+    with torch.no_grad():
+        ref = (load_model(tiny_run, "swa")(x).argmax(1) == y).double().mean().item()
+    assert acc == pytest.approx(ref, abs=1e-9)
+
+
+def test_captured_models_at_cycle_ends_have_lr_alpha2(tiny_run):
+    with Trajectory(tiny_run) as t:
+        cap = t.meta("captured")
+        assert np.allclose(t.meta("lr")[cap], 0.005)
+        assert np.isfinite(t.meta("test_acc")[cap]).all()
+
+
+def test_ema_average(tmp_path):
+    path = tmp_path / "ema.h5"
+    train(tiny_config(average="ema", ema_decay=0.7), path, progress=False, log=lambda s: None)
+    with Trajectory(path) as t:
+        snaps = t.weights(np.flatnonzero(t.meta("captured")))
+        w = t.solution("swa")[0]
+    ref = snaps[0].clone()
+    for s in snaps[1:]:
+        ref = 0.7 * ref + 0.3 * s  # formula written out
+    torch.testing.assert_close(w, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_constant_schedule_captures_every_epoch_and_snapshot_every(tiny_run_constant):
+    with Trajectory(tiny_run_constant) as t:
+        cap, ep, br = t.meta("captured"), t.meta("epoch"), t.meta("branch")
+        assert np.allclose(ep[cap], [3.0, 4.0])
+        assert np.allclose(t.meta("lr")[br == "swa"], 0.05)
+        it = t.meta("iteration")
+        assert set(it[~cap & (it > 0)] % 5) == {0}  # snapshots every 5 iterations
+        torch.testing.assert_close(t.solution("swa")[0], t.weights(np.flatnonzero(cap)).mean(0), rtol=1e-6, atol=1e-7)
+
+
+def test_init_runs_only_swa_branch(tmp_path):
+    m = build_model("convnet_bn", width=8, num_classes=10)
+    torch.save(m.state_dict(), tmp_path / "pre.pt")
+    path = tmp_path / "init.h5"
+    train(tiny_config(init=str(tmp_path / "pre.pt"), swa_epochs=1), path, progress=False, log=lambda s: None)
+    with Trajectory(path) as t:
+        assert set(t.meta("branch")) == {"sgd", "swa"}
+        assert (t.meta("branch") == "sgd").sum() == 1
+        w_sgd = t.solution("sgd")[0]
+    torch.testing.assert_close(w_sgd, torch.cat([p.reshape(-1) for p in m.parameters()]))
+
+
+def test_user_model_and_loaders(tmp_path):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from swa import TrainData
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(96, 5, generator=g), torch.randint(0, 3, (96,), generator=g)
+    net = torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    data = TrainData.from_loaders(DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True,
+                                             generator=torch.Generator().manual_seed(1)),
+                                  DataLoader(TensorDataset(x, y), batch_size=32))
+    path = tmp_path / "user.h5"
+    train(tiny_config(epochs=2, swa_start=1, swa_epochs=1), path, model=net, data=data, progress=False, log=lambda s: None)
+    with Trajectory(path) as t:
+        assert t.model_spec["name"] is None and t.n >= 3
+    loaded = load_model(path, "swa", model=torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)))
+    assert loaded(x).shape == (96, 3)
+
+
+def test_divergence_stops_with_consistent_file(tmp_path):
+    from swa import TrainingDiverged
+
+    path = tmp_path / "nan.h5"
+    with pytest.raises(TrainingDiverged, match="lower the learning rate"):
+        train(tiny_config(model="mlp", lr=1e6, momentum=0.0), path, progress=False, log=lambda s: None)
+    with Trajectory(path) as t:
+        assert t.status == "diverged" and "iteration" in t.message
+        assert t.n >= 1 and torch.isfinite(t.weights(0)).all()
+
+
+def test_float16_snapshots(tmp_path):
+    path = tmp_path / "f16.h5"
+    train(tiny_config(snapshot_dtype="float16", epochs=2, swa_start=1, swa_epochs=1), path, progress=False,
+          log=lambda s: None)
+    with Trajectory(path) as t:
+        assert t._f["snapshots/weights"].dtype == np.float16
+        assert t.weights(0).dtype == torch.float32 and t.solution("swa")[0].dtype == torch.float32
+        assert math.isfinite(t.solution_scalar("swa", "test_acc"))

@@ -1,0 +1,191 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from landscape.errors import UserError
+from swa import Trajectory, info, train
+from swa.trajectory import TrajectoryWriter
+from tests.factories import tiny_config
+
+CLI = [sys.executable, "-m", "swa.cli"]
+QUIET = dict(progress=False, log=lambda s: None)
+
+
+def test_round_trip_schema(tiny_run):
+    with h5py.File(tiny_run, "r", libver="latest", swmr=True) as f:
+        assert f.attrs["format"] == "swa-landscape/trajectory" and f.attrs["format_version"] == 1
+        for k in ("model", "dataset", "config", "param_layout", "buffer_layout"):
+            assert k in f.attrs
+        n = int(f["snapshots/count"][()])
+        for k in ("weights", "buffers", "epoch", "iteration", "lr", "branch", "captured",
+                  "train_loss", "train_acc", "test_loss", "test_acc"):
+            assert f[f"snapshots/{k}"].shape[0] == n
+        p = f["snapshots/weights"].shape[1]
+    with Trajectory(tiny_run) as t:
+        assert t.param_layout.size == p and t.config["swa_schedule"] == "cyclic"
+        assert t.model_spec == {"name": "convnet_bn", "kwargs": {"width": 8, "num_classes": 10}}
+        w = t.weights([0, 2])
+        assert w.shape == (2, p)
+        torch.testing.assert_close(w[1], t.weights(2))
+        with pytest.raises(UserError, match="out of range"):
+            t.weights(n + 3)
+
+
+def test_writer_commits_rows_and_refuses_overwrite(tmp_path):
+    path = tmp_path / "w.h5"
+    g = torch.Generator().manual_seed(5)
+    rows = [torch.randn(7, generator=g) for _ in range(3)]
+    with TrajectoryWriter.create(path, {"model": "{}"}, 7, 2) as w:
+        for i, r in enumerate(rows):
+            w.append(r, torch.randn(2, generator=g), epoch=i, iteration=i, lr=0.1, branch="sgd", captured=i == 1)
+        w.save_checkpoint({"n_snapshots": 2, "x": torch.arange(3)})
+        w.save_checkpoint({"n_snapshots": 3, "x": torch.arange(4)})
+    with Trajectory(path) as t:
+        torch.testing.assert_close(t.weights(), torch.stack(rows))
+        assert list(t.meta("captured")) == [False, True, False]
+        assert np.isnan(t.meta("test_acc")).all()
+        torch.testing.assert_close(t.checkpoint()["x"], torch.arange(4))
+    with pytest.raises(UserError, match="exists"):
+        TrajectoryWriter.create(path, {}, 7, 2)
+
+
+def _start_training(path, *extra):
+    args = ["train", "--out", str(path), "--model", "convnet_bn", "--model-kwargs", '{"width": 8}', "--num-samples", "600",
+            "--epochs", "8", "--swa-start", "4", "--swa-epochs", "4", "--swa-cycle", "0.5", "--batch-size", "16",
+            "--device", "cpu", "--no-progress", *extra]
+    return args
+
+
+def _wait_for_checkpoint(path, min_epochs, proc, timeout=120):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        assert proc.poll() is None, "training finished before it could be killed"
+        if path.exists():
+            try:
+                with Trajectory(path) as t:
+                    c = t.checkpoint()
+                    if c is not None and c["plan_index"] >= min_epochs:
+                        return
+            except (UserError, OSError, KeyError):
+                pass
+        time.sleep(0.05)
+    raise AssertionError("no checkpoint appeared")
+
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    full = tmp_path_factory.mktemp("resume") / "full.h5"
+    subprocess.run(CLI + _start_training(full), check=True, env=ENV, capture_output=True)
+    return full
+
+
+@pytest.mark.parametrize("kill_after", [3, 10])  # inside the conventional run, inside the SWA branch
+def test_kill9_then_resume_equals_uninterrupted(tmp_path, uninterrupted, kill_after):
+    env, full, cut = ENV, uninterrupted, tmp_path / "cut.h5"
+    proc = subprocess.Popen(CLI + _start_training(cut), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for_checkpoint(cut, kill_after, proc)
+    time.sleep(0.07)  # land somewhere inside the next epoch
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    # the killed file opens, with every committed snapshot intact
+    summary = subprocess.run(CLI + ["info", str(cut)], env=env, capture_output=True, text=True)
+    assert summary.returncode == 0, summary.stderr
+    assert "status: running" in summary.stdout
+    with Trajectory(cut) as t, Trajectory(full) as f:
+        n_cut = t.n
+        assert n_cut >= kill_after
+        torch.testing.assert_close(t.weights(), f.weights(slice(0, n_cut)), rtol=0, atol=0)
+    r = subprocess.run(CLI + ["train", "--resume", "--out", str(cut), "--no-progress"], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    with Trajectory(cut) as t, Trajectory(full) as f:
+        assert t.status == "complete" and t.n == f.n
+        for name in ("sgd", "swa"):
+            torch.testing.assert_close(t.solution(name)[0], f.solution(name)[0], rtol=0, atol=0)
+            torch.testing.assert_close(t.solution(name)[1], f.solution(name)[1], rtol=0, atol=0)
+        torch.testing.assert_close(t.weights(), f.weights(), rtol=0, atol=0)
+        assert list(t.meta("captured")) == list(f.meta("captured"))
+
+
+def test_interrupt_leaves_readable_file(tmp_path):
+    path = tmp_path / "int.h5"
+    calls = []
+
+    def log(line):
+        calls.append(line)
+        if len(calls) == 3:  # header + 2 epochs
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(), path, progress=False, log=log)
+    with Trajectory(path) as t:
+        assert t.status == "interrupted" and t.n >= 2
+    assert "interrupted" in info(path)
+
+
+def _cli(*args):
+    return subprocess.run(CLI + list(args), capture_output=True, text=True)
+
+
+@pytest.mark.parametrize(
+    "args,msg",
+    [
+        (["--model", "resnet9000"], "unknown model 'resnet9000'"),
+        (["--lr", "-0.1"], "lr must be positive"),
+        (["--swa-start", "50", "--epochs", "10"], "swa_start 50 lies outside the budget"),
+        (["--swa-cycle", "0"], "swa_cycle (cycle length) must be positive"),
+        (["--swa-schedule", "triangle"], "swa_schedule must be one of"),
+        (["--dataset", "cifar10", "--data-dir", "/nonexistent"], "lacks data_batch_1"),
+    ],
+)
+def test_bad_hyper_parameters_one_line_error(tmp_path, args, msg):
+    out = tmp_path / "x.h5"
+    r = _cli("train", "--out", str(out), "--num-samples", "100", "--epochs", "4", *args)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and msg in lines[0] and "Traceback" not in r.stderr
+    assert not out.exists()
+
+
+def test_refuses_to_overwrite_and_rejects_foreign_files(tmp_path, tiny_run):
+    before = os.path.getmtime(tiny_run)
+    r = _cli("train", "--out", tiny_run, "--epochs", "2")
+    assert r.returncode == 2 and "exists" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert os.path.getmtime(tiny_run) == before
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f.attrs["format"] = "something-else"
+    for cmd in (["info", str(other)], ["train", "--resume", "--out", str(other)]):
+        r = _cli(*cmd)
+        assert r.returncode == 2 and "not a swa-landscape trajectory file" in r.stderr
+    with h5py.File(other, "w") as f:
+        f.attrs["format"] = "swa-landscape/trajectory"
+        f.attrs["format_version"] = 99
+    r = _cli("info", str(other))
+    assert r.returncode == 2 and "version 99" in r.stderr
+    text = tmp_path / "t.h5"
+    text.write_text("hello")
+    r = _cli("info", str(text))
+    assert r.returncode == 2 and "not a readable HDF5 file" in r.stderr.splitlines()[0]
+
+
+def test_toml_config_and_flag_override(tmp_path):
+    from swa.cli import build_parser, train_config
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[train]\nepochs = 12\nlr = 0.2\nmodel_kwargs = { width = 4 }\nswa_schedule = "swalr"\n')
+    args = build_parser().parse_args(["train", "--config", str(cfg), "--out", "x.h5", "--lr", "0.3"])
+    c = train_config(args)
+    assert (c.epochs, c.lr, c.model_kwargs, c.swa_schedule.value) == (12, 0.3, {"width": 4}, "swalr")
+    cfg.write_text("epochz = 3\n")
+    r = _cli("train", "--config", str(cfg), "--out", str(tmp_path / "y.h5"))
+    assert r.returncode == 2 and "unknown keys epochz" in r.stderr
