@@ -354,11 +354,12 @@ class Engine:
                 raise UserError(f"split {name!r} has {x.shape[0]} inputs but {y.shape[0]} targets")
         if bn_data is None and "train" in splits:
             bn_data = splits["train"][0]
-        if self.bn_names and cfg.bn_mode is BNMode.RECOMPUTE:
-            if bn_data is None or bn_data.shape[0] == 0:
-                raise UserError("BN recomputation needs training data (an empty or missing 'train' split)")
-            n = bn_data.shape[0] if cfg.bn_batches is None else min(bn_data.shape[0], cfg.bn_batches * cfg.bn_batch_size)
-            bn_data = bn_data[:n]
+        if bn_data is not None and bn_data.shape[0] == 0:
+            bn_data = None
+        if self.bn_names and cfg.bn_mode is BNMode.RECOMPUTE and bn_data is None:
+            raise UserError("BN recomputation needs training data (an empty or missing 'train' split)")
+        if bn_data is not None and cfg.bn_batches is not None:
+            bn_data = bn_data[: cfg.bn_batches * cfg.bn_batch_size]
         self.splits = {k: (self._place(x), y.to(self.device)) for k, (x, y) in splits.items()}
         self.bn_data = self._place(bn_data) if bn_data is not None else None
         example = next(iter(self.splits.values()))[0][: max(2, cfg.bn_batch_size)].to(self.device, self.dtype)
@@ -592,21 +593,25 @@ class Engine:
         return b.contiguous()
 
     # --- public --------------------------------------------------------------------------------
-    def check_points(self, points: PointSet) -> None:
+    def check_points(self, points: PointSet, bn_mode: BNMode | None = None) -> None:
         """Raise :class:`UserError` if the point set does not fit the model."""
+        bn_mode = bn_mode or self.config.bn_mode
         if points.dim != self.p_layout.size:
             raise UserError(f"point vectors have length {points.dim}, but the model has {self.p_layout.size} parameters")
         if points.has_buffers and points.buffer_dim != self.b_layout.size:
             raise UserError(f"point buffers have length {points.buffer_dim}, but the model has {self.b_layout.size} buffer entries")
-        if self.bn_names and self.config.bn_mode is not BNMode.RECOMPUTE and not points.has_buffers:
-            raise UserError(f"bn_mode {self.config.bn_mode.value!r} needs buffers carried by the points")
-        if self.config.bn_mode is BNMode.INTERPOLATE and points.buffers is None and points.buffer_basis is None:
+        if self.bn_names and bn_mode is not BNMode.RECOMPUTE and not points.has_buffers:
+            raise UserError(f"bn_mode {bn_mode.value!r} needs buffers carried by the points")
+        if bn_mode is BNMode.RECOMPUTE and self.bn_names and self.bn_data is None:
+            raise UserError("BN recomputation needs training data (an empty or missing 'train' split)")
+        if bn_mode is BNMode.INTERPOLATE and points.buffers is None and points.buffer_basis is None:
             raise UserError("bn_mode 'interpolate' needs buffer_basis (or explicit per-point buffers)")
 
     def evaluate(self, points: PointSet, splits: tuple[str, ...] | None = None, probs: tuple[str, ...] = (),
                  prob_sink: Callable[[str, int, torch.Tensor], None] | None = None,
                  progress: bool = False, desc: str = "points",
-                 on_chunk: Callable[[int, int, EvalResult], None] | None = None) -> EvalResult:
+                 on_chunk: Callable[[int, int, EvalResult], None] | None = None,
+                 bn_mode: BNMode | str | None = None) -> EvalResult:
         """Metrics at every point.
 
         Args:
@@ -619,11 +624,13 @@ class Engine:
             desc: Progress bar label.
             on_chunk: Called as ``(start, stop, chunk_result)`` after each chunk (e.g. to
                 write results incrementally).
+            bn_mode: Override of ``config.bn_mode`` for this call.
 
         Returns:
             :class:`EvalResult` over all ``K`` points.
         """
-        self.check_points(points)
+        bn_mode = self.config.bn_mode if bn_mode is None else BNMode(bn_mode)
+        self.check_points(points, bn_mode)
         splits = tuple(self.splits) if splits is None else splits
         for s in (*splits, *probs):
             if s not in self.splits:
@@ -647,7 +654,7 @@ class Engine:
                 while lo < K:
                     hi = min(lo + k, K)
                     try:
-                        part = self._parallel_chunk(pool, workers, points, lo, hi, strategy, splits, probs)
+                        part = self._parallel_chunk(pool, workers, points, lo, hi, strategy, splits, probs, bn_mode)
                     except (RuntimeError, torch.cuda.OutOfMemoryError) as e:
                         if not _is_oom(e) or k == 1:
                             raise
@@ -683,23 +690,24 @@ class Engine:
         return self._replicas[i]
 
     def _parallel_chunk(self, pool: ThreadPoolExecutor, workers: int, points: PointSet, lo: int, hi: int,
-                        strategy: Strategy, splits: tuple[str, ...], probs: tuple[str, ...]) -> EvalResult:
+                        strategy: Strategy, splits: tuple[str, ...], probs: tuple[str, ...], bn_mode: BNMode
+                        ) -> EvalResult:
         """Points ``lo:hi`` split over up to ``workers`` replicas (each on its own thread)."""
         bounds = np.linspace(lo, hi, min(workers, hi - lo) + 1).round().astype(int)
         ranges = [(int(a), int(b)) for a, b in zip(bounds, bounds[1:]) if b > a]
         if len(ranges) == 1:
-            return self._evaluate_chunk(self._replicas[0], points, lo, hi, strategy, splits, probs)
-        futures = [pool.submit(self._evaluate_chunk, self._replica(i), points, a, b, strategy, splits, probs)
+            return self._evaluate_chunk(self._replicas[0], points, lo, hi, strategy, splits, probs, bn_mode)
+        futures = [pool.submit(self._evaluate_chunk, self._replica(i), points, a, b, strategy, splits, probs, bn_mode)
                    for i, (a, b) in enumerate(ranges)]
         return _concat([f.result() for f in futures], splits, self.b_layout.size)
 
     def _evaluate_chunk(self, rep: tuple[nn.Module, _Ctx], points: PointSet, lo: int, hi: int, strategy: Strategy,
-                        splits: tuple[str, ...], probs: tuple[str, ...]) -> EvalResult:
+                        splits: tuple[str, ...], probs: tuple[str, ...], bn_mode: BNMode) -> EvalResult:
         k = hi - lo
         w = points.chunk(lo, hi, self.device, self.dtype)
         params = self._named(w, self.p_layout)
         bflat = self._buffers_for(points, lo, hi)
-        if self.bn_names and self.config.bn_mode is BNMode.RECOMPUTE:
+        if self.bn_names and bn_mode is BNMode.RECOMPUTE:
             bflat = self._recompute(rep, strategy, params, bflat)
         buffers = self._named(bflat, self.b_layout)
         loss, acc, pr = {}, {}, {}

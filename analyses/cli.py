@@ -1,0 +1,98 @@
+"""``swa-landscape analyze RUN.h5 rays|segment|plane|fge|all``: builds configs and calls the analyses."""
+
+from __future__ import annotations
+
+import argparse
+
+from landscape.engine import EngineConfig
+from landscape.errors import UserError
+
+from .fge import FGEConfig, fge
+from .fge import describe as describe_fge
+from .plane import PlaneConfig, plane
+from .plane import describe as describe_plane
+from .rays import RaysConfig, rays
+from .rays import describe as describe_rays
+from .results import default_results_path
+from .segment import SegmentConfig, segment
+from .segment import describe as describe_segment
+
+__all__ = ["COMMANDS", "engine_config", "run_analyses"]
+
+ANALYSES = ("rays", "segment", "plane", "fge")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="run file (read only)")
+    p.add_argument("analysis", choices=(*ANALYSES, "all"))
+    p.add_argument("--out", help="results file (default: RUN.landscape.h5 next to the run)")
+    p.add_argument("--no-progress", action="store_true")
+    e = p.add_argument_group("engine")
+    e.add_argument("--bn-mode", default="recompute", choices=("recompute", "stored", "interpolate"))
+    e.add_argument("--bn-batches", type=int, help="recompute BN from the first n batches only")
+    e.add_argument("--strategy", default="auto", choices=("auto", "loop", "vmap"))
+    e.add_argument("--chunk-size", type=int)
+    e.add_argument("--memory-budget-gib", type=float, default=2.0)
+    e.add_argument("--device", default="auto")
+    e.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    r = p.add_argument_group("rays")
+    r.add_argument("--directions", type=int, default=10)
+    r.add_argument("--ray-steps", type=int, default=30)
+    r.add_argument("--t-max", type=float, help="largest ray distance (default: searched)")
+    r.add_argument("--seed", type=int, default=0, help="seed of the ray directions")
+    r.add_argument("--filter-normalize", action="store_true")
+    r.add_argument("--margin-error", type=float, default=0.05)
+    r.add_argument("--margin-loss", type=float, default=0.1)
+    s = p.add_argument_group("segment")
+    s.add_argument("--t-range", type=float, nargs=2, default=(-1.0, 2.0), metavar=("T_MIN", "T_MAX"))
+    s.add_argument("--segment-steps", type=int, default=41)
+    pl = p.add_argument_group("plane")
+    pl.add_argument("--anchors", help="three of sgd, swa or snapshot indices, comma-separated; or 'fge'")
+    pl.add_argument("--grid", type=int, nargs=2, default=(21, 21))
+    pl.add_argument("--margin", type=float, default=0.2)
+    f = p.add_argument_group("fge")
+    f.add_argument("--proposal-bn", default="stored", choices=("stored", "recompute"))
+
+
+def engine_config(args: argparse.Namespace, run: str) -> EngineConfig:
+    from swa.trajectory import Trajectory
+
+    with Trajectory(run) as t:
+        c = t.config
+    return EngineConfig(bn_mode=args.bn_mode, bn_batches=args.bn_batches, strategy=args.strategy,
+                        chunk_size=args.chunk_size, memory_budget=int(args.memory_budget_gib * (1 << 30)),
+                        device=args.device, dtype=args.dtype, bn_batch_size=c["batch_size"],
+                        bn_weighting=c["bn_weighting"])
+
+
+def _run_one(name: str, args: argparse.Namespace, out: str, eng: EngineConfig, anchors: tuple, progress: bool) -> str:
+    if name == "rays":
+        cfg = RaysConfig(args.directions, args.ray_steps, args.t_max, args.seed, args.filter_normalize,
+                         args.margin_error, args.margin_loss)
+        return describe_rays(rays(args.run, out, cfg, eng, progress))
+    if name == "segment":
+        cfg = SegmentConfig(args.t_range[0], args.t_range[1], args.segment_steps)
+        return describe_segment(segment(args.run, out, cfg, eng, progress))
+    if name == "plane":
+        return describe_plane(plane(args.run, out, PlaneConfig(anchors, tuple(args.grid), args.margin), eng, progress))
+    return describe_fge(fge(args.run, out, FGEConfig(args.proposal_bn), eng, progress))
+
+
+def run_analyses(args: argparse.Namespace) -> None:
+    out = args.out or str(default_results_path(args.run))
+    eng = engine_config(args, args.run)
+    todo = ANALYSES if args.analysis == "all" else (args.analysis,)
+    anchors = tuple(a.strip() for a in args.anchors.split(",")) if args.anchors else ()
+    progress = not args.no_progress
+    for name in todo:
+        try:
+            print(_run_one(name, args, out, eng, anchors, progress))
+        except UserError as e:
+            if args.analysis != "all" or name not in ("plane", "fge"):
+                raise
+            print(f"{name} skipped: {e}")
+    print(f"results: {out}")
+
+
+COMMANDS = {"analyze": ("run the geometry analyses on a run file (writes a separate results file)",
+                        add_arguments, run_analyses)}

@@ -1,0 +1,141 @@
+"""FGE ensemble versus SWA predictions (paper section 3.5).
+
+The captured models of a cyclical SWA branch are the FGE proposals w_1..w_M. The
+FGE ensemble averages their class probabilities; SWA averages their weights
+(w_SWA = mean of the proposals, BN recomputed). Reported exactly as in the paper,
+on the test set, with ||.|| the L2 norm over classes:
+
+* ``prob_diff_consecutive[i]`` = mean_x ||p_i(x) - p_{i+1}(x)||  (paper: 0.126 on CIFAR-100)
+* ``prob_diff_swa_ensemble``  = mean_x ||p_SWA(x) - mean_i p_i(x)||  (paper: 0.079)
+* ``agree_consecutive[i]``    = fraction of x with argmax p_i = argmax p_{i+1}  (paper: <= 87.33%)
+* ``agree_swa_ensemble``      = fraction of x with argmax p_SWA = argmax of the ensemble  (paper: 95.26%)
+
+and the paper's linearisation argument as a measurement: the proposals are shrunk
+toward their mean, w_i(s) = w_SWA + s (w_i - w_SWA), which leaves w_SWA unchanged.
+The consecutive differences are of first order in s and the SWA-ensemble gap of
+second order, so on a log-log scale their slopes (``order_consecutive``,
+``order_gap``) should be near 1 and 2.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from landscape.engine import BNMode, EngineConfig
+from landscape.errors import UserError
+from landscape.points import PointSet
+
+from .common import open_run
+from .results import ResultsFile, default_results_path
+
+__all__ = ["FGEConfig", "agreement_stats", "fge", "describe", "PAPER"]
+
+PAPER = {"prob_diff_consecutive": 0.126, "prob_diff_swa_ensemble": 0.079, "agree_consecutive": 0.8733,
+         "agree_swa_ensemble": 0.9526}
+"""The paper's values (Preactivation ResNet-110, CIFAR-100); agree_consecutive is an upper bound there."""
+
+
+@dataclass(frozen=True)
+class FGEConfig:
+    """Settings of the FGE analysis.
+
+    Attributes:
+        proposal_bn: ``"stored"``: each proposal with its own running BN statistics (as
+            FGE evaluates its members); ``"recompute"``: recomputed at each proposal.
+        scales: Shrink factors s of the linearisation study (BN recomputed there).
+    """
+
+    proposal_bn: str = "stored"
+    scales: tuple[float, ...] = (1.0, 0.5, 0.25)
+
+    def __post_init__(self) -> None:
+        if self.proposal_bn not in ("stored", "recompute"):
+            raise UserError(f"proposal_bn must be stored or recompute, got {self.proposal_bn!r}")
+        if any(s <= 0 for s in self.scales):
+            raise UserError("linearisation scales must be positive")
+
+
+def agreement_stats(p_props: torch.Tensor, p_swa: torch.Tensor) -> dict[str, np.ndarray | float]:
+    """The paper's four quantities from probabilities ``p_props [M, n, C]`` and ``p_swa [n, C]``."""
+    p_props, p_swa = p_props.double(), p_swa.double()
+    ens = p_props.mean(0)
+    lab = p_props.argmax(-1)
+    return {
+        "prob_diff_consecutive": (p_props[1:] - p_props[:-1]).norm(dim=-1).mean(-1).numpy(),
+        "prob_diff_swa_ensemble": float((p_swa - ens).norm(dim=-1).mean()),
+        "agree_consecutive": (lab[1:] == lab[:-1]).double().mean(-1).numpy(),
+        "agree_swa_ensemble": float((p_swa.argmax(-1) == ens.argmax(-1)).double().mean()),
+    }
+
+
+def _slope(s: np.ndarray, v: np.ndarray) -> float:
+    ok = (v > 0) & np.isfinite(v)
+    if ok.sum() < 2:
+        return float("nan")
+    return float(np.polyfit(np.log(s[ok]), np.log(v[ok]), 1)[0])
+
+
+def fge(run: str | os.PathLike, out: str | os.PathLike | None = None, config: FGEConfig | None = None,
+        engine_config: EngineConfig | None = None, progress: bool = True) -> dict:
+    """Compare the FGE ensemble of the captured proposals with their weight average; writes ``/fge``."""
+    config = config or FGEConfig()
+    results = ResultsFile(out or default_results_path(run), run)
+    ctx = open_run(run, engine_config)
+    t = ctx.traj
+    try:
+        idx = np.flatnonzero(t.meta("captured") & (t.meta("branch") == "swa"))
+        if idx.size < 2:
+            raise UserError(f"fge needs at least two captured proposals of the SWA branch; {t.path} has {idx.size} "
+                            "(train with --swa-schedule cyclic)")
+        w, b = t.weights(idx), t.buffers(idx)
+        y = ctx.engine.splits["test"][1].cpu()
+        mode = BNMode.STORED if config.proposal_bn == "stored" else BNMode.RECOMPUTE
+        r_props = ctx.engine.evaluate(PointSet.explicit(w, b), splits=("test",), probs=("test",), bn_mode=mode,
+                                      progress=progress, desc="fge proposals")
+        w_swa = w.double().mean(0).float()
+        r_swa = ctx.engine.evaluate(PointSet.explicit(w_swa[None]), splits=("test",), probs=("test",),
+                                    bn_mode=BNMode.RECOMPUTE)
+        p_props, p_swa = r_props.probs["test"], r_swa.probs["test"][0]
+        stats = agreement_stats(p_props, p_swa)
+        ens = p_props.double().mean(0)
+        out_vals = {
+            "proposal_indices": idx, **stats,
+            "acc_proposals": r_props.acc["test"].numpy(),
+            "acc_ensemble": float((ens.argmax(-1) == y).double().mean()),
+            "acc_swa": float(r_swa.acc["test"][0]),
+            "delta_norms": (w.double() - w_swa.double()).norm(dim=1).numpy(),
+            "consecutive_distances": (w[1:].double() - w[:-1].double()).norm(dim=1).numpy(),
+            "probs_proposals": p_props.numpy(), "probs_swa": p_swa.numpy(),
+        }
+        # linearisation study: shrink the proposals toward w_SWA
+        scales = np.asarray(sorted(set(config.scales), reverse=True), dtype=np.float64)
+        cons, gap = [], []
+        delta = w.double() - w_swa.double()
+        for s in scales:
+            ws = (w_swa.double() + s * delta).float()
+            r = ctx.engine.evaluate(PointSet.explicit(ws), splits=("test",), probs=("test",),
+                                    bn_mode=BNMode.RECOMPUTE, progress=progress, desc=f"fge scale {s:g}")
+            st = agreement_stats(r.probs["test"], p_swa)
+            cons.append(float(np.mean(st["prob_diff_consecutive"])))
+            gap.append(st["prob_diff_swa_ensemble"])
+        out_vals.update(scales=scales, scaled_prob_diff_consecutive=np.array(cons), scaled_prob_diff_swa_ensemble=np.array(gap),
+                        order_consecutive=_slope(scales, np.array(cons)), order_gap=_slope(scales, np.array(gap)))
+        results.write("fge", out_vals, {"config": str({**asdict(config), "engine": ctx.engine_dict()}),
+                                        "norm": "L2 over classes, averaged over test points"})
+        return out_vals
+    finally:
+        t.close()
+
+
+def describe(s: dict) -> str:
+    return (f"fge: {len(s['proposal_indices'])} proposals; mean ||p_i - p_i+1|| {np.mean(s['prob_diff_consecutive']):.4f} "
+            f"(paper {PAPER['prob_diff_consecutive']}), ||p_SWA - p_FGE|| {s['prob_diff_swa_ensemble']:.4f} (paper "
+            f"{PAPER['prob_diff_swa_ensemble']}); label agreement consecutive {np.mean(s['agree_consecutive']):.4f} "
+            f"(paper <= {PAPER['agree_consecutive']}), SWA vs FGE {s['agree_swa_ensemble']:.4f} (paper "
+            f"{PAPER['agree_swa_ensemble']})\n  accuracy: proposals {np.mean(s['acc_proposals']):.4f} (mean), "
+            f"FGE ensemble {s['acc_ensemble']:.4f}, SWA {s['acc_swa']:.4f}; linearisation: consecutive gap ~ s^"
+            f"{s['order_consecutive']:.2f}, SWA-FGE gap ~ s^{s['order_gap']:.2f} (theory: 1 and 2)")

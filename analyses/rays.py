@@ -1,0 +1,177 @@
+"""Random-direction rays from w_SWA and w_SGD (paper section 3.4, Figure 4).
+
+w(t, d_i) = w + t d_i for directions d_i uniform on the unit sphere of the full
+parameter space (normalised Gaussian draws), the same directions from both
+solutions; t is parameter-space L2 distance. Optionally filter-normalised
+directions (Li et al. 2018), for which t is in units of the filter norms.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from landscape.engine import EngineConfig
+from landscape.errors import UserError
+from landscape.layout import Layout
+from landscape.points import PointSet
+
+from .common import RunContext, evaluate_missing, open_run
+from .results import ResultsFile, default_results_path
+
+__all__ = ["RaysConfig", "random_directions", "filter_normalize", "first_crossing", "rays"]
+
+
+@dataclass(frozen=True)
+class RaysConfig:
+    """Settings of the rays analysis.
+
+    Attributes:
+        directions: Number of random directions D.
+        steps: Number of distances T (including t = 0).
+        t_max: Largest distance; None searches for one where test error clearly rises
+            (doubling from 2% of ||w_SWA|| until the mean test error along two
+            directions exceeds its t = 0 value by 3 x ``margin_error``).
+        seed: Seed of the directions (stored).
+        filter_normalize: Li et al. filter normalisation, per origin.
+        margin_error: Width: distance at which test error first exceeds its t = 0 value by this (fraction).
+        margin_loss: Width: distance at which train loss first exceeds its t = 0 value by this (nats).
+    """
+
+    directions: int = 10
+    steps: int = 30
+    t_max: float | None = None
+    seed: int = 0
+    filter_normalize: bool = False
+    margin_error: float = 0.05
+    margin_loss: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.directions < 1 or self.steps < 2:
+            raise UserError("rays need at least 1 direction and 2 steps")
+        if self.t_max is not None and self.t_max <= 0:
+            raise UserError(f"t_max must be positive, got {self.t_max}")
+
+
+def random_directions(n: int, p: int, seed: int) -> torch.Tensor:
+    """``n`` directions uniform on the unit sphere of R^p ``[n, p]`` (normalised Gaussian draws)."""
+    g = torch.Generator().manual_seed(seed)
+    d = torch.randn(n, p, generator=g)
+    return d / d.norm(dim=1, keepdim=True)
+
+
+def filter_normalize(d: torch.Tensor, w: torch.Tensor, layout: Layout) -> torch.Tensor:
+    """Li et al. (2018): each filter (row of a weight with >1 dims) of each direction gets the norm of the
+    corresponding filter of ``w``; 1-D parameters (biases, BN) get zero. ``d [n, P]``, ``w [P]``."""
+    out = torch.zeros_like(d)
+    offs = np.cumsum((0,) + layout.numels)
+    for i, shape in enumerate(layout.shapes):
+        if len(shape) < 2:
+            continue
+        sl = slice(int(offs[i]), int(offs[i + 1]))
+        dd = d[:, sl].reshape(d.shape[0], shape[0], -1)
+        ww = w[sl].reshape(shape[0], -1)
+        out[:, sl] = (dd / dd.norm(dim=2, keepdim=True).clamp_min(1e-30) * ww.norm(dim=1)[None, :, None]).reshape(
+            d.shape[0], -1)
+    return out
+
+
+def first_crossing(t: np.ndarray, values: np.ndarray, margin: float) -> np.ndarray:
+    """Per row, the first t where ``values`` exceeds its value at t[0] by ``margin``.
+
+    Linear interpolation between the grid points around the crossing; NaN/inf values
+    count as exceeding. ``inf`` where no crossing happens within the range.
+
+    Args:
+        t: Distances ``[T]`` (increasing, t[0] = 0).
+        values: ``[D, T]``.
+        margin: Threshold above the t = 0 value.
+
+    Returns:
+        ``[D]`` distances.
+    """
+    out = np.full(values.shape[0], np.inf)
+    for i, row in enumerate(values):
+        thr = row[0] + margin
+        above = ~(row <= thr)  # NaN counts as above
+        hits = np.flatnonzero(above[1:]) + 1
+        if hits.size == 0:
+            continue
+        j = hits[0]
+        lo, hi = row[j - 1], row[j]
+        frac = (thr - lo) / (hi - lo) if np.isfinite(hi) and hi > lo else 1.0
+        out[i] = t[j - 1] + frac * (t[j] - t[j - 1])
+    return out
+
+
+def _auto_t_max(ctx: RunContext, w: torch.Tensor, dirs: torch.Tensor, margin: float) -> float:
+    base = ctx.engine.evaluate(PointSet.explicit(w[None]), splits=("test",)).error("test")[0].item()
+    d = 0.02 * w.norm().item()
+    for _ in range(12):
+        pts = PointSet.affine(w, dirs[:2], torch.eye(2) * d)
+        err = ctx.engine.evaluate(pts, splits=("test",)).error("test").mean().item()
+        if not err <= base + 3 * margin:
+            return d
+        d *= 2
+    return d
+
+
+def rays(run: str | os.PathLike, out: str | os.PathLike | None = None, config: RaysConfig | None = None,
+         engine_config: EngineConfig | None = None, progress: bool = True) -> dict:
+    """Rays from both solutions; writes ``/rays/{swa,sgd}`` into the results file.
+
+    Returns:
+        Summary ``{origin: {"width_error": [D], "width_loss": [D], "t": [T]}}``.
+    """
+    config = config or RaysConfig()
+    results = ResultsFile(out or default_results_path(run), run)
+    ctx = open_run(run, engine_config)
+    try:
+        w_swa, _ = ctx.traj.solution("swa")
+        w_sgd, _ = ctx.traj.solution("sgd")
+        layout = ctx.traj.param_layout
+        base_dirs = random_directions(config.directions, layout.size, config.seed)
+        t_max = config.t_max or _auto_t_max(ctx, w_swa, base_dirs, config.margin_error)
+        t = np.linspace(0.0, t_max, config.steps)
+        summary = {}
+        for name, w in (("swa", w_swa), ("sgd", w_sgd)):
+            dirs = filter_normalize(base_dirs, w, layout) if config.filter_normalize else base_dirs
+            coords = torch.zeros(config.directions * config.steps, config.directions)
+            for i in range(config.directions):
+                coords[i * config.steps:(i + 1) * config.steps, i] = torch.as_tensor(t, dtype=torch.float32)
+            points = PointSet.affine(w, dirs, coords)
+            group = f"rays/{name}"
+            shape = (config.directions, config.steps)
+            cfg = {**asdict(config), "t_max": t_max, "origin": name, "engine": ctx.engine_dict()}
+            done = results.prepare(group, cfg, {k: (shape, "f8", np.nan) for k in
+                                                ("train_loss", "train_error", "test_loss", "test_error")},
+                                   {"t": t, "directions_seed": config.seed})
+            evaluate_missing(ctx, results, group, points, done, progress, f"rays from {name}")
+            with results.read() as f:
+                err, loss = f[group]["test_error"][:], f[group]["train_loss"][:]
+            we, wl = first_crossing(t, err, config.margin_error), first_crossing(t, loss, config.margin_loss)
+            results.write(group, {"width_error": we, "width_loss": wl},
+                          {"margin_error": config.margin_error, "margin_loss": config.margin_loss,
+                           "filter_normalized": config.filter_normalize})
+            summary[name] = {"width_error": we, "width_loss": wl, "t": t, "test_error0": float(err[0, 0]),
+                             "train_loss0": float(loss[0, 0])}
+        return summary
+    finally:
+        ctx.traj.close()
+
+
+def describe(summary: dict) -> str:
+    lines = [f"rays: {len(summary['swa']['t'])} distances up to {summary['swa']['t'][-1]:.3g}"]
+    for name in ("swa", "sgd"):
+        s = summary[name]
+        fe = s["width_error"][np.isfinite(s["width_error"])]
+        fl = s["width_loss"][np.isfinite(s["width_loss"])]
+        lines.append(
+            f"  from {name.upper()}: test error at t=0 {s['test_error0']:.4f}; width (test error +margin) "
+            f"{fe.mean() if fe.size else float('inf'):.3g} +- {fe.std() if fe.size else 0:.2g} "
+            f"({fe.size}/{len(s['width_error'])} directions crossed); width (train loss +margin) "
+            f"{fl.mean() if fl.size else float('inf'):.3g} +- {fl.std() if fl.size else 0:.2g}")
+    return "\n".join(lines)

@@ -1,0 +1,161 @@
+"""The results file of the analyses (HDF5), separate from the run file.
+
+Schema (documented in ``docs/file-format.md``): root attributes ``format`` =
+``"swa-landscape/results"``, ``format_version``, ``run`` (path of the run file),
+``run_hash`` (:meth:`swa.trajectory.Trajectory.content_hash`), ``toolkit_version``;
+one group per analysis (``/rays``, ``/segment``, ``/plane``, ``/fge``) whose
+``config`` attribute (JSON) records the analysis and engine settings.
+
+Every change is made on a copy that replaces the file atomically (``os.replace``),
+so a crash at any moment leaves the previous complete file. The run file is only
+ever opened read-only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from landscape.errors import UserError
+from swa.trainer import version
+from swa.trajectory import Trajectory
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "default_results_path", "ResultsFile"]
+
+FORMAT = "swa-landscape/results"
+FORMAT_VERSION = 1
+
+
+def default_results_path(run: str | os.PathLike) -> Path:
+    """``RUN.landscape.h5`` next to ``RUN.h5``."""
+    p = Path(run)
+    return p.with_name(p.name.removesuffix(".h5") + ".landscape.h5")
+
+
+class ResultsFile:
+    """Results of the analyses of one run.
+
+    Args:
+        path: Results file (created on first write).
+        run: The run file the results belong to; an existing results file of
+            another run (different content hash) is refused.
+    """
+
+    def __init__(self, path: str | os.PathLike, run: str | os.PathLike):
+        self.path, self.run = Path(path), Path(run)
+        if self.path.resolve() == self.run.resolve():
+            raise UserError("the results file must not be the run file (analyses never modify the training log)")
+        with Trajectory(run) as t:
+            self.run_hash = t.content_hash()
+        if self.path.exists():
+            with self.read() as f:
+                other, other_run = f.attrs.get("run_hash"), f.attrs.get("run", "?")
+            if other != self.run_hash:
+                raise UserError(f"{self.path} holds results of another run ({other_run}); "
+                                "pass --out to write elsewhere")
+
+    @contextmanager
+    def read(self):
+        """Open read-only (validated)."""
+        try:
+            f = h5py.File(self.path, "r")
+        except OSError as e:
+            raise UserError(f"{self.path} is not a readable HDF5 file ({e})") from None
+        try:
+            if f.attrs.get("format") != FORMAT:
+                raise UserError(f"{self.path} is not a swa-landscape results file")
+            if int(f.attrs.get("format_version", -1)) != FORMAT_VERSION:
+                raise UserError(f"{self.path} has results format version {f.attrs.get('format_version')}")
+            yield f
+        finally:
+            f.close()
+
+    def update(self, fn: Callable[[h5py.File], Any]) -> Any:
+        """Apply ``fn(file)`` to a copy and atomically replace the results file with it."""
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        if self.path.exists():
+            shutil.copyfile(self.path, tmp)
+        with h5py.File(tmp, "a") as f:
+            if "format" not in f.attrs:
+                f.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, "run": str(self.run.resolve()),
+                                "run_hash": self.run_hash, "toolkit_version": version()})
+            out = fn(f)
+        os.replace(tmp, self.path)
+        return out
+
+    def has(self, group: str) -> bool:
+        if not self.path.exists():
+            return False
+        with self.read() as f:
+            return group in f
+
+    def prepare(self, group: str, config: dict, arrays: dict[str, tuple[tuple[int, ...], str, Any]],
+                scalars: dict[str, Any] | None = None) -> np.ndarray:
+        """Create ``group`` for ``config`` or reuse it if the config matches (resume).
+
+        Args:
+            group: Group name.
+            config: Settings (JSON-able); a different config restarts the group.
+            arrays: name -> (shape, dtype, fill) of the datasets the analysis fills in.
+            scalars: Datasets written once at creation (e.g. ``t``, ``x``, ``y``).
+
+        Returns:
+            The ``done`` mask (bool, flat over the points) as stored.
+        """
+        cfg = json.dumps(config, sort_keys=True)
+
+        def fn(f: h5py.File) -> np.ndarray:
+            if group in f and f[group].attrs.get("config") == cfg and "done" in f[group]:
+                return f[group]["done"][:]
+            if group in f:
+                del f[group]
+            g = f.create_group(group)
+            g.attrs["config"] = cfg
+            n = None
+            for name, (shape, dtype, fill) in arrays.items():
+                g.create_dataset(name, shape, dtype=dtype, fillvalue=fill)
+                n = int(np.prod(shape[:2])) if n is None else n
+            for name, value in (scalars or {}).items():
+                g.create_dataset(name, data=value)
+            g.create_dataset("done", (n or 0,), dtype="?", fillvalue=False)
+            return g["done"][:]
+
+        return self.update(fn)
+
+    def write_points(self, group: str, flat_index: np.ndarray, values: dict[str, np.ndarray]) -> None:
+        """Store per-point values at flat indices of the group's arrays and mark them done."""
+
+        def fn(f: h5py.File) -> None:
+            g = f[group]
+            for name, v in values.items():
+                d = g[name]
+                flat = d[...].reshape(-1, *d.shape[2:]) if d.ndim > 2 else d[...].reshape(-1)
+                flat[flat_index] = v
+                d[...] = flat.reshape(d.shape)
+            done = g["done"][:]
+            done[flat_index] = True
+            g["done"][:] = done
+
+        self.update(fn)
+
+    def write(self, group: str, values: dict[str, Any], attrs: dict[str, Any] | None = None) -> None:
+        """(Re)write datasets and attributes of a group."""
+
+        def fn(f: h5py.File) -> None:
+            g = f.require_group(group)
+            for name, v in values.items():
+                if name in g:
+                    del g[name]
+                g.create_dataset(name, data=v)
+            for k, v in (attrs or {}).items():
+                g.attrs[k] = v
+
+        self.update(fn)

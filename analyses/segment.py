@@ -1,0 +1,93 @@
+"""The line through w_SWA and w_SGD (paper section 3.4, Figure 5).
+
+w(t) = t w_SGD + (1 - t) w_SWA = w_SWA + t (w_SGD - w_SWA); t = 0 is SWA, t = 1 is SGD,
+and the signed distance from w_SWA toward w_SGD is t ||w_SGD - w_SWA|| (parameter-space L2).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from landscape.engine import BNMode, EngineConfig
+from landscape.errors import UserError
+from landscape.points import PointSet
+
+from .common import evaluate_missing, open_run
+from .results import ResultsFile, default_results_path
+
+__all__ = ["SegmentConfig", "segment", "describe"]
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    """Settings of the segment analysis.
+
+    Attributes:
+        t_min: Smallest t (negative: beyond SWA).
+        t_max: Largest t (above 1: beyond SGD).
+        steps: Number of points; t = 0 and t = 1 are always included.
+    """
+
+    t_min: float = -1.0
+    t_max: float = 2.0
+    steps: int = 41
+
+    def __post_init__(self) -> None:
+        if self.steps < 2 or not self.t_min < self.t_max:
+            raise UserError("segment needs t_min < t_max and at least 2 steps")
+
+
+def _ts(c: SegmentConfig) -> np.ndarray:
+    return np.unique(np.concatenate([np.linspace(c.t_min, c.t_max, c.steps), [0.0, 1.0]]))
+
+
+def segment(run: str | os.PathLike, out: str | os.PathLike | None = None, config: SegmentConfig | None = None,
+            engine_config: EngineConfig | None = None, progress: bool = True) -> dict:
+    """Evaluate the SGD-SWA line; writes ``/segment`` into the results file.
+
+    With ``bn_mode="interpolate"`` the BN buffers are interpolated with the same t.
+    """
+    config = config or SegmentConfig()
+    results = ResultsFile(out or default_results_path(run), run)
+    ctx = open_run(run, engine_config)
+    try:
+        w_swa, b_swa = ctx.traj.solution("swa")
+        w_sgd, b_sgd = ctx.traj.solution("sgd")
+        t = _ts(config)
+        direction = (w_sgd - w_swa)[None]
+        length = float(direction.double().norm())
+        if length == 0:
+            raise UserError("w_SGD and w_SWA coincide; the segment is a point")
+        kw = {}
+        if ctx.engine_config.bn_mode is not BNMode.RECOMPUTE:
+            kw = {"buffer_origin": b_swa, "buffer_basis": (b_sgd - b_swa)[None]}
+        points = PointSet.affine(w_swa, direction, torch.as_tensor(t, dtype=w_swa.dtype)[:, None], **kw)
+        cfg = {**asdict(config), "engine": ctx.engine_dict()}
+        arrays = {k: ((len(t),), "f8", np.nan) for k in ("train_loss", "train_error", "test_loss", "test_error")}
+        done = results.prepare("segment", cfg, arrays, {"t": t, "distance": t * length})
+        evaluate_missing(ctx, results, "segment", points, done, progress, "segment")
+        with results.read() as f:
+            g = f["segment"]
+            loss, err = g["train_loss"][:], g["test_error"][:]
+        i_loss, i_err = int(np.nanargmin(loss)), int(np.nanargmin(err))
+        summary = {"t": t, "distance": t * length, "length": length, "train_loss": loss, "test_error": err,
+                   "t_min_train_loss": float(t[i_loss]), "t_min_test_error": float(t[i_err])}
+        results.write("segment", {"t_min_train_loss": t[i_loss], "t_min_test_error": t[i_err],
+                                  "distance_min_train_loss": t[i_loss] * length,
+                                  "distance_min_test_error": t[i_err] * length, "length": length})
+        return summary
+    finally:
+        ctx.traj.close()
+
+
+def describe(s: dict) -> str:
+    i0, i1 = int(np.argmin(np.abs(s["t"]))), int(np.argmin(np.abs(s["t"] - 1)))
+    return (f"segment: ||w_SGD - w_SWA|| = {s['length']:.4g}; SWA (t=0) train loss {s['train_loss'][i0]:.4f} "
+            f"test error {s['test_error'][i0]:.4f}; SGD (t=1) train loss {s['train_loss'][i1]:.4f} test error "
+            f"{s['test_error'][i1]:.4f}\n  train loss minimal at t = {s['t_min_train_loss']:.3g} "
+            f"(distance {s['t_min_train_loss'] * s['length']:.4g}); test error minimal at t = "
+            f"{s['t_min_test_error']:.3g} (distance {s['t_min_test_error'] * s['length']:.4g})")

@@ -1,0 +1,237 @@
+import hashlib
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from analyses import FGEConfig, PlaneConfig, RaysConfig, ResultsFile, SegmentConfig, fge, plane, rays, segment
+from analyses.fge import agreement_stats
+from analyses.plane import plane_basis, project
+from analyses.rays import first_crossing, random_directions
+from landscape.engine import EngineConfig
+from landscape.errors import UserError
+from landscape.reference import reference_point
+from swa import Trajectory, load_dataset, train
+from swa.runs import build_run_model
+from tests.factories import tiny_config
+
+ENG = EngineConfig(dtype="float64", bn_batch_size=64, workers=1)
+QUIET = dict(progress=False)
+
+
+def _sha(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def _reference(run, w):
+    """Metrics at w with BN recomputed, the slow way, in float64."""
+    with Trajectory(run) as t:
+        model = build_run_model(t).double()
+    data = {s: (x.double(), y) for s, (x, y) in ((s, load_dataset(run, s)) for s in ("train", "test"))}
+    ref, _ = reference_point(model, w.double(), data, data["train"][0], 64)
+    return ref
+
+
+@pytest.fixture
+def results_path(tmp_path):
+    return tmp_path / "res.h5"
+
+
+def test_segment_endpoints_reproduce_the_solutions(tiny_run, results_path):
+    before = _sha(tiny_run)
+    s = segment(tiny_run, results_path, SegmentConfig(-0.5, 1.5, 5), ENG, **QUIET)
+    assert _sha(tiny_run) == before  # analyses never modify the run file
+    with Trajectory(tiny_run) as t:
+        w_swa, w_sgd = t.solution("swa")[0], t.solution("sgd")[0]
+        swa_acc = t.solution_scalar("swa", "test_acc")
+    t_ = s["t"]
+    assert 0.0 in t_ and 1.0 in t_
+    np.testing.assert_allclose(s["distance"], t_ * (w_sgd - w_swa).double().norm().item(), rtol=1e-12)
+    i0, i1 = list(t_).index(0.0), list(t_).index(1.0)
+    for i, w in ((i0, w_swa), (i1, w_sgd)):
+        ref = _reference(tiny_run, w)
+        assert s["train_loss"][i] == pytest.approx(ref["train"].loss, rel=1e-5)
+        assert s["test_error"][i] == pytest.approx(1 - ref["test"].acc, abs=1e-12)
+    assert s["test_error"][i0] == pytest.approx(1 - swa_acc, abs=1e-9)  # trainer recomputed BN the same way
+    with h5py.File(results_path, "r") as f:
+        assert f["segment/train_loss"].shape == (len(t_),) and "t_min_test_error" in f["segment"]
+
+
+def test_rays_start_at_the_origin_and_follow_unit_directions(tiny_run, results_path):
+    cfg = RaysConfig(directions=3, steps=4, t_max=2.0, seed=7)
+    s = rays(tiny_run, results_path, cfg, ENG, **QUIET)
+    with Trajectory(tiny_run) as t:
+        w_swa = t.solution("swa")[0]
+    with h5py.File(results_path, "r") as f:
+        loss = f["rays/swa/train_loss"][:]
+        err = f["rays/swa/test_error"][:]
+        assert f["rays/swa/directions_seed"][()] == 7 and f["rays/sgd/train_loss"].shape == (3, 4)
+        np.testing.assert_allclose(f["rays/swa/t"][:], np.linspace(0, 2, 4))
+    ref0 = _reference(tiny_run, w_swa)
+    np.testing.assert_allclose(loss[:, 0], ref0["train"].loss, rtol=1e-5)
+    d = random_directions(3, w_swa.numel(), 7)
+    torch.testing.assert_close(d.norm(dim=1), torch.ones(3))
+    ref = _reference(tiny_run, w_swa + (2.0 / 3) * d[1])  # direction 1, step 1, written out
+    assert loss[1, 1] == pytest.approx(ref["train"].loss, rel=1e-5)
+    assert err[1, 1] == pytest.approx(1 - ref["test"].acc, abs=1e-12)
+    np.testing.assert_array_equal(s["swa"]["width_error"], first_crossing(np.linspace(0, 2, 4), err, 0.05))
+
+
+def test_first_crossing_formula():
+    t = np.array([0.0, 1.0, 2.0, 3.0])
+    v = np.array([[0.1, 0.12, 0.2, 0.5], [0.3, 0.3, 0.31, 0.32], [0.2, np.nan, 0.9, 1.0]])
+    w = first_crossing(t, v, 0.05)
+    assert w[0] == pytest.approx(1 + (0.15 - 0.12) / (0.2 - 0.12))
+    assert w[1] == np.inf
+    assert w[2] == 1.0  # NaN counts as beyond the margin
+
+
+def test_plane_geometry_with_known_offsets():
+    g = torch.Generator().manual_seed(3)
+    p = 50
+    q, _ = torch.linalg.qr(torch.randn(p, 3, generator=g, dtype=torch.float64))
+    u0, v0, n0 = q.T
+    w1 = torch.randn(p, generator=g, dtype=torch.float64)
+    w3, w2 = w1 + 5 * u0, w1 + 2 * u0 + 3 * v0
+    basis, xy = plane_basis(w1, w2, w3)
+    np.testing.assert_allclose(xy, [[0, 0], [2, 3], [5, 0]], atol=1e-12)
+    pts = torch.stack([w1 + 1 * u0 + 2 * v0 + 0.5 * n0, w1 - 4 * v0 - 1.5 * n0])
+    pxy, off = project(pts, w1, basis)
+    np.testing.assert_allclose(pxy, [[1, 2], [0, -4]], atol=1e-12)
+    np.testing.assert_allclose(off, [0.5, 1.5], atol=1e-12)
+    with pytest.raises(UserError, match="collinear"):
+        plane_basis(w1, w1 + 2.5 * u0, w3)
+    with pytest.raises(UserError, match="coincide"):
+        plane_basis(w1, w2, w1)
+
+
+def test_plane_on_a_run_matches_reference_and_resumes(tiny_run, tmp_path, monkeypatch):
+    cfg = PlaneConfig(grid=(4, 3), margin=0.1)
+    full = plane(tiny_run, tmp_path / "full.h5", cfg, ENG, **QUIET)
+    assert full["computed"] == 12
+    with h5py.File(tmp_path / "full.h5", "r") as f:
+        g = f["plane"]
+        x, y, anchors = g["x"][:], g["y"][:], g["anchor_xy"][:]
+        assert g["projection_xy"].shape[1] == 2 and g["off_plane"].shape == g["projected_indices"].shape
+        idx = np.array(eval(g.attrs["anchors"]))  # noqa: S307 - a JSON list of ints
+        loss = g["train_loss"][:]
+    with Trajectory(tiny_run) as t:
+        w = t.weights(idx).double()
+        swa_branch = np.flatnonzero(t.meta("branch") == "swa")
+    assert list(idx) == [swa_branch[0], swa_branch[len(swa_branch) // 2], swa_branch[-1]]
+    basis, xy = plane_basis(w[0], w[1], w[2])
+    np.testing.assert_allclose(anchors, xy, rtol=1e-6)
+    # anchors project onto themselves, on the plane
+    with h5py.File(tmp_path / "full.h5", "r") as f:
+        np.testing.assert_allclose(f["plane/projection_xy"][:][idx], xy, atol=1e-4)
+        np.testing.assert_allclose(f["plane/off_plane"][:][idx], 0, atol=1e-4)
+    ref = _reference(tiny_run, w[0] + x[2] * basis[0] + y[1] * basis[1])
+    assert loss[2, 1] == pytest.approx(ref["train"].loss, rel=1e-5)
+
+    # a crash after the first chunk, then a restart that computes only the rest
+    calls = {"n": 0}
+    real = ResultsFile.write_points
+
+    def crashing(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("simulated crash")
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(ResultsFile, "write_points", crashing)
+    eng = EngineConfig(dtype="float64", bn_batch_size=64, workers=1, chunk_size=5)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        plane(tiny_run, tmp_path / "cut.h5", cfg, eng, **QUIET)
+    monkeypatch.setattr(ResultsFile, "write_points", real)
+    with h5py.File(tmp_path / "cut.h5", "r") as f:
+        assert f["plane/done"][:].sum() == 5  # the first chunk survived
+    again = plane(tiny_run, tmp_path / "cut.h5", cfg, eng, **QUIET)
+    assert again["computed"] == 7
+    with h5py.File(tmp_path / "cut.h5", "r") as a, h5py.File(tmp_path / "full.h5", "r") as b:
+        for k in ("train_loss", "test_error", "train_error", "test_loss"):
+            np.testing.assert_allclose(a[f"plane/{k}"][:], b[f"plane/{k}"][:], rtol=1e-12)
+
+
+def test_plane_bad_anchors(tiny_run, results_path):
+    with pytest.raises(UserError, match="out of range"):
+        plane(tiny_run, results_path, PlaneConfig(anchors=(0, 1, 999)), ENG, **QUIET)
+    with pytest.raises(UserError, match="exactly three"):
+        plane(tiny_run, results_path, PlaneConfig(anchors=(0, 1)), ENG, **QUIET)
+    with pytest.raises(UserError, match="collinear|coincide"):
+        plane(tiny_run, results_path, PlaneConfig(anchors=("swa", "swa", 3)), ENG, **QUIET)
+
+
+def test_agreement_stats_on_a_hand_made_ensemble():
+    p = torch.tensor([[[0.7, 0.2, 0.1], [0.1, 0.8, 0.1]],
+                      [[0.6, 0.3, 0.1], [0.5, 0.4, 0.1]],
+                      [[0.2, 0.7, 0.1], [0.1, 0.2, 0.7]]], dtype=torch.float64)
+    swa = torch.tensor([[0.5, 0.4, 0.1], [0.2, 0.5, 0.3]], dtype=torch.float64)
+    s = agreement_stats(p, swa)
+    d01 = (np.linalg.norm([0.1, -0.1, 0]) + np.linalg.norm([-0.4, 0.4, 0])) / 2
+    d12 = (np.linalg.norm([0.4, -0.4, 0]) + np.linalg.norm([0.4, 0.2, -0.6])) / 2
+    np.testing.assert_allclose(s["prob_diff_consecutive"], [d01, d12])
+    ens = p.mean(0).numpy()  # [[0.5, 0.4, 0.1], [0.2333, 0.4667, 0.3]]
+    gap = (np.linalg.norm(swa[0].numpy() - ens[0]) + np.linalg.norm(swa[1].numpy() - ens[1])) / 2
+    assert s["prob_diff_swa_ensemble"] == pytest.approx(gap)
+    np.testing.assert_allclose(s["agree_consecutive"], [0.5, 0.0])  # labels (0,1), (0,0), (1,2)
+    assert s["agree_swa_ensemble"] == 1.0
+
+
+def test_fge_on_a_run(tiny_run, results_path):
+    s = fge(tiny_run, results_path, FGEConfig(scales=(1.0, 0.5)), ENG, **QUIET)
+    with Trajectory(tiny_run) as t:
+        idx = np.flatnonzero(t.meta("captured"))
+        w_mean = t.weights(idx).double().mean(0)
+        acc_stored = t.meta("test_acc")[idx]
+    np.testing.assert_array_equal(s["proposal_indices"], idx)
+    # proposals with their own buffers reproduce the accuracies logged during training
+    np.testing.assert_allclose(s["acc_proposals"], acc_stored, atol=1e-12)
+    ref = _reference(tiny_run, w_mean)
+    assert s["acc_swa"] == pytest.approx(ref["test"].acc, abs=1e-12)
+    _, y = load_dataset(tiny_run, "test")
+    ens = torch.as_tensor(s["probs_proposals"]).double().mean(0)
+    assert s["acc_ensemble"] == pytest.approx((ens.argmax(-1) == y).double().mean().item())
+    assert s["scales"].tolist() == [1.0, 0.5] and np.isfinite(s["order_consecutive"])
+    with h5py.File(results_path, "r") as f:
+        assert f["fge/prob_diff_consecutive"].shape == (len(idx) - 1,)
+
+
+def test_fge_needs_captured_proposals_and_results_belong_to_one_run(tmp_path, tiny_run, tiny_run_constant):
+    cut = tmp_path / "cut.h5"
+    lines = []
+
+    def log(line):
+        lines.append(line)
+        if len(lines) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(), cut, progress=False, log=log)
+    with pytest.raises(UserError, match="at least two captured proposals"):
+        fge(cut, tmp_path / "r.h5", engine_config=ENG, progress=False)
+    shared = tmp_path / "shared.h5"
+    segment(tiny_run, shared, SegmentConfig(0, 1, 2), ENG, **QUIET)
+    with pytest.raises(UserError, match="results of another run"):
+        segment(tiny_run_constant, shared, SegmentConfig(0, 1, 2), ENG, **QUIET)
+    with pytest.raises(UserError, match="must not be the run file"):
+        segment(tiny_run, tiny_run, SegmentConfig(0, 1, 2), ENG, **QUIET)
+
+
+def test_cli_analyze_all(tiny_run, tmp_path):
+    before = _sha(tiny_run)
+    out = tmp_path / "cli.h5"
+    r = subprocess.run([sys.executable, "-m", "swa.cli", "analyze", tiny_run, "all", "--out", str(out),
+                        "--directions", "2", "--ray-steps", "3", "--t-max", "1", "--segment-steps", "3",
+                        "--grid", "3", "3", "--no-progress"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    for word in ("rays:", "segment:", "plane through", "fge:", "results:"):
+        assert word in r.stdout
+    assert _sha(tiny_run) == before
+    with h5py.File(out, "r") as f:
+        assert set(f) == {"rays", "segment", "plane", "fge"}
+    r = subprocess.run([sys.executable, "-m", "swa.cli", "analyze", tiny_run, "plane", "--anchors", "0,1,100000",
+                        "--out", str(out)], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "out of range" in r.stderr
