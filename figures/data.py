@@ -1,0 +1,60 @@
+"""Read what the figures need from run and results files with h5py alone (no model or training code)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import h5py
+import numpy as np
+
+__all__ = ["RunSummary", "read_run", "read_results"]
+
+
+@dataclass
+class RunSummary:
+    """Per-snapshot vectors ``[N]`` and settings of a run file."""
+
+    path: str
+    config: dict
+    model: dict
+    dataset: dict
+    iteration: np.ndarray
+    epoch: np.ndarray
+    lr: np.ndarray
+    branch: np.ndarray
+    captured: np.ndarray
+    test_acc: np.ndarray
+    train_loss: np.ndarray
+    solutions: dict[str, dict[str, float]]
+    status: str
+
+
+def read_run(path: str | os.PathLike) -> RunSummary:
+    """Settings, per-snapshot metrics and solution metrics of a run file (opened read-only, SWMR)."""
+    with h5py.File(path, "r", libver="latest", swmr=True) as f:
+        n = int(f["snapshots/count"][()])
+        s = f["snapshots"]
+        sols = {}
+        for name in ("sgd", "swa"):
+            g = f[f"solutions/{name}"]
+            if bool(g["written"][()]):
+                sols[name] = {k: float(g[k][()]) for k in ("train_loss", "train_acc", "test_loss", "test_acc", "n_averaged")}
+        return RunSummary(
+            str(path), json.loads(f.attrs["config"]), json.loads(f.attrs["model"]), json.loads(f.attrs["dataset"]),
+            s["iteration"][:n], s["epoch"][:n], s["lr"][:n], s["branch"][:n].astype(str), s["captured"][:n],
+            s["test_acc"][:n], s["train_loss"][:n], sols, f["state/status"][()].decode(),
+        )
+
+
+def read_results(path: str | os.PathLike) -> dict[str, dict]:
+    """Every analysis group of a results file as nested dicts of numpy arrays and attributes."""
+
+    def group(g: h5py.Group) -> dict:
+        out = {k: (group(v) if isinstance(v, h5py.Group) else v[()]) for k, v in g.items()}
+        out["_attrs"] = dict(g.attrs)
+        return out
+
+    with h5py.File(path, "r") as f:
+        return {k: group(v) for k, v in f.items()}
