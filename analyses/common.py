@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,9 +16,9 @@ from landscape.points import PointSet
 from swa.runs import build_run_model, load_dataset
 from swa.trajectory import Trajectory
 
-from .results import ResultsFile
+from .results import ResultsFile, default_results_path
 
-__all__ = ["RunContext", "open_run", "evaluate_missing"]
+__all__ = ["RunContext", "open_run", "analysis", "evaluate_missing"]
 
 
 @dataclass
@@ -44,6 +46,18 @@ def open_run(run: str | os.PathLike, engine_config: EngineConfig | None = None) 
     model = build_run_model(t)
     splits = {s: load_dataset(run, s) for s in ("train", "test")}
     return RunContext(t, Engine(model, splits, config=engine_config), engine_config)
+
+
+@contextmanager
+def analysis(run: str | os.PathLike, out: str | os.PathLike | None, engine_config: EngineConfig | None
+             ) -> Iterator[tuple[RunContext, ResultsFile]]:
+    """The run opened read-only with its engine, and the results file (default ``RUN.landscape.h5``)."""
+    results = ResultsFile(out or default_results_path(run), run)
+    ctx = open_run(run, engine_config)
+    try:
+        yield ctx, results
+    finally:
+        ctx.traj.close()
 
 
 def evaluate_missing(ctx: RunContext, results: ResultsFile, group: str, points: PointSet, done: np.ndarray,

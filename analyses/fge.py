@@ -29,8 +29,8 @@ from landscape.engine import BNMode, EngineConfig
 from landscape.errors import UserError
 from landscape.points import PointSet
 
-from .common import open_run
-from .results import ResultsFile, default_results_path
+from .common import RunContext, analysis
+from .results import ResultsFile
 
 __all__ = ["FGEConfig", "agreement_stats", "fge", "describe", "PAPER"]
 
@@ -83,52 +83,52 @@ def fge(run: str | os.PathLike, out: str | os.PathLike | None = None, config: FG
         engine_config: EngineConfig | None = None, progress: bool = True) -> dict:
     """Compare the FGE ensemble of the captured proposals with their weight average; writes ``/fge``."""
     config = config or FGEConfig()
-    results = ResultsFile(out or default_results_path(run), run)
-    ctx = open_run(run, engine_config)
+    with analysis(run, out, engine_config) as (ctx, results):
+        return _run(ctx, results, config, progress)
+
+
+def _run(ctx: RunContext, results: ResultsFile, config: FGEConfig, progress: bool) -> dict:
     t = ctx.traj
-    try:
-        idx = np.flatnonzero(t.meta("captured") & (t.meta("branch") == "swa"))
-        if idx.size < 2:
-            raise UserError(f"fge needs at least two captured proposals of the SWA branch; {t.path} has {idx.size} "
-                            "(train with --swa-schedule cyclic)")
-        w, b = t.weights(idx), t.buffers(idx)
-        y = ctx.engine.splits["test"][1].cpu()
-        mode = BNMode.STORED if config.proposal_bn == "stored" else BNMode.RECOMPUTE
-        r_props = ctx.engine.evaluate(PointSet.explicit(w, b), splits=("test",), probs=("test",), bn_mode=mode,
-                                      progress=progress, desc="fge proposals")
-        w_swa = w.double().mean(0).float()
-        r_swa = ctx.engine.evaluate(PointSet.explicit(w_swa[None]), splits=("test",), probs=("test",),
-                                    bn_mode=BNMode.RECOMPUTE)
-        p_props, p_swa = r_props.probs["test"], r_swa.probs["test"][0]
-        stats = agreement_stats(p_props, p_swa)
-        ens = p_props.double().mean(0)
-        out_vals = {
-            "proposal_indices": idx, **stats,
-            "acc_proposals": r_props.acc["test"].numpy(),
-            "acc_ensemble": float((ens.argmax(-1) == y).double().mean()),
-            "acc_swa": float(r_swa.acc["test"][0]),
-            "delta_norms": (w.double() - w_swa.double()).norm(dim=1).numpy(),
-            "consecutive_distances": (w[1:].double() - w[:-1].double()).norm(dim=1).numpy(),
-            "probs_proposals": p_props.numpy(), "probs_swa": p_swa.numpy(),
-        }
-        # linearisation study: shrink the proposals toward w_SWA
-        scales = np.asarray(sorted(set(config.scales), reverse=True), dtype=np.float64)
-        cons, gap = [], []
-        delta = w.double() - w_swa.double()
-        for s in scales:
-            ws = (w_swa.double() + s * delta).float()
-            r = ctx.engine.evaluate(PointSet.explicit(ws), splits=("test",), probs=("test",),
-                                    bn_mode=BNMode.RECOMPUTE, progress=progress, desc=f"fge scale {s:g}")
-            st = agreement_stats(r.probs["test"], p_swa)
-            cons.append(float(np.mean(st["prob_diff_consecutive"])))
-            gap.append(st["prob_diff_swa_ensemble"])
-        out_vals.update(scales=scales, scaled_prob_diff_consecutive=np.array(cons), scaled_prob_diff_swa_ensemble=np.array(gap),
-                        order_consecutive=_slope(scales, np.array(cons)), order_gap=_slope(scales, np.array(gap)))
-        results.write("fge", out_vals, {"config": str({**asdict(config), "engine": ctx.engine_dict()}),
-                                        "norm": "L2 over classes, averaged over test points"})
-        return out_vals
-    finally:
-        t.close()
+    idx = np.flatnonzero(t.meta("captured") & (t.meta("branch") == "swa"))
+    if idx.size < 2:
+        raise UserError(f"fge needs at least two captured proposals of the SWA branch; {t.path} has {idx.size} "
+                        "(train with --swa-schedule cyclic)")
+    w, b = t.weights(idx), t.buffers(idx)
+    y = ctx.engine.splits["test"][1].cpu()
+    mode = BNMode.STORED if config.proposal_bn == "stored" else BNMode.RECOMPUTE
+    r_props = ctx.engine.evaluate(PointSet.explicit(w, b), splits=("test",), probs=("test",), bn_mode=mode,
+                                  progress=progress, desc="fge proposals")
+    w_swa = w.double().mean(0).float()
+    r_swa = ctx.engine.evaluate(PointSet.explicit(w_swa[None]), splits=("test",), probs=("test",),
+                                bn_mode=BNMode.RECOMPUTE)
+    p_props, p_swa = r_props.probs["test"], r_swa.probs["test"][0]
+    stats = agreement_stats(p_props, p_swa)
+    ens = p_props.double().mean(0)
+    out_vals = {
+        "proposal_indices": idx, **stats,
+        "acc_proposals": r_props.acc["test"].numpy(),
+        "acc_ensemble": float((ens.argmax(-1) == y).double().mean()),
+        "acc_swa": float(r_swa.acc["test"][0]),
+        "delta_norms": (w.double() - w_swa.double()).norm(dim=1).numpy(),
+        "consecutive_distances": (w[1:].double() - w[:-1].double()).norm(dim=1).numpy(),
+        "probs_proposals": p_props.numpy(), "probs_swa": p_swa.numpy(),
+    }
+    # linearisation study: shrink the proposals toward w_SWA
+    scales = np.asarray(sorted(set(config.scales), reverse=True), dtype=np.float64)
+    cons, gap = [], []
+    delta = w.double() - w_swa.double()
+    for s in scales:
+        ws = (w_swa.double() + s * delta).float()
+        r = ctx.engine.evaluate(PointSet.explicit(ws), splits=("test",), probs=("test",),
+                                bn_mode=BNMode.RECOMPUTE, progress=progress, desc=f"fge scale {s:g}")
+        st = agreement_stats(r.probs["test"], p_swa)
+        cons.append(float(np.mean(st["prob_diff_consecutive"])))
+        gap.append(st["prob_diff_swa_ensemble"])
+    out_vals.update(scales=scales, scaled_prob_diff_consecutive=np.array(cons), scaled_prob_diff_swa_ensemble=np.array(gap),
+                    order_consecutive=_slope(scales, np.array(cons)), order_gap=_slope(scales, np.array(gap)))
+    results.write("fge", out_vals, {"config": str({**asdict(config), "engine": ctx.engine_dict()}),
+                                    "norm": "L2 over classes, averaged over test points"})
+    return out_vals
 
 
 def describe(s: dict) -> str:

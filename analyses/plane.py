@@ -22,8 +22,8 @@ from landscape.points import PointSet
 from swa.runs import point
 from swa.trajectory import Trajectory
 
-from .common import evaluate_missing, open_run
-from .results import ResultsFile, default_results_path
+from .common import RunContext, analysis, evaluate_missing
+from .results import ResultsFile
 
 __all__ = ["PlaneConfig", "plane_basis", "project", "resolve_anchors", "plane", "describe"]
 
@@ -111,55 +111,55 @@ def plane(run: str | os.PathLike, out: str | os.PathLike | None = None, config: 
           engine_config: EngineConfig | None = None, progress: bool = True) -> dict:
     """Evaluate the plane grid; writes ``/plane`` into the results file (resumable)."""
     config = config or PlaneConfig()
-    results = ResultsFile(out or default_results_path(run), run)
-    ctx = open_run(run, engine_config)
+    with analysis(run, out, engine_config) as (ctx, results):
+        return _run(ctx, results, config, progress)
+
+
+def _run(ctx: RunContext, results: ResultsFile, config: PlaneConfig, progress: bool) -> dict:
     t = ctx.traj
-    try:
-        names = resolve_anchors(t, config.anchors)
-        pts = [point(t, a) for a in names]
-        basis, anchor_xy = plane_basis(pts[0][0], pts[1][0], pts[2][0])
-        lo, hi = anchor_xy.min(0), anchor_xy.max(0)
-        ext = hi - lo
-        xs = np.linspace(lo[0] - config.margin * ext[0], hi[0] + config.margin * ext[0], config.grid[0])
-        ys = np.linspace(lo[1] - config.margin * ext[1], hi[1] + config.margin * ext[1], config.grid[1])
-        gx, gy = np.meshgrid(xs, ys, indexing="ij")
-        coords = torch.as_tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float64)
-        w1 = pts[0][0].double()
-        kw = {}
-        if ctx.engine_config.bn_mode is not BNMode.RECOMPUTE:
-            b1, b2, b3 = (p[1].double() for p in pts)
-            (x2, y2), x3 = anchor_xy[1], anchor_xy[2, 0]
-            bx = (b3 - b1) / x3
-            kw = {"buffer_origin": b1, "buffer_basis": torch.stack([bx, (b2 - b1 - x2 * bx) / y2])}
-        points = PointSet.affine(w1, basis, coords, **kw)
-        # projections of every snapshot, chunk by chunk, and of both solutions
-        proj_xy, off = [], []
-        for i in range(0, t.n, 256):
-            xy, o = project(t.weights(slice(i, min(i + 256, t.n))), w1, basis)
-            proj_xy.append(xy)
-            off.append(o)
-        sol = [s for s in ("sgd", "swa") if t.has_solution(s)]
-        sxy, soff = project(torch.stack([t.solution(s)[0] for s in sol]), w1, basis)
-        cfg = {**asdict(config), "anchors": names, "engine": ctx.engine_dict()}
-        shape = (len(xs), len(ys))
-        arrays = {k: (shape, "f8", np.nan) for k in ("train_loss", "train_error", "test_loss", "test_error")}
-        scalars = {"x": xs, "y": ys, "anchor_xy": anchor_xy,
-                   "projection_xy": np.concatenate(proj_xy) if proj_xy else np.zeros((0, 2)),
-                   "off_plane": np.concatenate(off) if off else np.zeros(0),
-                   "projected_indices": np.arange(t.n), "projected_branch": t.meta("branch").astype("S3"),
-                   "projected_captured": t.meta("captured"),
-                   "solutions_xy": sxy, "solutions_off_plane": soff, "solutions": np.array(sol, dtype="S3")}
-        done = results.prepare("plane", cfg, arrays, scalars)
-        n_new = evaluate_missing(ctx, results, "plane", points, done, progress, "plane")
-        results.write("plane", {}, {"anchors": json.dumps(names)})
-        with results.read() as f:
-            g = f["plane"]
-            summary = {k: g[k][:] for k in ("x", "y", "train_loss", "test_error", "anchor_xy", "solutions_xy",
-                                            "solutions_off_plane", "off_plane")}
-        summary.update(anchors=names, computed=n_new, solutions=sol)
-        return summary
-    finally:
-        t.close()
+    names = resolve_anchors(t, config.anchors)
+    pts = [point(t, a) for a in names]
+    basis, anchor_xy = plane_basis(pts[0][0], pts[1][0], pts[2][0])
+    lo, hi = anchor_xy.min(0), anchor_xy.max(0)
+    ext = hi - lo
+    xs = np.linspace(lo[0] - config.margin * ext[0], hi[0] + config.margin * ext[0], config.grid[0])
+    ys = np.linspace(lo[1] - config.margin * ext[1], hi[1] + config.margin * ext[1], config.grid[1])
+    gx, gy = np.meshgrid(xs, ys, indexing="ij")
+    coords = torch.as_tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float64)
+    w1 = pts[0][0].double()
+    kw = {}
+    if ctx.engine_config.bn_mode is not BNMode.RECOMPUTE:
+        b1, b2, b3 = (p[1].double() for p in pts)
+        (x2, y2), x3 = anchor_xy[1], anchor_xy[2, 0]
+        bx = (b3 - b1) / x3
+        kw = {"buffer_origin": b1, "buffer_basis": torch.stack([bx, (b2 - b1 - x2 * bx) / y2])}
+    points = PointSet.affine(w1, basis, coords, **kw)
+    # projections of every snapshot, chunk by chunk, and of both solutions
+    proj_xy, off = [], []
+    for i in range(0, t.n, 256):
+        xy, o = project(t.weights(slice(i, min(i + 256, t.n))), w1, basis)
+        proj_xy.append(xy)
+        off.append(o)
+    sol = [s for s in ("sgd", "swa") if t.has_solution(s)]
+    sxy, soff = project(torch.stack([t.solution(s)[0] for s in sol]), w1, basis)
+    cfg = {**asdict(config), "anchors": names, "engine": ctx.engine_dict()}
+    shape = (len(xs), len(ys))
+    arrays = {k: (shape, "f8", np.nan) for k in ("train_loss", "train_error", "test_loss", "test_error")}
+    scalars = {"x": xs, "y": ys, "anchor_xy": anchor_xy,
+               "projection_xy": np.concatenate(proj_xy) if proj_xy else np.zeros((0, 2)),
+               "off_plane": np.concatenate(off) if off else np.zeros(0),
+               "projected_indices": np.arange(t.n), "projected_branch": t.meta("branch").astype("S3"),
+               "projected_captured": t.meta("captured"),
+               "solutions_xy": sxy, "solutions_off_plane": soff, "solutions": np.array(sol, dtype="S3")}
+    done = results.prepare("plane", cfg, arrays, scalars)
+    n_new = evaluate_missing(ctx, results, "plane", points, done, progress, "plane")
+    results.write("plane", {}, {"anchors": json.dumps(names)})
+    with results.read() as f:
+        g = f["plane"]
+        summary = {k: g[k][:] for k in ("x", "y", "train_loss", "test_error", "anchor_xy", "solutions_xy",
+                                        "solutions_off_plane", "off_plane")}
+    summary.update(anchors=names, computed=n_new, solutions=sol)
+    return summary
 
 
 def describe(s: dict) -> str:

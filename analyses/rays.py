@@ -19,8 +19,8 @@ from landscape.errors import UserError
 from landscape.layout import Layout
 from landscape.points import PointSet
 
-from .common import RunContext, evaluate_missing, open_run
-from .results import ResultsFile, default_results_path
+from .common import RunContext, analysis, evaluate_missing
+from .results import ResultsFile
 
 __all__ = ["RaysConfig", "random_directions", "filter_normalize", "first_crossing", "rays"]
 
@@ -127,40 +127,40 @@ def rays(run: str | os.PathLike, out: str | os.PathLike | None = None, config: R
         Summary ``{origin: {"width_error": [D], "width_loss": [D], "t": [T]}}``.
     """
     config = config or RaysConfig()
-    results = ResultsFile(out or default_results_path(run), run)
-    ctx = open_run(run, engine_config)
-    try:
-        w_swa, _ = ctx.traj.solution("swa")
-        w_sgd, _ = ctx.traj.solution("sgd")
-        layout = ctx.traj.param_layout
-        base_dirs = random_directions(config.directions, layout.size, config.seed)
-        t_max = config.t_max or _auto_t_max(ctx, w_swa, base_dirs, config.margin_error)
-        t = np.linspace(0.0, t_max, config.steps)
-        summary = {}
-        for name, w in (("swa", w_swa), ("sgd", w_sgd)):
-            dirs = filter_normalize(base_dirs, w, layout) if config.filter_normalize else base_dirs
-            coords = torch.zeros(config.directions * config.steps, config.directions)
-            for i in range(config.directions):
-                coords[i * config.steps:(i + 1) * config.steps, i] = torch.as_tensor(t, dtype=torch.float32)
-            points = PointSet.affine(w, dirs, coords)
-            group = f"rays/{name}"
-            shape = (config.directions, config.steps)
-            cfg = {**asdict(config), "t_max": t_max, "origin": name, "engine": ctx.engine_dict()}
-            done = results.prepare(group, cfg, {k: (shape, "f8", np.nan) for k in
-                                                ("train_loss", "train_error", "test_loss", "test_error")},
-                                   {"t": t, "directions_seed": config.seed})
-            evaluate_missing(ctx, results, group, points, done, progress, f"rays from {name}")
-            with results.read() as f:
-                err, loss = f[group]["test_error"][:], f[group]["train_loss"][:]
-            we, wl = first_crossing(t, err, config.margin_error), first_crossing(t, loss, config.margin_loss)
-            results.write(group, {"width_error": we, "width_loss": wl},
-                          {"margin_error": config.margin_error, "margin_loss": config.margin_loss,
-                           "filter_normalized": config.filter_normalize})
-            summary[name] = {"width_error": we, "width_loss": wl, "t": t, "test_error0": float(err[0, 0]),
-                             "train_loss0": float(loss[0, 0])}
-        return summary
-    finally:
-        ctx.traj.close()
+    with analysis(run, out, engine_config) as (ctx, results):
+        return _run(ctx, results, config, progress)
+
+
+def _run(ctx: RunContext, results: ResultsFile, config: RaysConfig, progress: bool) -> dict:
+    w_swa, _ = ctx.traj.solution("swa")
+    w_sgd, _ = ctx.traj.solution("sgd")
+    layout = ctx.traj.param_layout
+    base_dirs = random_directions(config.directions, layout.size, config.seed)
+    t_max = config.t_max or _auto_t_max(ctx, w_swa, base_dirs, config.margin_error)
+    t = np.linspace(0.0, t_max, config.steps)
+    summary = {}
+    for name, w in (("swa", w_swa), ("sgd", w_sgd)):
+        dirs = filter_normalize(base_dirs, w, layout) if config.filter_normalize else base_dirs
+        coords = torch.zeros(config.directions * config.steps, config.directions)
+        for i in range(config.directions):
+            coords[i * config.steps:(i + 1) * config.steps, i] = torch.as_tensor(t, dtype=torch.float32)
+        points = PointSet.affine(w, dirs, coords)
+        group = f"rays/{name}"
+        shape = (config.directions, config.steps)
+        cfg = {**asdict(config), "t_max": t_max, "origin": name, "engine": ctx.engine_dict()}
+        done = results.prepare(group, cfg, {k: (shape, "f8", np.nan) for k in
+                                            ("train_loss", "train_error", "test_loss", "test_error")},
+                               {"t": t, "directions_seed": config.seed})
+        evaluate_missing(ctx, results, group, points, done, progress, f"rays from {name}")
+        with results.read() as f:
+            err, loss = f[group]["test_error"][:], f[group]["train_loss"][:]
+        we, wl = first_crossing(t, err, config.margin_error), first_crossing(t, loss, config.margin_loss)
+        results.write(group, {"width_error": we, "width_loss": wl},
+                      {"margin_error": config.margin_error, "margin_loss": config.margin_loss,
+                       "filter_normalized": config.filter_normalize})
+        summary[name] = {"width_error": we, "width_loss": wl, "t": t, "test_error0": float(err[0, 0]),
+                         "train_loss0": float(loss[0, 0])}
+    return summary
 
 
 def describe(summary: dict) -> str:

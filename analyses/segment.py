@@ -16,8 +16,8 @@ from landscape.engine import BNMode, EngineConfig
 from landscape.errors import UserError
 from landscape.points import PointSet
 
-from .common import evaluate_missing, open_run
-from .results import ResultsFile, default_results_path
+from .common import RunContext, analysis, evaluate_missing
+from .results import ResultsFile
 
 __all__ = ["SegmentConfig", "segment", "describe"]
 
@@ -52,36 +52,36 @@ def segment(run: str | os.PathLike, out: str | os.PathLike | None = None, config
     With ``bn_mode="interpolate"`` the BN buffers are interpolated with the same t.
     """
     config = config or SegmentConfig()
-    results = ResultsFile(out or default_results_path(run), run)
-    ctx = open_run(run, engine_config)
-    try:
-        w_swa, b_swa = ctx.traj.solution("swa")
-        w_sgd, b_sgd = ctx.traj.solution("sgd")
-        t = _ts(config)
-        direction = (w_sgd - w_swa)[None]
-        length = float(direction.double().norm())
-        if length == 0:
-            raise UserError("w_SGD and w_SWA coincide; the segment is a point")
-        kw = {}
-        if ctx.engine_config.bn_mode is not BNMode.RECOMPUTE:
-            kw = {"buffer_origin": b_swa, "buffer_basis": (b_sgd - b_swa)[None]}
-        points = PointSet.affine(w_swa, direction, torch.as_tensor(t, dtype=w_swa.dtype)[:, None], **kw)
-        cfg = {**asdict(config), "engine": ctx.engine_dict()}
-        arrays = {k: ((len(t),), "f8", np.nan) for k in ("train_loss", "train_error", "test_loss", "test_error")}
-        done = results.prepare("segment", cfg, arrays, {"t": t, "distance": t * length})
-        evaluate_missing(ctx, results, "segment", points, done, progress, "segment")
-        with results.read() as f:
-            g = f["segment"]
-            loss, err = g["train_loss"][:], g["test_error"][:]
-        i_loss, i_err = int(np.nanargmin(loss)), int(np.nanargmin(err))
-        summary = {"t": t, "distance": t * length, "length": length, "train_loss": loss, "test_error": err,
-                   "t_min_train_loss": float(t[i_loss]), "t_min_test_error": float(t[i_err])}
-        results.write("segment", {"t_min_train_loss": t[i_loss], "t_min_test_error": t[i_err],
-                                  "distance_min_train_loss": t[i_loss] * length,
-                                  "distance_min_test_error": t[i_err] * length, "length": length})
-        return summary
-    finally:
-        ctx.traj.close()
+    with analysis(run, out, engine_config) as (ctx, results):
+        return _run(ctx, results, config, progress)
+
+
+def _run(ctx: RunContext, results: ResultsFile, config: SegmentConfig, progress: bool) -> dict:
+    w_swa, b_swa = ctx.traj.solution("swa")
+    w_sgd, b_sgd = ctx.traj.solution("sgd")
+    t = _ts(config)
+    direction = (w_sgd - w_swa)[None]
+    length = float(direction.double().norm())
+    if length == 0:
+        raise UserError("w_SGD and w_SWA coincide; the segment is a point")
+    kw = {}
+    if ctx.engine_config.bn_mode is not BNMode.RECOMPUTE:
+        kw = {"buffer_origin": b_swa, "buffer_basis": (b_sgd - b_swa)[None]}
+    points = PointSet.affine(w_swa, direction, torch.as_tensor(t, dtype=w_swa.dtype)[:, None], **kw)
+    cfg = {**asdict(config), "engine": ctx.engine_dict()}
+    arrays = {k: ((len(t),), "f8", np.nan) for k in ("train_loss", "train_error", "test_loss", "test_error")}
+    done = results.prepare("segment", cfg, arrays, {"t": t, "distance": t * length})
+    evaluate_missing(ctx, results, "segment", points, done, progress, "segment")
+    with results.read() as f:
+        g = f["segment"]
+        loss, err = g["train_loss"][:], g["test_error"][:]
+    i_loss, i_err = int(np.nanargmin(loss)), int(np.nanargmin(err))
+    summary = {"t": t, "distance": t * length, "length": length, "train_loss": loss, "test_error": err,
+               "t_min_train_loss": float(t[i_loss]), "t_min_test_error": float(t[i_err])}
+    results.write("segment", {"t_min_train_loss": t[i_loss], "t_min_test_error": t[i_err],
+                              "distance_min_train_loss": t[i_loss] * length,
+                              "distance_min_test_error": t[i_err] * length, "length": length})
+    return summary
 
 
 def describe(s: dict) -> str:

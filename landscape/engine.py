@@ -42,7 +42,7 @@ from torch.func import functional_call, vmap
 from tqdm.auto import tqdm
 
 from .bn import BNWeighting
-from .errors import UserError
+from .errors import UserError, coerce_enums
 from .layout import Layout, buffer_layout, param_layout
 from .points import PointSet
 
@@ -114,11 +114,7 @@ class EngineConfig:
     workers: int | None = None
 
     def __post_init__(self) -> None:
-        for name, enum in (("bn_mode", BNMode), ("bn_weighting", BNWeighting), ("strategy", Strategy)):
-            try:
-                object.__setattr__(self, name, enum(getattr(self, name)))
-            except ValueError:
-                raise UserError(f"{name} must be one of {', '.join(e.value for e in enum)}, got {getattr(self, name)!r}") from None
+        coerce_enums(self, {"bn_mode": BNMode, "bn_weighting": BNWeighting, "strategy": Strategy})
         if self.dtype not in ("float32", "float64"):
             raise UserError(f"dtype must be float32 or float64, got {self.dtype!r}")
         if self.bn_batch_size < 1 or (self.bn_batches is not None and self.bn_batches < 1):

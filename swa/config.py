@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from landscape.bn import BNWeighting
-from landscape.errors import UserError
+from landscape.errors import UserError, coerce_enums
 
 __all__ = ["SWASchedule", "Averaging", "TrainConfig", "load_toml"]
 
@@ -88,12 +88,7 @@ class TrainConfig:
     """Pre-trained state_dict: run only the SWA branch from it (it serves as w_SGD)."""
 
     def __post_init__(self) -> None:
-        for name, enum in (("swa_schedule", SWASchedule), ("average", Averaging), ("bn_weighting", BNWeighting)):
-            try:
-                object.__setattr__(self, name, enum(getattr(self, name)))
-            except ValueError:
-                choices = ", ".join(e.value for e in enum)
-                raise UserError(f"{name} must be one of {choices}, got {getattr(self, name)!r}") from None
+        coerce_enums(self, {"swa_schedule": SWASchedule, "average": Averaging, "bn_weighting": BNWeighting})
 
     @property
     def swa_start_epoch(self) -> int:

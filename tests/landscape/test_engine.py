@@ -236,3 +236,25 @@ def test_device_float32_matches_cpu_float64(device):
                  config=EngineConfig(device=device, bn_batch_size=BN_BATCH)).evaluate(PointSet.explicit(pts.float()))
     ref = Engine(model, data, config=EngineConfig(dtype="float64", bn_batch_size=BN_BATCH)).evaluate(PointSet.explicit(pts))
     torch.testing.assert_close(res.loss["train"], ref.loss["train"], rtol=1e-4, atol=0)
+
+
+def test_out_of_memory_halves_the_chunk_instead_of_failing(monkeypatch):
+    model, data = _model("mlp_bn", seed=36), _data(seed=37)
+    pts = _points(model, 8, seed=38)
+    eng = Engine(model, data, config=EngineConfig(dtype="float64", chunk_size=8, workers=1, bn_batch_size=BN_BATCH))
+    real = Engine._parallel_chunk
+    sizes = []
+
+    def flaky(self, pool, workers, points, lo, hi, *a):
+        sizes.append(hi - lo)
+        if hi - lo > 2:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(self, pool, workers, points, lo, hi, *a)
+
+    monkeypatch.setattr(Engine, "_parallel_chunk", flaky)
+    res = eng.evaluate(PointSet.explicit(pts))
+    assert sizes[:3] == [8, 4, 2] and set(sizes[3:]) == {2}
+    _assert_matches_reference(model, res, pts, data, idx=[0, 7])
+    monkeypatch.setattr(Engine, "_parallel_chunk", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("other")))
+    with pytest.raises(RuntimeError, match="other"):
+        eng.evaluate(PointSet.explicit(pts))
