@@ -310,7 +310,8 @@ def _is_oom(e: BaseException) -> bool:
     return isinstance(e, torch.cuda.OutOfMemoryError) or "out of memory" in str(e) or "can't allocate memory" in str(e)
 
 
-_STRATEGY_CACHE: dict[tuple, Strategy] = {}
+_STRATEGY_CACHE: dict[tuple, tuple[Strategy, int]] = {}
+_PROBE_POINTS = 8  # points per vmap call, in the probe and in evaluation
 
 
 class Engine:
@@ -415,7 +416,8 @@ class Engine:
         if self.config.chunk_size is not None:
             return self.config.chunk_size
         point_bytes = (self.p_layout.size + self.b_layout.size) * self.dtype.itemsize * 4
-        k = 64 if strategy is Strategy.VMAP else 16
+        # vmap: each worker pushes as many points at once as the probe timed (_PROBE_POINTS)
+        k = _PROBE_POINTS * self._workers() if strategy is Strategy.VMAP else 16
         k = min(k, max(1, int(self.config.memory_budget * 0.2 // point_bytes)))
         if strategy is Strategy.VMAP:  # keep at least one BN group of activations per point within budget
             k = min(k, max(1, int(self.config.memory_budget * 0.6 // (3 * self.act_bytes * self.config.bn_batch_size))))
@@ -531,7 +533,7 @@ class Engine:
         b = cfg.bn_batch_size
         x_all = (self.bn_data if self.bn_data is not None else next(iter(self.splits.values()))[0])
         n = x_all.shape[0]
-        k = min(len(points), 8)
+        k = min(len(points), _PROBE_POINTS)
         params = self._named(points.chunk(0, k, self.device, self.dtype), self.p_layout)
         buffers = self._named(self._buffers_for(points, 0, k), self.b_layout)
         strategies = [Strategy.LOOP, Strategy.VMAP] if cfg.strategy is Strategy.AUTO else [cfg.strategy]
@@ -574,7 +576,10 @@ class Engine:
                     warnings.warn("vmap and the per-point loop disagree for this model; using the loop", stacklevel=3)
                     times = {c: t for c, t in times.items() if c[0] is Strategy.LOOP}
                     break
+        loops = {c: t for c, t in times.items() if c[0] is Strategy.LOOP}
         choice = min(times, key=times.get)
+        if loops and choice[0] is Strategy.VMAP and times[choice] > 0.9 * min(loops.values()):
+            choice = min(loops, key=loops.get)  # a near tie goes to the simpler path
         _STRATEGY_CACHE[key] = choice
         return choice
 

@@ -11,13 +11,14 @@ from torch import nn
 
 from landscape.errors import UserError
 from landscape.layout import buffer_layout, param_layout
+from landscape.points import PointSet
 from landscape.reference import load_point
 
 from .data import DataSpec, load_splits
 from .models import build_model
 from .trajectory import Trajectory
 
-__all__ = ["build_run_model", "load_model", "load_dataset", "point", "info"]
+__all__ = ["build_run_model", "load_model", "load_dataset", "point", "snapshot_points", "info"]
 
 
 def build_run_model(t: Trajectory, model: nn.Module | None = None) -> nn.Module:
@@ -42,6 +43,16 @@ def point(t: Trajectory, which: str | int) -> tuple[torch.Tensor, torch.Tensor]:
         i = int(which)
         return t.weights(i), t.buffers(i)
     return t.solution(which)
+
+
+def snapshot_points(run: str | os.PathLike, indices: list[int] | np.ndarray) -> PointSet:
+    """Snapshots of a run file as explicit points ``[K, P]`` carrying their own buffers ``[K, Q]``.
+
+    Raises:
+        UserError: An index out of range.
+    """
+    with Trajectory(run) as t:
+        return PointSet.explicit(t.weights(indices), t.buffers(indices))
 
 
 def load_model(run: str | os.PathLike, which: str | int = "swa", model: nn.Module | None = None) -> nn.Module:

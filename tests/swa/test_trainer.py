@@ -140,3 +140,22 @@ def test_float16_snapshots(tmp_path):
         assert t._f["snapshots/weights"].dtype == np.float16
         assert t.weights(0).dtype == torch.float32 and t.solution("swa")[0].dtype == torch.float32
         assert math.isfinite(t.solution_scalar("swa", "test_acc"))
+
+
+def test_snapshot_points_evaluate_like_the_logged_metrics(tiny_run):
+    from landscape.engine import Engine, EngineConfig
+    from swa.runs import snapshot_points
+
+    with Trajectory(tiny_run) as t:
+        idx = np.flatnonzero(np.isfinite(t.meta("test_acc")))[-4:]
+        logged = t.meta("test_acc")[idx]
+        model = build_run_model(t)
+    pts = snapshot_points(tiny_run, idx)
+    assert pts.points.shape[0] == 4 and pts.buffers.shape[0] == 4
+    data = {s: load_dataset(tiny_run, s) for s in ("train", "test")}
+    res = Engine(model, data, config=EngineConfig(bn_mode="stored", dtype="float64")).evaluate(pts)
+    np.testing.assert_allclose(res.acc["test"].numpy(), logged, atol=1e-12)
+    from landscape.errors import UserError
+
+    with pytest.raises(UserError, match="out of range"):
+        snapshot_points(tiny_run, [0, 10**6])
