@@ -13,6 +13,7 @@ from .plane import PlaneConfig, plane
 from .plane import describe as describe_plane
 from .rays import RaysConfig, rays
 from .rays import describe as describe_rays
+from .distributed import init_from_env, rank, world
 from .results import default_results_path
 from .segment import SegmentConfig, segment
 from .segment import describe as describe_segment
@@ -79,19 +80,21 @@ def _run_one(name: str, args: argparse.Namespace, out: str, eng: EngineConfig, a
 
 
 def run_analyses(args: argparse.Namespace) -> None:
+    init_from_env()  # under torchrun: shard the points of every analysis over the ranks
+    say = print if rank() == 0 else (lambda *a, **k: None)
     out = args.out or str(default_results_path(args.run))
     eng = engine_config(args, args.run)
     todo = ANALYSES if args.analysis == "all" else (args.analysis,)
     anchors = tuple(a.strip() for a in args.anchors.split(",")) if args.anchors else ()
-    progress = not args.no_progress
+    progress = not args.no_progress and rank() == 0
     for name in todo:
         try:
-            print(_run_one(name, args, out, eng, anchors, progress))
+            say(_run_one(name, args, out, eng, anchors, progress))
         except UserError as e:
             if args.analysis != "all" or name not in ("plane", "fge"):
                 raise
-            print(f"{name} skipped: {e}")
-    print(f"results: {out}")
+            say(f"{name} skipped: {e}")
+    say(f"results: {out}" + (f" ({world()} ranks)" if world() > 1 else ""))
 
 
 COMMANDS = {"analyze": ("run the geometry analyses on a run file (writes a separate results file)",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,9 +17,13 @@ from landscape.points import PointSet
 from swa.runs import build_run_model, load_dataset
 from swa.trajectory import Trajectory
 
+from .distributed import PartFile, barrier, merge_parts, rank, world
 from .results import ResultsFile, default_results_path
 
-__all__ = ["RunContext", "open_run", "analysis", "evaluate_missing"]
+__all__ = ["RunContext", "open_run", "analysis", "evaluate_missing", "RESULT_DEFINING"]
+
+RESULT_DEFINING = ("bn_mode", "bn_weighting", "bn_batch_size", "bn_batches", "dtype", "weight_decay")
+"""Engine settings that change the numbers; chunking, strategy, workers and device only change the speed."""
 
 
 @dataclass
@@ -29,9 +34,11 @@ class RunContext:
     engine: Engine
     engine_config: EngineConfig
 
-    def engine_dict(self) -> dict:
+    def engine_dict(self, full: bool = False) -> dict:
+        """Engine settings that define the results (part of an analysis' identity), or all of them."""
         d = dataclasses.asdict(self.engine_config)
-        return {k: (v.value if hasattr(v, "value") else v) for k, v in d.items()}
+        d = {k: (v.value if hasattr(v, "value") else v) for k, v in d.items()}
+        return d if full else {k: d[k] for k in RESULT_DEFINING}
 
 
 def open_run(run: str | os.PathLike, engine_config: EngineConfig | None = None) -> RunContext:
@@ -68,17 +75,32 @@ def evaluate_missing(ctx: RunContext, results: ResultsFile, group: str, points: 
     (flat index order of the group's arrays).
     """
     todo = np.flatnonzero(~done)
-    if todo.size == 0:
-        return 0
-    sub = _subset(points, todo)
+    r, w = rank(), world()
+    mine = todo[r::w]  # deterministic shard; all of it in a single process
+    if w > 1:
+        with results.read() as f:
+            config = f[group].attrs["config"]
+        part_file = PartFile(results.path, r)
 
     def on_chunk(lo: int, hi: int, part: EvalResult) -> None:
-        results.write_points(group, todo[lo:hi], {
-            "train_loss": part.loss["train"].numpy(), "train_error": (1 - part.acc["train"]).numpy(),
-            "test_loss": part.loss["test"].numpy(), "test_error": (1 - part.acc["test"]).numpy(),
-        })
+        values = {"train_loss": part.loss["train"].numpy(), "train_error": (1 - part.acc["train"]).numpy(),
+                  "test_loss": part.loss["test"].numpy(), "test_error": (1 - part.acc["test"]).numpy()}
+        if w > 1:
+            part_file.append(group, config, mine[lo:hi], values)
+        else:
+            results.write_points(group, mine[lo:hi], values)
 
-    ctx.engine.evaluate(sub, probs=probs, progress=progress, desc=desc, on_chunk=on_chunk)
+    if mine.size:
+        ctx.engine.evaluate(_subset(points, mine), probs=probs, progress=progress and r == 0, desc=desc,
+                            on_chunk=on_chunk)
+    if w > 1:  # the one meeting point: rank 0 merges every rank's part file
+        barrier()
+        if r == 0:
+            merge_parts(results, group)
+        barrier()
+    results.write(group, {}, {"engine_settings": json.dumps({**ctx.engine_dict(full=True), "ranks": w,
+                                                             "strategy_used": ctx.engine.strategy.value
+                                                             if ctx.engine.strategy else None})})
     return int(todo.size)
 
 

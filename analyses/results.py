@@ -28,6 +28,8 @@ from landscape.errors import UserError
 from swa.trainer import version
 from swa.trajectory import Trajectory
 
+from .distributed import barrier, merge_parts, rank, world
+
 __all__ = ["FORMAT", "FORMAT_VERSION", "default_results_path", "ResultsFile"]
 
 FORMAT = "swa-landscape/results"
@@ -111,7 +113,16 @@ class ResultsFile:
             The ``done`` mask (bool, flat over the points) as stored.
         """
         cfg = json.dumps(config, sort_keys=True)
+        if world() > 1:  # rank 0 creates, every rank reads the mask (after any leftover part files are merged)
+            if rank() == 0:
+                self._prepare(group, cfg, arrays, scalars)
+                merge_parts(self, group)
+            barrier()
+            with self.read() as f:
+                return f[group]["done"][:]
+        return self._prepare(group, cfg, arrays, scalars)
 
+    def _prepare(self, group: str, cfg: str, arrays: dict, scalars: dict | None) -> np.ndarray:
         def fn(f: h5py.File) -> np.ndarray:
             if group in f and f[group].attrs.get("config") == cfg and "done" in f[group]:
                 return f[group]["done"][:]
@@ -147,7 +158,9 @@ class ResultsFile:
         self.update(fn)
 
     def write(self, group: str, values: dict[str, Any], attrs: dict[str, Any] | None = None) -> None:
-        """(Re)write datasets and attributes of a group."""
+        """(Re)write datasets and attributes of a group (rank 0 only under torchrun)."""
+        if rank() != 0:
+            return
 
         def fn(f: h5py.File) -> None:
             g = f.require_group(group)

@@ -38,6 +38,7 @@ from landscape.reference import Metrics, evaluate_batches
 
 from .config import Averaging, SWASchedule, TrainConfig
 from .data import DataSpec, iterate_batches, load_splits
+from .distributed import all_finite, barrier, init_from_env, rank, world
 from .models import build_model
 from .schedules import conventional_lr, cyclic_lr, is_cycle_end
 from .trajectory import Status, Trajectory, TrajectoryWriter
@@ -87,13 +88,27 @@ class TrainData:
         return cls(lambda g: train_loader, lambda s: ev[s], len(train_loader), {"name": description})
 
 
-def builtin_data(spec: DataSpec, batch_size: int, device: torch.device | str = "cpu") -> TrainData:
-    """A built-in data set held on ``device`` as tensors."""
+def builtin_data(spec: DataSpec, batch_size: int, device: torch.device | str = "cpu", rank: int = 0, world: int = 1
+                 ) -> TrainData:
+    """A built-in data set held on ``device`` as tensors.
+
+    With ``world`` > 1 (DDP) every rank trains on its slice of each global batch of ``batch_size``
+    samples (same shuffling on all ranks), so the optimisation sees the same global batches.
+    """
+    if batch_size % world:
+        raise UserError(f"batch_size {batch_size} must be divisible by the number of ranks {world}")
     s = load_splits(spec)
     tx, ty, vx, vy = (t.to(device) for t in (s.train_x, s.train_y, s.test_x, s.test_y))
     ev = {"train": (tx, ty), "test": (vx, vy)}
+
+    def train_batches(g: torch.Generator) -> Batches:
+        for xb, yb in iterate_batches(tx, ty, batch_size, g, s.augment):
+            lo = rank * xb.shape[0] // world
+            hi = (rank + 1) * xb.shape[0] // world
+            yield (xb[lo:hi], yb[lo:hi]) if world > 1 else (xb, yb)
+
     return TrainData(
-        train=lambda g: iterate_batches(tx, ty, batch_size, g, s.augment),
+        train=train_batches,
         eval_batches=lambda split: iterate_batches(*ev[split], batch_size),
         num_batches=math.ceil(tx.shape[0] / batch_size),
         spec={**spec.to_dict(), "num_classes": s.num_classes},
@@ -102,7 +117,7 @@ def builtin_data(spec: DataSpec, batch_size: int, device: torch.device | str = "
 
 def _device(name: str) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu")
     try:
         return torch.device(name)
     except RuntimeError:
@@ -117,6 +132,10 @@ class _Run:
         self.cfg, self.model, self.data, self.w, self.device = cfg, model, data, writer, device
         self.progress, self.log = progress, log
         self.nb = data.num_batches
+        self.net = model
+        if world() > 1:  # gradients averaged over ranks; parameters stay identical on every rank
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None)
         self.opt = self._optimizer()
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.avg: AveragedModel | None = None
@@ -214,9 +233,9 @@ class _Run:
             lr = self.lr_at(branch, epoch, j)
             for g in self.opt.param_groups:
                 g["lr"] = lr
-            out = self.model(xb)
+            out = self.net(xb)
             loss = F.cross_entropy(out, yb)
-            if not torch.isfinite(loss):
+            if not all_finite(loss.detach()):
                 raise TrainingDiverged(
                     f"training loss became {loss.item()} at iteration {self.iteration + 1} ({branch} epoch {epoch}); "
                     "lower the learning rate"
@@ -297,6 +316,31 @@ class _Run:
         return out
 
 
+class _RankWriter:
+    """Stand-in for the writer on ranks other than 0 under DDP: counts snapshots, keeps the fork in memory."""
+
+    def __init__(self, path: Path, count: int = 0, fork: dict | None = None):
+        self.path, self.count, self._fork = Path(path), count, fork
+
+    def append(self, *_a, **_k) -> int:
+        self.count += 1
+        return self.count - 1
+
+    def save_fork(self, state: dict) -> None:
+        self._fork = state
+
+    def fork(self) -> dict:
+        return self._fork
+
+    def save_checkpoint(self, *_a) -> None: ...
+
+    def write_solution(self, *_a, **_k) -> None: ...
+
+    def set_status(self, *_a) -> None: ...
+
+    def close(self) -> None: ...
+
+
 def _attrs(cfg: TrainConfig, model: nn.Module, model_spec: dict, data: TrainData) -> dict[str, str]:
     return {
         "model": json.dumps(model_spec),
@@ -314,7 +358,7 @@ def _setup(cfg: TrainConfig, model: nn.Module | None, data: TrainData | None
     cfg.validate()
     device = _device(cfg.device)
     if data is None:
-        data = builtin_data(DataSpec(cfg.dataset, cfg.data_dir, cfg.num_samples), cfg.batch_size, device)
+        data = builtin_data(DataSpec(cfg.dataset, cfg.data_dir, cfg.num_samples), cfg.batch_size, device, rank(), world())
     torch.manual_seed(cfg.seed)
     if model is None:
         kwargs = dict(cfg.model_kwargs)
@@ -354,14 +398,18 @@ def train(cfg: TrainConfig, out: str | Path, *, model: nn.Module | None = None, 
     Raises:
         UserError: Bad settings, existing file, or divergence (file left consistent).
     """
+    init_from_env()  # under torchrun: DistributedDataParallel, rank 0 writes the file
     model, spec, data, device = _setup(cfg, model, data)
     if cfg.init:
         try:
             model.load_state_dict(torch.load(cfg.init, map_location=device, weights_only=True))
         except (OSError, RuntimeError, KeyError, TypeError) as e:
             raise UserError(f"cannot load --init state_dict {cfg.init}: {str(e).splitlines()[0]}") from None
-    writer = TrajectoryWriter.create(out, _attrs(cfg, model, spec, data), param_layout(model).size,
-                                     buffer_layout(model).size, cfg.snapshot_dtype, overwrite)
+    if rank() == 0:
+        writer = TrajectoryWriter.create(out, _attrs(cfg, model, spec, data), param_layout(model).size,
+                                         buffer_layout(model).size, cfg.snapshot_dtype, overwrite)
+    else:  # DDP: rank 0 writes the one file
+        writer, log, progress = _RankWriter(out), (lambda s: None), False
     run = _Run(cfg, model, data, writer, device, progress, log)
     run.snapshot("sgd", False, (math.nan, math.nan), run.evaluate(model, "test"))
     if cfg.init:
@@ -385,8 +433,15 @@ def resume(path: str | Path, *, model: nn.Module | None = None, data: TrainData 
     cfg = TrainConfig(**cfg_dict)
     if model is None and model_spec.get("name") is None:
         raise UserError(f"{path} was trained with a user model; pass it to resume(model=...)")
+    init_from_env()
     model, _, data, device = _setup(cfg, model, data)
-    writer, ckpt = TrajectoryWriter.resume(path)
+    if rank() == 0:
+        writer, ckpt = TrajectoryWriter.resume(path)
+    barrier()
+    if rank() != 0:
+        with Trajectory(path) as t:
+            ckpt, fork = t.checkpoint(), t.fork()
+        writer, log, progress = _RankWriter(path, int(ckpt["n_snapshots"]), fork), (lambda s: None), False
     run = _Run(cfg, model, data, writer, device, progress, log)
     run.load_state(ckpt)
     log(f"resuming {path} after {run.k} of {len(run.plan)} epochs ({writer.count} snapshots kept)")
@@ -404,5 +459,7 @@ def _execute(run: _Run, writer: TrajectoryWriter) -> Path:
         raise
     finally:
         writer.close()
-    _print_summary(run.log, writer.path, out)
+    barrier()  # rank 0 has closed the file
+    if rank() == 0:
+        _print_summary(run.log, writer.path, out)
     return writer.path

@@ -11,3 +11,21 @@ def tiny_config(**kw) -> TrainConfig:
                 swa_start=2, swa_epochs=2, swa_cycle=0.5, lr=0.05, swa_lr=0.05, swa_lr_min=0.005, seed=0, device="cpu")
     base.update(kw)
     return TrainConfig(**base)
+
+
+def torchrun(n: int, *args: str, timeout: int = 300) -> str:
+    """Run ``swa-landscape ARGS`` as ``n`` real processes (torchrun, gloo on localhost); returns stdout."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(n), "--master-addr", "127.0.0.1",
+           "--master-port", str(port), "-m", "swa.cli", *args]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r.stdout

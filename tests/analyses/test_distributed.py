@@ -1,0 +1,73 @@
+"""Sharded analyses: real torchrun processes with gloo on localhost."""
+
+import re
+
+import h5py
+import numpy as np
+import pytest
+
+from analyses import PlaneConfig, ResultsFile, plane
+from analyses.distributed import PartFile
+from landscape.engine import EngineConfig
+from tests.factories import torchrun
+
+PLANE_ARGS = ["plane", "--grid", "4", "3", "--dtype", "float64", "--strategy", "loop", "--no-progress"]
+ENG = EngineConfig(dtype="float64", strategy="loop", workers=1, bn_batch_size=64)
+
+
+def _torchrun(n, *args):
+    return torchrun(n, "analyze", *args)
+
+
+def _arrays(path):
+    with h5py.File(path, "r") as f:
+        return {k: f[f"plane/{k}"][:] for k in ("train_loss", "test_error", "test_loss", "train_error", "done")}
+
+
+@pytest.fixture(scope="module")
+def single(tiny_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("single") / "single.h5"
+    plane(tiny_run, out, PlaneConfig(grid=(4, 3)), ENG, progress=False)
+    return _arrays(out)
+
+
+def test_two_ranks_equal_one_process(tiny_run, tmp_path, single):
+    out = tmp_path / "two.h5"
+    stdout = _torchrun(2, tiny_run, *PLANE_ARGS, "--out", str(out))
+    assert "(2 ranks)" in stdout and "(12 points computed now)" in stdout
+    got = _arrays(out)
+    assert got["done"].all()
+    for k in ("train_loss", "test_error", "test_loss", "train_error"):
+        np.testing.assert_allclose(got[k], single[k], rtol=1e-12)
+    assert not list(tmp_path.glob("*.part.h5"))  # merged and removed
+
+
+def test_resume_with_another_number_of_ranks(tiny_run, tmp_path, single, monkeypatch):
+    out = tmp_path / "res.h5"
+    calls = {"n": 0}
+    real = ResultsFile.write_points
+
+    def crash_after_first_chunk(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("killed")
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(ResultsFile, "write_points", crash_after_first_chunk)
+    with pytest.raises(RuntimeError):
+        plane(tiny_run, out, PlaneConfig(grid=(4, 3)), EngineConfig(**{**ENG.__dict__, "chunk_size": 5}),
+              progress=False)
+    monkeypatch.setattr(ResultsFile, "write_points", real)
+    assert _arrays(out)["done"].sum() == 5
+    # a dead rank of a 3-rank run left two finished points in its part file
+    with h5py.File(out, "r") as f:
+        config = f["plane"].attrs["config"]
+    left = np.array([6, 9])
+    PartFile(out, 2).append("plane", config, left, {k: single[k].reshape(-1)[left] for k in
+                                                    ("train_loss", "test_error", "test_loss", "train_error")})
+    stdout = _torchrun(2, tiny_run, *PLANE_ARGS, "--out", str(out))
+    assert re.search(r"\((\d+) points computed now\)", stdout).group(1) == "5"  # 12 - 5 done - 2 merged
+    got = _arrays(out)
+    assert got["done"].all()
+    for k in ("train_loss", "test_error"):
+        np.testing.assert_allclose(got[k], single[k], rtol=1e-12)
