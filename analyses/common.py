@@ -68,7 +68,7 @@ def analysis(run: str | os.PathLike, out: str | os.PathLike | None, engine_confi
 
 
 def evaluate_missing(ctx: RunContext, results: ResultsFile, group: str, points: PointSet, done: np.ndarray,
-                     progress: bool, desc: str, probs: tuple[str, ...] = ()) -> int:
+                     progress: bool, desc: str) -> int:
     """Evaluate the points not yet done and write them chunk by chunk; returns how many were computed.
 
     Stored per point: ``train_loss``, ``train_error``, ``test_loss``, ``test_error``
@@ -91,8 +91,7 @@ def evaluate_missing(ctx: RunContext, results: ResultsFile, group: str, points: 
             results.write_points(group, mine[lo:hi], values)
 
     if mine.size:
-        ctx.engine.evaluate(_subset(points, mine), probs=probs, progress=progress and r == 0, desc=desc,
-                            on_chunk=on_chunk)
+        ctx.engine.evaluate(_subset(points, mine), progress=progress and r == 0, desc=desc, on_chunk=on_chunk)
     if w > 1:  # the one meeting point: rank 0 merges every rank's part file
         barrier()
         if r == 0:

@@ -22,7 +22,7 @@ import numpy as np
 
 from swa.distributed import barrier, init_from_env, rank, world
 
-__all__ = ["init_from_env", "rank", "world", "barrier", "PartFile", "merge_parts"]
+__all__ = ["init_from_env", "rank", "world", "barrier", "PartFile", "merge_parts", "sharded_evaluate"]
 
 
 class PartFile:
@@ -81,3 +81,34 @@ def merge_parts(results, group: str) -> int:
         else:
             part.unlink()
     return merged
+
+
+def sharded_evaluate(engine, points, **kwargs):
+    """``engine.evaluate`` with the points split ``[rank::world]`` over the ranks and the results gathered.
+
+    For evaluations whose outputs (probabilities) go back into memory rather than into a results grid
+    (the FGE analysis); one all-gather per call. A single process evaluates everything.
+    """
+    import torch
+    import torch.distributed as dist
+
+    from landscape.engine import _concat
+    from landscape.points import PointSet
+
+    w, r = world(), rank()
+    if w == 1:
+        return engine.evaluate(points, **kwargs)
+    idx = torch.arange(len(points))[r::w]
+    mine = PointSet.explicit(points.points[idx], None if points.buffers is None else points.buffers[idx])
+    part = engine.evaluate(mine, **kwargs) if len(idx) else None
+    parts = [None] * w
+    dist.all_gather_object(parts, part)
+    # rank j holds points j, j+w, ...: interleave back into the original order
+    order = torch.cat([torch.arange(len(points))[j::w] for j in range(w)]).argsort()
+    res = _concat([p for p in parts if p is not None], tuple(kwargs.get("splits") or engine.splits), engine.b_layout.size)
+    res.loss = {k: v[order] for k, v in res.loss.items()}
+    res.acc = {k: v[order] for k, v in res.acc.items()}
+    res.probs = {k: v[order] for k, v in res.probs.items()}
+    res.buffers, res.l2 = res.buffers[order], res.l2[order]
+    res.strategy = next(p.strategy for p in parts if p is not None)
+    return res

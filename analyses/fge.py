@@ -30,6 +30,7 @@ from landscape.errors import UserError
 from landscape.points import PointSet
 
 from .common import RunContext, analysis
+from .distributed import sharded_evaluate
 from .results import ResultsFile
 
 __all__ = ["FGEConfig", "agreement_stats", "fge", "describe", "PAPER"]
@@ -96,8 +97,8 @@ def _run(ctx: RunContext, results: ResultsFile, config: FGEConfig, progress: boo
     w, b = t.weights(idx), t.buffers(idx)
     y = ctx.engine.splits["test"][1].cpu()
     mode = BNMode.STORED if config.proposal_bn == "stored" else BNMode.RECOMPUTE
-    r_props = ctx.engine.evaluate(PointSet.explicit(w, b), splits=("test",), probs=("test",), bn_mode=mode,
-                                  progress=progress, desc="fge proposals")
+    r_props = sharded_evaluate(ctx.engine, PointSet.explicit(w, b), splits=("test",), probs=("test",), bn_mode=mode,
+                               progress=progress, desc="fge proposals")
     w_swa = w.double().mean(0).float()
     r_swa = ctx.engine.evaluate(PointSet.explicit(w_swa[None]), splits=("test",), probs=("test",),
                                 bn_mode=BNMode.RECOMPUTE)
@@ -119,8 +120,8 @@ def _run(ctx: RunContext, results: ResultsFile, config: FGEConfig, progress: boo
     delta = w.double() - w_swa.double()
     for s in scales:
         ws = (w_swa.double() + s * delta).float()
-        r = ctx.engine.evaluate(PointSet.explicit(ws), splits=("test",), probs=("test",),
-                                bn_mode=BNMode.RECOMPUTE, progress=progress, desc=f"fge scale {s:g}")
+        r = sharded_evaluate(ctx.engine, PointSet.explicit(ws), splits=("test",), probs=("test",),
+                             bn_mode=BNMode.RECOMPUTE, progress=progress, desc=f"fge scale {s:g}")
         st = agreement_stats(r.probs["test"], p_swa)
         cons.append(float(np.mean(st["prob_diff_consecutive"])))
         gap.append(st["prob_diff_swa_ensemble"])

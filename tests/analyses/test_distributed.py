@@ -71,3 +71,17 @@ def test_resume_with_another_number_of_ranks(tiny_run, tmp_path, single, monkeyp
     assert got["done"].all()
     for k in ("train_loss", "test_error"):
         np.testing.assert_allclose(got[k], single[k], rtol=1e-12)
+
+
+def test_fge_sharded_over_two_ranks_equals_one_process(tiny_run, tmp_path):
+    from analyses import FGEConfig, fge
+
+    one = fge(tiny_run, tmp_path / "one.h5", FGEConfig(scales=(1.0, 0.5)), ENG, progress=False)
+    out = tmp_path / "two.h5"
+    _torchrun(2, tiny_run, "fge", "--dtype", "float64", "--strategy", "loop", "--no-progress", "--out", str(out))
+    with h5py.File(out, "r") as f:
+        np.testing.assert_array_equal(f["fge/proposal_indices"][:], one["proposal_indices"])
+        np.testing.assert_allclose(f["fge/probs_proposals"][:], one["probs_proposals"], rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(f["fge/acc_proposals"][:], one["acc_proposals"], atol=1e-12)
+        for k in ("prob_diff_consecutive", "agree_consecutive", "prob_diff_swa_ensemble", "acc_swa"):
+            np.testing.assert_allclose(f[f"fge/{k}"][()], one[k], rtol=1e-6)
