@@ -13,14 +13,14 @@ and a dead rank loses at most its current chunk.
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from swa.distributed import barrier, init_from_env, rank, world
+
+from .h5io import atomic_update
 
 __all__ = ["init_from_env", "rank", "world", "barrier", "PartFile", "merge_parts", "sharded_evaluate"]
 
@@ -32,10 +32,7 @@ class PartFile:
         self.path = Path(results_path).with_name(f"{Path(results_path).name}.rank{r}.part.h5")
 
     def append(self, group: str, config: str, index: np.ndarray, values: dict[str, np.ndarray]) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        if self.path.exists():
-            shutil.copyfile(self.path, tmp)
-        with h5py.File(tmp, "a") as f:
+        def add(f: h5py.File) -> None:
             g = f.require_group(group)
             if g.attrs.get("config") != config:
                 for k in list(g):
@@ -49,7 +46,8 @@ class PartFile:
                     d = g[name]
                     d.resize(d.shape[0] + v.shape[0], axis=0)
                     d[-v.shape[0]:] = v
-        os.replace(tmp, self.path)
+
+        atomic_update(self.path, add)
 
 
 def merge_parts(results, group: str) -> int:
@@ -71,13 +69,8 @@ def merge_parts(results, group: str) -> int:
             idx = data.pop("index")
             results.write_points(group, idx, data)
             merged += idx.size
-        if others:  # keep other groups' data, drop this group's (on a copy, replaced atomically)
-            tmp = part.with_name(part.name + ".tmp")
-            shutil.copyfile(part, tmp)
-            with h5py.File(tmp, "a") as f:
-                if group in f:
-                    del f[group]
-            os.replace(tmp, part)
+        if others:  # keep other groups' data, drop this group's
+            atomic_update(part, lambda f: f.__delitem__(group) if group in f else None)
         else:
             part.unlink()
     return merged

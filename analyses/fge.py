@@ -100,6 +100,7 @@ def _run(ctx: RunContext, results: ResultsFile, config: FGEConfig, progress: boo
     r_props = sharded_evaluate(ctx.engine, PointSet.explicit(w, b), splits=("test",), probs=("test",), bn_mode=mode,
                                progress=progress, desc="fge proposals")
     w_swa = w.double().mean(0).float()
+    delta = w.double() - w_swa.double()  # [M, P], the paper's Delta_i
     r_swa = ctx.engine.evaluate(PointSet.explicit(w_swa[None]), splits=("test",), probs=("test",),
                                 bn_mode=BNMode.RECOMPUTE)
     p_props, p_swa = r_props.probs["test"], r_swa.probs["test"][0]
@@ -110,14 +111,13 @@ def _run(ctx: RunContext, results: ResultsFile, config: FGEConfig, progress: boo
         "acc_proposals": r_props.acc["test"].numpy(),
         "acc_ensemble": float((ens.argmax(-1) == y).double().mean()),
         "acc_swa": float(r_swa.acc["test"][0]),
-        "delta_norms": (w.double() - w_swa.double()).norm(dim=1).numpy(),
+        "delta_norms": delta.norm(dim=1).numpy(),
         "consecutive_distances": (w[1:].double() - w[:-1].double()).norm(dim=1).numpy(),
         "probs_proposals": p_props.numpy(), "probs_swa": p_swa.numpy(),
     }
     # linearisation study: shrink the proposals toward w_SWA
     scales = np.asarray(sorted(set(config.scales), reverse=True), dtype=np.float64)
     cons, gap = [], []
-    delta = w.double() - w_swa.double()
     for s in scales:
         ws = (w_swa.double() + s * delta).float()
         r = sharded_evaluate(ctx.engine, PointSet.explicit(ws), splits=("test",), probs=("test",),

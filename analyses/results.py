@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +27,7 @@ from landscape.errors import UserError
 from swa.trainer import version
 from swa.trajectory import Trajectory
 
+from .h5io import atomic_update
 from .distributed import barrier, merge_parts, rank, world
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "default_results_path", "ResultsFile"]
@@ -82,22 +82,14 @@ class ResultsFile:
 
     def update(self, fn: Callable[[h5py.File], Any]) -> Any:
         """Apply ``fn(file)`` to a copy and atomically replace the results file with it."""
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        if self.path.exists():
-            shutil.copyfile(self.path, tmp)
-        with h5py.File(tmp, "a") as f:
+
+        def stamped(f: h5py.File) -> Any:
             if "format" not in f.attrs:
                 f.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, "run": str(self.run.resolve()),
                                 "run_hash": self.run_hash, "toolkit_version": version()})
-            out = fn(f)
-        os.replace(tmp, self.path)
-        return out
+            return fn(f)
 
-    def has(self, group: str) -> bool:
-        if not self.path.exists():
-            return False
-        with self.read() as f:
-            return group in f
+        return atomic_update(self.path, stamped)
 
     def prepare(self, group: str, config: dict, arrays: dict[str, tuple[tuple[int, ...], str, Any]],
                 scalars: dict[str, Any] | None = None) -> np.ndarray:

@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 
 from .bn import BNWeighting
 from .errors import UserError, coerce_enums
-from .layout import Layout, buffer_layout, param_layout
+from .layout import Layout, buffer_layout, param_layout, unflatten
 from .points import PointSet
 
 __all__ = ["BNMode", "Strategy", "EngineConfig", "EvalResult", "Engine", "flops_per_sample", "tune_cpu_allocator"]
@@ -448,16 +448,6 @@ class Engine:
                      for j in range(len(outs[0][1]))]
         return logits, [(name, m, v) for name, (m, v) in zip(rep[1].names, stats, strict=True)]
 
-    def _named(self, flat: torch.Tensor, layout: Layout) -> dict[str, torch.Tensor]:
-        out = {}
-        for name, shape, dt, chunk in zip(layout.names, layout.shapes, layout.dtypes,
-                                          torch.split(flat, layout.numels, dim=-1), strict=True):
-            t = chunk.reshape((flat.shape[0],) + tuple(shape))
-            if "int" in dt or "bool" in dt:  # integer buffers travel as floats in flat vectors
-                t = t.to(getattr(torch, dt.removeprefix("torch.")))
-            out[name] = t
-        return out
-
     # --- passes --------------------------------------------------------------------------------
     @torch.no_grad()
     def _recompute(self, rep: tuple[nn.Module, _Ctx], strategy: Strategy, params: dict, buffers_flat: torch.Tensor
@@ -466,7 +456,7 @@ class Engine:
         cfg, x = self.config, self.bn_data
         k, b, n = buffers_flat.shape[0], cfg.bn_batch_size, self.bn_data.shape[0]
         s = self._sizes(k, strategy)
-        buffers = self._named(buffers_flat, self.b_layout)
+        buffers = unflatten(buffers_flat, self.b_layout)
         sums: dict[str, list[torch.Tensor]] = {}
         n_full = n // b * b
         pieces = [(i, min(i + s, n_full), b) for i in range(0, n_full, s)]
@@ -534,8 +524,8 @@ class Engine:
         x_all = (self.bn_data if self.bn_data is not None else next(iter(self.splits.values()))[0])
         n = x_all.shape[0]
         k = min(len(points), _PROBE_POINTS)
-        params = self._named(points.chunk(0, k, self.device, self.dtype), self.p_layout)
-        buffers = self._named(self._buffers_for(points, 0, k), self.b_layout)
+        params = unflatten(points.chunk(0, k, self.device, self.dtype), self.p_layout)
+        buffers = unflatten(self._buffers_for(points, 0, k), self.b_layout)
         strategies = [Strategy.LOOP, Strategy.VMAP] if cfg.strategy is Strategy.AUTO else [cfg.strategy]
         cands = []
         for strat in strategies:
@@ -706,11 +696,11 @@ class Engine:
                         splits: tuple[str, ...], probs: tuple[str, ...], bn_mode: BNMode) -> EvalResult:
         k = hi - lo
         w = points.chunk(lo, hi, self.device, self.dtype)
-        params = self._named(w, self.p_layout)
+        params = unflatten(w, self.p_layout)
         bflat = self._buffers_for(points, lo, hi)
         if self.bn_names and bn_mode is BNMode.RECOMPUTE:
             bflat = self._recompute(rep, strategy, params, bflat)
-        buffers = self._named(bflat, self.b_layout)
+        buffers = unflatten(bflat, self.b_layout)
         loss, acc, pr = {}, {}, {}
         for s in dict.fromkeys((*splits, *probs)):
             l_, a_, p_ = self._eval_split(rep, strategy, params, buffers, s, k, s in probs)

@@ -85,27 +85,30 @@ def flatten(tensors: list[torch.Tensor] | tuple[torch.Tensor, ...], dtype: torch
     return torch.cat([t.detach().reshape(-1).to(dtype) for t in tensors])
 
 
-def unflatten(vec: torch.Tensor, layout: Layout, cast: bool = True) -> dict[str, torch.Tensor]:
+def unflatten(vec: torch.Tensor, layout: Layout) -> dict[str, torch.Tensor]:
     """Split a flat vector ``[P]`` (or a batch ``[K, P]``) into named tensors.
+
+    Floating-point tensors keep the dtype of ``vec`` (float64 evaluation of a float32
+    model stays float64); integer and bool buffers (``num_batches_tracked``), which
+    travel as floats in flat vectors, are cast back to their layout dtype.
 
     Args:
         vec: Flat vector ``[P]`` or batch of flat vectors ``[K, P]``.
         layout: Layout the vector was packed with.
-        cast: Cast each tensor back to the dtype recorded in the layout.
 
     Returns:
-        Dict from name to tensor of shape ``shape`` (or ``[K, *shape]``). The
-        tensors are views of ``vec`` where no cast is needed.
+        Dict from name to tensor of shape ``shape`` (or ``[K, *shape]``); views of ``vec``
+        where the layout allows.
     """
     if vec.shape[-1] != layout.size:
         raise ValueError(f"flat vector has length {vec.shape[-1]}, layout expects {layout.size}")
-    lead = vec.shape[:-1]
+    lead = tuple(vec.shape[:-1])
     out = {}
     for name, shape, dt, chunk in zip(
         layout.names, layout.shapes, layout.dtypes, torch.split(vec, layout.numels, dim=-1), strict=True
     ):
-        t = chunk.reshape(tuple(lead) + tuple(shape))
-        if cast:
+        t = chunk.reshape(lead + tuple(shape))
+        if "int" in dt or "bool" in dt:
             t = t.to(getattr(torch, dt.removeprefix("torch.")))
         out[name] = t
     return out

@@ -128,10 +128,3 @@ class PointSet:
         if self.buffer_basis is None:
             return b0.expand(stop - start, -1)
         return b0 + self.coords[start:stop].to(device=device, dtype=dtype) @ self.buffer_basis.to(device=device, dtype=dtype)
-
-    def param_norms(self) -> torch.Tensor:
-        """``||w_k||_2`` of every point ``[K]`` (float64), chunk by chunk."""
-        out = []
-        for i in range(0, len(self), 256):
-            out.append(self.chunk(i, min(i + 256, len(self)), dtype=torch.float64).norm(dim=1))
-        return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)

@@ -105,7 +105,7 @@ def builtin_data(spec: DataSpec, batch_size: int, device: torch.device | str = "
         for xb, yb in iterate_batches(tx, ty, batch_size, g, s.augment):
             lo = rank * xb.shape[0] // world
             hi = (rank + 1) * xb.shape[0] // world
-            yield (xb[lo:hi], yb[lo:hi]) if world > 1 else (xb, yb)
+            yield xb[lo:hi], yb[lo:hi]  # the whole batch when world == 1
 
     return TrainData(
         train=train_batches,
