@@ -85,7 +85,7 @@ def sharded_evaluate(engine, points, **kwargs):
     import torch
     import torch.distributed as dist
 
-    from landscape.engine import _concat
+    from landscape.result import concat_results
     from landscape.points import PointSet
 
     w, r = world(), rank()
@@ -98,7 +98,7 @@ def sharded_evaluate(engine, points, **kwargs):
     dist.all_gather_object(parts, part)
     # rank j holds points j, j+w, ...: interleave back into the original order
     order = torch.cat([torch.arange(len(points))[j::w] for j in range(w)]).argsort()
-    res = _concat([p for p in parts if p is not None], tuple(kwargs.get("splits") or engine.splits), engine.b_layout.size)
+    res = concat_results([p for p in parts if p is not None], tuple(kwargs.get("splits") or engine.splits), engine.b_layout.size)
     res.loss = {k: v[order] for k, v in res.loss.items()}
     res.acc = {k: v[order] for k, v in res.acc.items()}
     res.probs = {k: v[order] for k, v in res.probs.items()}

@@ -20,6 +20,7 @@ from landscape.layout import Layout
 from landscape.points import PointSet
 
 from .common import RunContext, analysis, evaluate_missing
+from .distributed import barrier, rank, world
 from .results import ResultsFile
 
 __all__ = ["RaysConfig", "random_directions", "filter_normalize", "first_crossing", "rays"]
@@ -148,10 +149,9 @@ def _run(ctx: RunContext, results: ResultsFile, config: RaysConfig, progress: bo
         group = f"rays/{name}"
         shape = (config.directions, config.steps)
         cfg = {**asdict(config), "t_max": t_max, "origin": name, "engine": ctx.engine_dict()}
-        done = results.prepare(group, cfg, {k: (shape, "f8", np.nan) for k in
-                                            ("train_loss", "train_error", "test_loss", "test_error")},
+        done = results.prepare(group, cfg, {k: (shape, "f8", np.nan) for k in _VALUES},
                                {"t": t, "directions_seed": config.seed})
-        evaluate_missing(ctx, results, group, points, done, progress, f"rays from {name}")
+        _evaluate_rays(ctx, results, group, points, done, config.steps, progress, f"rays from {name}")
         with results.read() as f:
             err, loss = f[group]["test_error"][:], f[group]["train_loss"][:]
         we, wl = first_crossing(t, err, config.margin_error), first_crossing(t, loss, config.margin_loss)
@@ -161,6 +161,30 @@ def _run(ctx: RunContext, results: ResultsFile, config: RaysConfig, progress: bo
         summary[name] = {"width_error": we, "width_loss": wl, "t": t, "test_error0": float(err[0, 0]),
                          "train_loss0": float(loss[0, 0])}
     return summary
+
+
+_VALUES = ("train_loss", "train_error", "test_loss", "test_error")
+
+
+def _evaluate_rays(ctx: RunContext, results: ResultsFile, group: str, points: PointSet, done: np.ndarray, steps: int,
+                   progress: bool, desc: str) -> int:
+    """Evaluate the missing ray points; the shared t = 0 point once per origin, not once per direction.
+
+    Returns:
+        Points computed.
+    """
+    shared = np.arange(steps, done.size, steps)  # flat index of t = 0 on directions 1..D-1
+    skip = done.copy()
+    skip[shared] = True
+    n = evaluate_missing(ctx, results, group, points, skip, progress, desc)
+    missing = shared[~done[shared]]
+    if missing.size and rank() == 0:
+        with results.read() as f:
+            origin = {k: f[group][k][0, 0] for k in _VALUES}
+        results.write_points(group, missing, {k: np.full(missing.size, v) for k, v in origin.items()})
+    if world() > 1:
+        barrier()
+    return n
 
 
 def describe(summary: dict) -> str:

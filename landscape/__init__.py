@@ -1,7 +1,14 @@
 """Weight-space points and their batched evaluation."""
 
 from .bn import BNWeighting, recompute_bn
+from .config import BNMode, EngineConfig, Strategy
+from .engine import Engine
 from .errors import UserError
 from .layout import Layout, buffer_layout, flatten, param_layout, unflatten
+from .points import PointSet
+from .probe import DEFAULT_CACHE, ProbeCache, ProbeReport
+from .result import EvalResult
 
-__all__ = ["BNWeighting", "Layout", "UserError", "buffer_layout", "flatten", "param_layout", "recompute_bn", "unflatten"]
+__all__ = ["BNMode", "BNWeighting", "DEFAULT_CACHE", "Engine", "EngineConfig", "EvalResult", "Layout", "PointSet",
+           "ProbeCache", "ProbeReport", "Strategy", "UserError", "buffer_layout", "flatten", "param_layout",
+           "recompute_bn", "unflatten"]

@@ -235,3 +235,26 @@ def test_cli_analyze_all(tiny_run, tmp_path):
     r = subprocess.run([sys.executable, "-m", "swa.cli", "analyze", tiny_run, "plane", "--anchors", "0,1,100000",
                         "--out", str(out)], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "out of range" in r.stderr
+
+
+def test_rays_evaluate_the_shared_origin_once(tiny_run, results_path, monkeypatch):
+    """D directions x T steps cost D (T - 1) + 1 evaluations per origin, and every row still starts at t = 0."""
+    from landscape.engine import Engine
+
+    seen = []
+    real = Engine.evaluate
+
+    def counting(self, points, *a, **k):
+        seen.append(len(points))
+        return real(self, points, *a, **k)
+
+    monkeypatch.setattr(Engine, "evaluate", counting)
+    rays(tiny_run, results_path, RaysConfig(directions=4, steps=5, t_max=1.0, seed=3), ENG, **QUIET)
+    assert seen == [4 * 4 + 1, 4 * 4 + 1]
+    with h5py.File(results_path, "r") as f:
+        for origin in ("swa", "sgd"):
+            g = f[f"rays/{origin}"]
+            assert g["done"][:].all()
+            for k in ("train_loss", "test_error"):
+                col = g[k][:, 0]
+                assert np.isfinite(col).all() and (col == col[0]).all()

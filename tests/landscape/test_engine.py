@@ -191,7 +191,7 @@ def test_vmap_incompatible_model_falls_back_to_loop_with_one_warning():
     model, data = _NoVmap().double(), _data(seed=26)
     pts = _points(model, 4, seed=27)
     with pytest.warns(UserWarning, match="cannot run under torch.func.vmap") as rec:
-        res = Engine(model, data, config=EngineConfig(dtype="float64", strategy="auto", superbatch=64)).evaluate(
+        res = Engine(model, data, config=EngineConfig(dtype="float64", strategy="vmap", superbatch=64)).evaluate(
             PointSet.explicit(pts))
     assert len([w for w in rec if "vmap" in str(w.message)]) == 1
     assert res.strategy == "loop"

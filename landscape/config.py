@@ -1,0 +1,76 @@
+"""Settings of the evaluation engine: :class:`EngineConfig` and :class:`BNMode`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from .bn import BNWeighting
+from .errors import UserError, coerce_enums
+from .passes import Strategy
+
+__all__ = ["BNMode", "EngineConfig", "Strategy"]
+
+
+class BNMode(str, Enum):
+    """Which BatchNorm statistics each point is evaluated with."""
+
+    RECOMPUTE = "recompute"
+    """Recompute from the training data at every point (default, exact)."""
+    STORED = "stored"
+    """Use the buffers carried by the point set (e.g. a snapshot's own buffers)."""
+    INTERPOLATE = "interpolate"
+    """Use buffers interpolated with the same coordinates as the weights."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Settings of the evaluation engine.
+
+    Attributes:
+        bn_mode: See :class:`BNMode`.
+        bn_weighting: Per-batch (``update_bn``) or per-sample weighting of BN statistics.
+        bn_batch_size: Batch size of the BN recomputation pass; it defines the
+            per-batch statistics (use the run's training batch size).
+        bn_batches: Recompute from the first n batches only (None: all).
+        strategy: See :class:`Strategy`; ``auto`` times candidate plans (:mod:`landscape.probe`).
+        chunk_size: Points per chunk (None: chosen under the memory budget).
+        memory_budget: Bytes the engine may use for activations and points.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``...
+        dtype: ``"float32"`` or ``"float64"``.
+        weight_decay: If positive, also report ``loss + 0.5 * weight_decay * ||w||^2``.
+        superbatch: Samples per forward (rounded down to a multiple of ``bn_batch_size``)
+            for every plan. None: the whole split for the loop (as far as the memory
+            budget allows), about ``cpu_cache_bytes`` of activations for other CPU candidates.
+        cpu_cache_bytes: Activation footprint of the cache-sized CPU candidates.
+        tune_allocator: On CPU, call :func:`tune_cpu_allocator` (process-wide glibc setting).
+        workers: Threads evaluating different points at once, each with its own model copy
+            and ``torch.get_num_threads() // workers`` intra-op threads. None: 1 (the plain
+            plan), with one per core among the CPU candidates of ``auto``.
+    """
+
+    bn_mode: BNMode = BNMode.RECOMPUTE
+    bn_weighting: BNWeighting = BNWeighting.BATCH
+    bn_batch_size: int = 128
+    bn_batches: int | None = None
+    strategy: Strategy = Strategy.AUTO
+    chunk_size: int | None = None
+    memory_budget: int = 2 << 30
+    device: str = "auto"
+    dtype: str = "float32"
+    weight_decay: float = 0.0
+    superbatch: int | None = None
+    cpu_cache_bytes: int = 8 << 20
+    tune_allocator: bool = True
+    workers: int | None = None
+
+    def __post_init__(self) -> None:
+        coerce_enums(self, {"bn_mode": BNMode, "bn_weighting": BNWeighting, "strategy": Strategy})
+        if self.dtype not in ("float32", "float64"):
+            raise UserError(f"dtype must be float32 or float64, got {self.dtype!r}")
+        if self.bn_batch_size < 1 or (self.bn_batches is not None and self.bn_batches < 1):
+            raise UserError("bn_batch_size and bn_batches must be at least 1")
+        if self.chunk_size is not None and self.chunk_size < 1:
+            raise UserError(f"chunk_size must be at least 1, got {self.chunk_size}")
+        if self.workers is not None and self.workers < 1:
+            raise UserError(f"workers must be at least 1, got {self.workers}")

@@ -1,0 +1,144 @@
+"""The forwards of one chunk of points: the functional forward, the BN statistics pass, an evaluation pass.
+
+Data is the outer loop (super-batches, read once per chunk), points the inner one:
+either a plain per-point loop or ``torch.func.vmap`` over stacked weights. Every
+function here is pure apart from the replica's :class:`~landscape.grouped_bn.BNContext`.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, vmap
+
+from .bn import BNWeighting
+from .errors import UserError
+from .grouped_bn import Replica
+
+__all__ = ["Strategy", "forward", "recompute_buffers", "evaluate_split"]
+
+
+class Strategy(str, Enum):
+    """How a chunk of points is pushed through the network."""
+
+    AUTO = "auto"
+    """Pick by timing candidates on the evaluation's own first points (see :mod:`landscape.probe`)."""
+    LOOP = "loop"
+    """One point after another over device-resident data."""
+    VMAP = "vmap"
+    """``torch.func.vmap`` over stacked weights."""
+
+
+def _call(rep: Replica, params: dict, buffers: dict, x: torch.Tensor, mode: str, group: int):
+    ctx = rep.ctx
+    ctx.mode, ctx.group, ctx.stats, ctx.names = mode, group, [], []
+    try:
+        out = functional_call(rep.model, (params, buffers), (x,))
+        stats = ctx.stats
+    finally:
+        ctx.mode, ctx.stats = "eval", None
+    return out, stats
+
+
+def forward(rep: Replica, strategy: Strategy, params: dict, buffers: dict, x: torch.Tensor, mode: str, group: int
+            ) -> tuple[torch.Tensor, list[tuple[str, torch.Tensor, torch.Tensor]]]:
+    """One forward of ``k`` points on the same inputs.
+
+    Args:
+        rep: The replica to run.
+        strategy: ``LOOP`` or ``VMAP``.
+        params: Name to stacked parameters ``[k, ...]``.
+        buffers: Name to stacked buffers ``[k, ...]``.
+        x: Inputs ``[n, ...]``.
+        mode: ``"eval"`` or ``"stats"`` (see :class:`~landscape.grouped_bn.BNContext`).
+        group: Samples per BN group in ``"stats"`` mode.
+
+    Returns:
+        Logits ``[k, n, C]`` and, per BN call, ``(name, mean sums [k, C], variance sums [k, C])``.
+    """
+    if strategy is Strategy.VMAP:
+        logits, stats = vmap(lambda p, b: _call(rep, p, b, x, mode, group), in_dims=(0, 0))(params, buffers)
+    else:
+        k = next(iter(params.values())).shape[0]
+        outs = [_call(rep, {n: t[i] for n, t in params.items()}, {n: t[i] for n, t in buffers.items()}, x, mode, group)
+                for i in range(k)]
+        logits = torch.stack([o[0] for o in outs])
+        stats = [(torch.stack([o[1][j][0] for o in outs]), torch.stack([o[1][j][1] for o in outs]))
+                 for j in range(len(outs[0][1]))]
+    return logits, [(name, m, v) for name, (m, v) in zip(rep.ctx.names, stats, strict=True)]
+
+
+@torch.no_grad()
+def recompute_buffers(rep: Replica, strategy: Strategy, params: dict, buffers_flat: torch.Tensor, bn_data: torch.Tensor,
+                      bn_batch_size: int, weighting: BNWeighting, superbatch: int,
+                      slices: dict[str, dict[str, slice]], buffers_of, device: torch.device) -> torch.Tensor:
+    """The BN statistics pass (``update_bn`` semantics) for ``k`` points.
+
+    Args:
+        rep, strategy, params: As in :func:`forward`.
+        buffers_flat: The points' buffers ``[k, Q]`` (non-BN entries are kept).
+        bn_data: Training inputs ``[N, ...]``; full groups of ``bn_batch_size``, then the remainder as one group.
+        bn_batch_size: Samples per BN group.
+        weighting: Per-batch (``update_bn``) or per-sample weighting.
+        superbatch: Samples per forward (a multiple of ``bn_batch_size``).
+        slices: BN layer name to the slices of its ``running_mean``/``running_var``/``num_batches_tracked`` in Q.
+        buffers_of: ``flat [k, Q] -> dict`` of named buffers.
+        device: Where the forwards run.
+
+    Returns:
+        Buffers ``[k, Q]`` with the recomputed running statistics.
+    """
+    b, n = bn_batch_size, bn_data.shape[0]
+    buffers = buffers_of(buffers_flat)
+    sums: dict[str, list[torch.Tensor]] = {}
+    n_full = n // b * b
+    pieces = [(i, min(i + superbatch, n_full), b) for i in range(0, n_full, superbatch)]
+    if n_full < n:
+        pieces.append((n_full, n, n - n_full))
+    groups = samples = 0
+    for lo, hi, grp in pieces:
+        xb = bn_data[lo:hi].to(device, non_blocking=True)
+        _, stats = forward(rep, strategy, params, buffers, xb, "stats", grp)
+        seen = set()
+        for name, m, v in stats:
+            if name in seen:
+                raise UserError(f"BatchNorm layer {name!r} is called twice in one forward; not supported")
+            seen.add(name)
+            w = grp if weighting is BNWeighting.SAMPLE else 1
+            acc = sums.setdefault(name, [torch.zeros_like(m, dtype=torch.float64), torch.zeros_like(v, dtype=torch.float64)])
+            acc[0] += w * m.double()
+            acc[1] += w * v.double()
+        groups += (hi - lo) // grp
+        samples += hi - lo
+    denom = samples if weighting is BNWeighting.SAMPLE else groups
+    out = buffers_flat.clone()
+    for name, (m, v) in sums.items():
+        sl = slices[name]
+        out[:, sl["running_mean"]] = (m / denom).to(out.dtype)
+        out[:, sl["running_var"]] = (v / denom).to(out.dtype)
+        out[:, sl["num_batches_tracked"]] = groups
+    return out
+
+
+@torch.no_grad()
+def evaluate_split(rep: Replica, strategy: Strategy, params: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor,
+                   superbatch: int, want_probs: bool, device: torch.device
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Mean cross-entropy ``[k]``, accuracy ``[k]`` (float64) and optionally probabilities ``[k, n, C]`` on one split."""
+    k = next(iter(params.values())).shape[0]
+    n = x.shape[0]
+    loss = torch.zeros(k, dtype=torch.float64, device=device)
+    correct = torch.zeros(k, dtype=torch.float64, device=device)
+    probs = []
+    for lo in range(0, n, superbatch):
+        xb, yb = x[lo : lo + superbatch].to(device), y[lo : lo + superbatch].to(device)
+        logits, _ = forward(rep, strategy, params, buffers, xb, "eval", 1)  # [k, nb, C]
+        c = logits.shape[-1]
+        ce = F.cross_entropy(logits.reshape(-1, c).double(), yb.repeat(k), reduction="none").reshape(k, -1)
+        loss += ce.sum(1)
+        correct += (logits.argmax(-1) == yb).double().sum(1)
+        if want_probs:
+            probs.append(torch.softmax(logits.double(), -1).float().cpu())
+    return loss / n, correct / n, (torch.cat(probs, 1) if want_probs else None)

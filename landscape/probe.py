@@ -1,0 +1,200 @@
+"""Choosing how to evaluate: candidate plans timed on the evaluation's own first points.
+
+A :class:`Plan` says how a chunk of points goes through the network: the strategy
+(per-point loop or ``vmap``), the samples per forward (super-batch), and the worker
+threads. The candidates always include the *plain* plan, the simplest thing a user
+would write: one point at a time over the whole split per forward (as far as the
+memory budget allows), one worker with all intra-op threads.
+
+:func:`run_probe` times each candidate on consecutive points of the actual point set,
+at the sizes the evaluation uses, and keeps every result (nothing is evaluated twice,
+except one point re-evaluated by the plain plan to check ``vmap`` against it). The
+fastest plan wins only if it beats the plain plan by more than ``margin``; near ties go
+to the plain plan. Choices are remembered in a :class:`ProbeCache`, a plain object
+that can be inspected and cleared.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .passes import Strategy
+
+__all__ = ["Plan", "Trial", "ProbeReport", "ProbeCache", "DEFAULT_CACHE", "run_probe"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a chunk of points is evaluated.
+
+    Attributes:
+        strategy: ``LOOP`` or ``VMAP``.
+        superbatch: Samples per forward (a multiple of the BN batch size, or a whole split).
+        workers: Threads evaluating different points at once (1: the calling thread with all intra-op threads).
+        width: Points per forward (1 for the loop; the vmap width).
+        plain: Whether this is the plain plan.
+    """
+
+    strategy: Strategy
+    superbatch: int
+    workers: int = 1
+    width: int = 1
+    plain: bool = False
+
+    @property
+    def points_per_round(self) -> int:
+        """Points one round of this plan evaluates (every worker busy once)."""
+        return self.workers * self.width
+
+    def __str__(self) -> str:
+        kind = "plain" if self.plain else self.strategy.value
+        w = f" x{self.width}" if self.strategy is Strategy.VMAP else ""
+        return f"{kind}{w}, super-batch {self.superbatch}, {self.workers} worker{'s' if self.workers > 1 else ''}"
+
+
+@dataclass
+class Trial:
+    """One candidate's timing: ``points`` evaluated in ``seconds`` after a warm-up round (NaN if not timed)."""
+
+    plan: Plan
+    points: int = 0
+    seconds: float = math.nan
+    note: str = ""
+
+    @property
+    def rate(self) -> float:
+        """Points per second (NaN if not timed)."""
+        return self.points / self.seconds if self.points and self.seconds > 0 else math.nan
+
+
+@dataclass
+class ProbeReport:
+    """What the engine considered and chose, for :meth:`landscape.engine.Engine.explain`.
+
+    Attributes:
+        trials: Every candidate, timed or with the reason it was not.
+        choice: The plan used for the rest of the evaluation.
+        reason: Why that plan.
+        cached: Whether the choice came from the cache (then ``trials`` are those of the probe that made it).
+    """
+
+    trials: list[Trial]
+    choice: Plan
+    reason: str
+    cached: bool = False
+
+    def __str__(self) -> str:
+        lines = [f"{'candidate':<52} {'points':>6} {'seconds':>8} {'points/s':>9}  note"]
+        for t in self.trials:
+            mark = "*" if t.plan == self.choice else " "
+            sec = f"{t.seconds:8.3f}" if not math.isnan(t.seconds) else f"{'-':>8}"
+            rate = f"{t.rate:9.1f}" if not math.isnan(t.rate) else f"{'-':>9}"
+            lines.append(f"{mark}{str(t.plan):<51} {t.points:>6} {sec} {rate}  {t.note}")
+        lines.append(f"choice: {self.choice} ({self.reason}{'; from the cache' if self.cached else ''})")
+        return "\n".join(lines)
+
+
+@dataclass
+class ProbeCache:
+    """Earlier probe reports by key (model structure, device, dtype, data sizes, settings).
+
+    A plain object: read ``entries``, call :meth:`clear`. The engine uses
+    :data:`DEFAULT_CACHE` unless it is given its own.
+    """
+
+    entries: dict[tuple, ProbeReport] = field(default_factory=dict)
+
+    def get(self, key: tuple) -> ProbeReport | None:
+        return self.entries.get(key)
+
+    def put(self, key: tuple, report: ProbeReport) -> None:
+        self.entries[key] = report
+
+    def clear(self) -> None:
+        self.entries.clear()
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+DEFAULT_CACHE = ProbeCache()
+"""The process's shared probe cache (so that analyses run one after another probe once)."""
+
+
+class _VmapRejected(Exception):
+    pass
+
+
+def run_probe(candidates: list[Plan], run: Callable[[Plan, int, int], Any], deliver: Callable[[int, int, Any], None],
+              max_points: int, min_seconds: float = 0.3, margin: float = 0.05, tol: float = 1e-4
+              ) -> tuple[ProbeReport, int]:
+    """Time the candidates on points ``0, 1, ...`` of the evaluation; return the report and the points done.
+
+    Args:
+        candidates: Plans to time; the first must be the plain plan.
+        run: ``run(plan, lo, hi)`` evaluates points ``lo:hi`` with ``plan`` and returns a result with a
+            ``loss`` attribute (split name to ``[hi - lo]``).
+        deliver: ``deliver(lo, hi, result)`` hands a result over as the evaluation's own.
+        max_points: Points the probe may use (it stops timing a candidate there).
+        min_seconds: Each candidate is timed over whole rounds until this long (or ``max_points``).
+        margin: A plan other than the plain one must be faster by more than this fraction.
+        tol: Relative tolerance of the vmap-vs-plain check on losses.
+
+    Returns:
+        The report, and how many leading points were evaluated and kept.
+    """
+    plain = candidates[0]
+    trials = [Trial(p) for p in candidates]
+    lo = 0
+    vmap_ok = True
+    for trial in trials:
+        plan = trial.plan
+        per = plan.points_per_round
+        if plan.strategy is Strategy.VMAP and not vmap_ok:
+            trial.note = "skipped: vmap rejected above"
+            continue
+        if lo + 2 * per > max_points:
+            trial.note = f"skipped: needs {2 * per} points, the probe may use {max_points - lo} more"
+            continue
+        try:
+            warm = run(plan, lo, lo + per)
+        except Exception as e:  # noqa: BLE001 - any failure under vmap means: use the loop
+            if plan.strategy is not Strategy.VMAP:
+                raise
+            vmap_ok = False
+            trial.note = f"vmap failed: {type(e).__name__}"
+            warnings.warn(f"the model cannot run under torch.func.vmap ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0][:200] if str(e) else ''}); using the per-point loop", stacklevel=4)
+            continue
+        if plan.strategy is Strategy.VMAP:
+            ref = run(plain, lo, lo + 1).loss
+            if not all(torch.allclose(warm.loss[s][:1], ref[s], rtol=tol, atol=tol) for s in ref):
+                vmap_ok = False
+                trial.note = "vmap disagrees with the loop"
+                warnings.warn("vmap and the per-point loop disagree for this model; using the loop", stacklevel=4)
+                continue
+        deliver(lo, lo + per, warm)
+        lo += per
+        t0 = time.perf_counter()
+        n = 0
+        share = max(per, max_points // (2 * len(candidates)))  # no candidate takes the others' points
+        while n == 0 or (time.perf_counter() - t0 < min_seconds and n + per <= share and lo + per <= max_points):
+            deliver(lo, lo + per, run(plan, lo, lo + per))
+            lo += per
+            n += per
+        trial.points, trial.seconds = n, time.perf_counter() - t0
+    timed = [t for t in trials if not math.isnan(t.rate)]
+    base = trials[0].rate
+    best = max(timed, key=lambda t: t.rate)
+    if best.plan is plain or best.rate <= (1 + margin) * base:
+        choice, reason = plain, f"no candidate beat the plain plan by more than {100 * margin:.0f}%"
+    else:
+        choice, reason = best.plan, f"{best.rate / base:.2f}x the plain plan's rate"
+    return ProbeReport(trials, choice, reason), lo
