@@ -144,6 +144,17 @@ class Replica:
     model: nn.Module
     ctx: BNContext
     bn_names: list[str]
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    """Parameters and buffers by name (the per-point loop copies each point into them)."""
+
+    def __post_init__(self) -> None:
+        self.tensors = {**dict(self.model.named_parameters()), **dict(self.model.named_buffers())}
+
+    @torch.no_grad()
+    def load(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Copy one point's named parameters/buffers into the copy (as a user's loop would)."""
+        for name, t in tensors.items():
+            self.tensors[name].copy_(t)
 
 
 def engine_copy(model: nn.Module, dtype: torch.dtype, device: torch.device, fold: bool = True) -> Replica:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from enum import Enum
 
 import torch
-import torch.nn.functional as F
 from torch.func import functional_call, vmap
 
 from .bn import BNWeighting
@@ -31,11 +30,12 @@ class Strategy(str, Enum):
     """``torch.func.vmap`` over stacked weights."""
 
 
-def _call(rep: Replica, params: dict, buffers: dict, x: torch.Tensor, mode: str, group: int):
+def _call(rep: Replica, params: dict | None, buffers: dict | None, x: torch.Tensor, mode: str, group: int):
+    """One forward of the replica: functional (``params``/``buffers`` given) or on the loaded point (None)."""
     ctx = rep.ctx
     ctx.mode, ctx.group, ctx.stats, ctx.names = mode, group, [], []
     try:
-        out = functional_call(rep.model, (params, buffers), (x,))
+        out = rep.model(x) if params is None else functional_call(rep.model, (params, buffers), (x,))
         stats = ctx.stats
     finally:
         ctx.mode, ctx.stats = "eval", None
@@ -62,8 +62,10 @@ def forward(rep: Replica, strategy: Strategy, params: dict, buffers: dict, x: to
         logits, stats = vmap(lambda p, b: _call(rep, p, b, x, mode, group), in_dims=(0, 0))(params, buffers)
     else:
         k = next(iter(params.values())).shape[0]
-        outs = [_call(rep, {n: t[i] for n, t in params.items()}, {n: t[i] for n, t in buffers.items()}, x, mode, group)
-                for i in range(k)]
+        outs = []
+        for i in range(k):  # copy the point into the replica, then a plain forward (no functional_call overhead)
+            rep.load({n: t[i] for n, t in (params | buffers).items()})
+            outs.append(_call(rep, None, None, x, mode, group))
         logits = torch.stack([o[0] for o in outs])
         stats = [(torch.stack([o[1][j][0] for o in outs]), torch.stack([o[1][j][1] for o in outs]))
                  for j in range(len(outs[0][1]))]
@@ -135,9 +137,9 @@ def evaluate_split(rep: Replica, strategy: Strategy, params: dict, buffers: dict
     for lo in range(0, n, superbatch):
         xb, yb = x[lo : lo + superbatch].to(device), y[lo : lo + superbatch].to(device)
         logits, _ = forward(rep, strategy, params, buffers, xb, "eval", 1)  # [k, nb, C]
-        c = logits.shape[-1]
-        ce = F.cross_entropy(logits.reshape(-1, c).double(), yb.repeat(k), reduction="none").reshape(k, -1)
-        loss += ce.sum(1)
+        # cross-entropy = logsumexp - logit of the target, per sample in the working dtype, summed in float64
+        picked = logits.gather(-1, yb.expand(k, -1)[..., None])[..., 0]
+        loss += (torch.logsumexp(logits, -1) - picked).sum(1, dtype=torch.float64)
         correct += (logits.argmax(-1) == yb).double().sum(1)
         if want_probs:
             probs.append(torch.softmax(logits.double(), -1).float().cpu())
