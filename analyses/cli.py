@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from landscape.engine import EngineConfig
+from landscape.engine import MIN_PROBE_POINTS, EngineConfig
+from landscape.probe import DEFAULT_CACHE, ProbeCache
 from landscape.errors import UserError
 
 from .fge import FGEConfig, fge
@@ -25,34 +26,47 @@ ANALYSES = ("rays", "segment", "plane", "fge")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run file (read only)")
-    p.add_argument("analysis", choices=(*ANALYSES, "all"))
+    p.add_argument("analysis", choices=(*ANALYSES, "all"), help="which analysis to run (all: the four in turn)")
     p.add_argument("--out", help="results file (default: RUN.landscape.h5 next to the run)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--explain", action="store_true",
+                   help="print how the engine evaluated each analysis (candidate plans, their times, the choice)")
     e = p.add_argument_group("engine")
-    e.add_argument("--bn-mode", default="recompute", choices=("recompute", "stored", "interpolate"))
+    e.add_argument("--bn-mode", default="recompute", choices=("recompute", "stored", "interpolate"),
+                   help="BN statistics at each point: recomputed from the training data (exact), the stored ones, "
+                        "or interpolated between the anchors' (default: recompute)")
     e.add_argument("--bn-batches", type=int, help="recompute BN from the first n batches only")
-    e.add_argument("--strategy", default="auto", choices=("auto", "loop", "vmap"))
-    e.add_argument("--chunk-size", type=int)
-    e.add_argument("--memory-budget-gib", type=float, default=2.0)
-    e.add_argument("--device", default="auto")
-    e.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    e.add_argument("--strategy", default="auto", choices=("auto", "loop", "vmap"),
+                   help="how points go through the network: auto times candidates (default), loop, vmap")
+    e.add_argument("--chunk-size", type=int, help="points per chunk (default: chosen under the memory budget)")
+    e.add_argument("--memory-budget-gib", type=float, default=2.0,
+                   help="memory the engine may use for activations and points, GiB (default: 2)")
+    e.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    e.add_argument("--dtype", default="float32", choices=("float32", "float64"),
+                   help="evaluation precision (default: float32)")
     r = p.add_argument_group("rays")
-    r.add_argument("--directions", type=int, default=10)
-    r.add_argument("--ray-steps", type=int, default=30)
+    r.add_argument("--directions", type=int, default=10, help="number of random directions (default: 10)")
+    r.add_argument("--ray-steps", type=int, default=30, help="distances per ray, including 0 (default: 30)")
     r.add_argument("--t-max", type=float, help="largest ray distance (default: searched)")
     r.add_argument("--seed", type=int, default=0, help="seed of the ray directions")
-    r.add_argument("--filter-normalize", action="store_true")
-    r.add_argument("--margin-error", type=float, default=0.05)
-    r.add_argument("--margin-loss", type=float, default=0.1)
+    r.add_argument("--filter-normalize", action="store_true", help="filter-normalised directions (Li et al. 2018)")
+    r.add_argument("--margin-error", type=float, default=0.05,
+                   help="width: distance where test error first exceeds its t=0 value by this (default: 0.05)")
+    r.add_argument("--margin-loss", type=float, default=0.1,
+                   help="width: distance where train loss first exceeds its t=0 value by this, nats (default: 0.1)")
     s = p.add_argument_group("segment")
-    s.add_argument("--t-range", type=float, nargs=2, default=(-1.0, 2.0), metavar=("T_MIN", "T_MAX"))
-    s.add_argument("--segment-steps", type=int, default=41)
+    s.add_argument("--t-range", type=float, nargs=2, default=(-1.0, 2.0), metavar=("T_MIN", "T_MAX"),
+                   help="segment range, t=0 at SWA and t=1 at SGD (default: -1 2)")
+    s.add_argument("--segment-steps", type=int, default=41, help="points on the segment (default: 41)")
     pl = p.add_argument_group("plane")
     pl.add_argument("--anchors", help="three of sgd, swa or snapshot indices, comma-separated; or 'fge'")
-    pl.add_argument("--grid", type=int, nargs=2, default=(21, 21))
-    pl.add_argument("--margin", type=float, default=0.2)
+    pl.add_argument("--grid", type=int, nargs=2, default=(21, 21), metavar=("NU", "NV"),
+                    help="plane grid points along u and v (default: 21 21)")
+    pl.add_argument("--margin", type=float, default=0.2,
+                    help="plane grid margin around the anchors, as a fraction of their extent (default: 0.2)")
     f = p.add_argument_group("fge")
-    f.add_argument("--proposal-bn", default="stored", choices=("stored", "recompute"))
+    f.add_argument("--proposal-bn", default="stored", choices=("stored", "recompute"),
+                   help="BN of the FGE proposals: their stored statistics (default) or recomputed")
 
 
 def engine_config(args: argparse.Namespace, run: str) -> EngineConfig:
@@ -95,6 +109,20 @@ def run_analyses(args: argparse.Namespace) -> None:
                 raise
             say(f"{name} skipped: {e}")
     say(f"results: {out}" + (f" ({world()} ranks)" if world() > 1 else ""))
+    if args.explain:
+        say(explain(DEFAULT_CACHE, eng))
+
+
+def explain(cache: ProbeCache, eng: EngineConfig) -> str:
+    """What the engine chose for the evaluations of this command, from the probe cache."""
+    if eng.strategy.value != "auto":
+        return f"engine: strategy {eng.strategy.value!r} set by --strategy; nothing was probed"
+    lines = [f"engine: evaluations of fewer than {MIN_PROBE_POINTS} points use the plain plan unprobed; "
+             f"{len(cache)} probe(s) decided the rest:"]
+    for key, report in cache.entries.items():
+        splits = ", ".join(f"{s} ({n} samples)" for s, n in key.splits)
+        lines += [f"-- evaluations of {splits}:", str(report)]
+    return "\n".join(lines)
 
 
 COMMANDS = {"analyze": ("run the geometry analyses on a run file (writes a separate results file)",

@@ -17,7 +17,8 @@ from landscape.points import PointSet
 from swa.runs import build_run_model, load_dataset
 from swa.trajectory import Trajectory
 
-from .distributed import PartFile, barrier, merge_parts, rank, world
+from .distributed import barrier, rank, world
+from .journal import Journal
 from .results import ResultsFile, default_results_path
 
 __all__ = ["RunContext", "open_run", "analysis", "evaluate_missing", "RESULT_DEFINING"]
@@ -77,26 +78,21 @@ def evaluate_missing(ctx: RunContext, results: ResultsFile, group: str, points: 
     todo = np.flatnonzero(~done)
     r, w = rank(), world()
     mine = todo[r::w]  # deterministic shard; all of it in a single process
-    if w > 1:
-        with results.read() as f:
-            config = f[group].attrs["config"]
-        part_file = PartFile(results.path, r)
+    journal = Journal(results.path)
+    with results.read() as f:
+        config = f[group].attrs["config"]
 
-    def on_chunk(lo: int, hi: int, part: EvalResult) -> None:
-        values = {"train_loss": part.loss["train"].numpy(), "train_error": (1 - part.acc["train"]).numpy(),
-                  "test_loss": part.loss["test"].numpy(), "test_error": (1 - part.acc["test"]).numpy()}
-        if w > 1:
-            part_file.append(group, config, mine[lo:hi], values)
-        else:
-            results.write_points(group, mine[lo:hi], values)
+    def on_chunk(lo: int, hi: int, part: EvalResult) -> None:  # durable at the cost of the chunk
+        journal.append(group, config, mine[lo:hi], {
+            "train_loss": part.loss["train"].numpy(), "train_error": (1 - part.acc["train"]).numpy(),
+            "test_loss": part.loss["test"].numpy(), "test_error": (1 - part.acc["test"]).numpy()}, rank=r)
 
     if mine.size:
         ctx.engine.evaluate(_subset(points, mine), progress=progress and r == 0, desc=desc, on_chunk=on_chunk)
-    if w > 1:  # the one meeting point: rank 0 merges every rank's part file
-        barrier()
-        if r == 0:
-            merge_parts(results, group)
-        barrier()
+    barrier()  # the one meeting point: rank 0 merges every rank's chunks into the results file
+    if r == 0:
+        journal.merge(results, group)
+    barrier()
     results.write(group, {}, {"engine_settings": json.dumps({**ctx.engine_dict(full=True), "ranks": w,
                                                              "strategy_used": ctx.engine.strategy.value
                                                              if ctx.engine.strategy else None})})

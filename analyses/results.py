@@ -24,11 +24,13 @@ import h5py
 import numpy as np
 
 from landscape.errors import UserError
+from landscape.files import open_hdf5, output_path
 from swa.trainer import version
 from swa.trajectory import Trajectory
 
 from .h5io import atomic_update
-from .distributed import barrier, merge_parts, rank, world
+from .distributed import barrier, rank
+from .journal import Journal
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "default_results_path", "ResultsFile"]
 
@@ -52,7 +54,7 @@ class ResultsFile:
     """
 
     def __init__(self, path: str | os.PathLike, run: str | os.PathLike):
-        self.path, self.run = Path(path), Path(run)
+        self.path, self.run = output_path(path, "results file"), Path(run)
         if self.path.resolve() == self.run.resolve():
             raise UserError("the results file must not be the run file (analyses never modify the training log)")
         with Trajectory(run) as t:
@@ -67,10 +69,7 @@ class ResultsFile:
     @contextmanager
     def read(self):
         """Open read-only (validated)."""
-        try:
-            f = h5py.File(self.path, "r")
-        except OSError as e:
-            raise UserError(f"{self.path} is not a readable HDF5 file ({e})") from None
+        f = open_hdf5(self.path)
         try:
             if f.attrs.get("format") != FORMAT:
                 raise UserError(f"{self.path} is not a swa-landscape results file")
@@ -105,14 +104,13 @@ class ResultsFile:
             The ``done`` mask (bool, flat over the points) as stored.
         """
         cfg = json.dumps(config, sort_keys=True)
-        if world() > 1:  # rank 0 creates, every rank reads the mask (after any leftover part files are merged)
-            if rank() == 0:
-                self._prepare(group, cfg, arrays, scalars)
-                merge_parts(self, group)
-            barrier()
-            with self.read() as f:
-                return f[group]["done"][:]
-        return self._prepare(group, cfg, arrays, scalars)
+        # rank 0 creates the group and merges chunks a killed run left in the journal; every rank reads the mask
+        if rank() == 0:
+            self._prepare(group, cfg, arrays, scalars)
+            Journal(self.path).merge(self, group)
+        barrier()
+        with self.read() as f:
+            return f[group]["done"][:]
 
     def _prepare(self, group: str, cfg: str, arrays: dict, scalars: dict | None) -> np.ndarray:
         def fn(f: h5py.File) -> np.ndarray:

@@ -22,6 +22,10 @@ def run_figures(args: argparse.Namespace) -> None:
 
     if not Path(args.run).exists():
         raise UserError(f"{args.run}: no such file")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UserError(f"--out {args.out} is a file; figures need an output directory")
+    if args.results and not Path(args.results).exists():
+        raise UserError(f"--results {args.results}: no such file")
     results = args.results or str(Path(args.run).with_name(Path(args.run).name.removesuffix(".h5") + ".landscape.h5"))
     print(make_figures(args.run, results, args.out))
 
@@ -31,13 +35,15 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
 
     d = DemoConfig()
     p.add_argument("--out", default="swa-landscape-demo", help="output directory")
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--num-samples", type=int, default=d.num_samples)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--grid", type=int, default=d.grid)
-    p.add_argument("--directions", type=int, default=d.directions)
-    p.add_argument("--ray-steps", type=int, default=d.ray_steps)
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--epochs", type=int, default=d.epochs, help=f"training budget in epochs (default: {d.epochs})")
+    p.add_argument("--num-samples", type=int, default=d.num_samples,
+                   help=f"MNIST-1D samples generated in all (default: {d.num_samples})")
+    p.add_argument("--seed", type=int, default=d.seed, help=f"training seed (default: {d.seed})")
+    p.add_argument("--grid", type=int, default=d.grid, help=f"plane grid points per side (default: {d.grid})")
+    p.add_argument("--directions", type=int, default=d.directions,
+                   help=f"random ray directions (default: {d.directions})")
+    p.add_argument("--ray-steps", type=int, default=d.ray_steps, help=f"distances per ray (default: {d.ray_steps})")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def run_demo(args: argparse.Namespace) -> None:

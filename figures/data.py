@@ -9,6 +9,9 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
+from landscape.errors import UserError
+from landscape.files import open_hdf5
+
 __all__ = ["RunSummary", "read_run", "read_results"]
 
 
@@ -33,7 +36,9 @@ class RunSummary:
 
 def read_run(path: str | os.PathLike) -> RunSummary:
     """Settings, per-snapshot metrics and solution metrics of a run file (opened read-only, SWMR)."""
-    with h5py.File(path, "r", libver="latest", swmr=True) as f:
+    with open_hdf5(path, swmr=True) as f:
+        if f.attrs.get("format") != "swa-landscape/trajectory" or "snapshots/count" not in f:
+            raise UserError(f"{path} is not a swa-landscape run file")
         n = int(f["snapshots/count"][()])
         s = f["snapshots"]
         sols = {}
@@ -56,5 +61,7 @@ def read_results(path: str | os.PathLike) -> dict[str, dict]:
         out["_attrs"] = dict(g.attrs)
         return out
 
-    with h5py.File(path, "r") as f:
+    with open_hdf5(path) as f:
+        if f.attrs.get("format") != "swa-landscape/results":
+            raise UserError(f"{path} is not a swa-landscape results file")
         return {k: group(v) for k, v in f.items()}

@@ -5,11 +5,34 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+import torch
+
 from .bn import BNWeighting
 from .errors import UserError, coerce_enums
 from .passes import Strategy
 
-__all__ = ["BNMode", "EngineConfig", "Strategy"]
+__all__ = ["BNMode", "EngineConfig", "Strategy", "resolve_device"]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` (CUDA when available, else CPU) or an explicit device that exists on this machine.
+
+    Raises:
+        UserError: An unknown device name, or a CUDA device on a machine without (that many) GPUs.
+    """
+    if name == "auto":
+        return torch.device(f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {name!r} asked for, but CUDA is not available on this machine")
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise UserError(f"device {name!r} asked for, but this machine has {torch.cuda.device_count()} GPU(s)")
+    if dev.type not in ("cpu", "cuda"):
+        raise UserError(f"device {name!r} is not supported (use auto, cpu, cuda or cuda:N)")
+    return dev
 
 
 class BNMode(str, Enum):

@@ -27,23 +27,23 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .config import BNMode, EngineConfig
+from .config import BNMode, EngineConfig, resolve_device
 from .errors import UserError
 from .grouped_bn import Replica, engine_copy
 from .layout import Layout, buffer_layout, param_layout, unflatten
 from .memory import activation_bytes, chunk_points, is_oom, superbatch_cap
 from .passes import Strategy, evaluate_split, recompute_buffers
 from .points import PointSet
-from .probe import DEFAULT_CACHE, Plan, ProbeCache, ProbeReport, run_probe
+from .probe import DEFAULT_CACHE, Plan, ProbeCache, ProbeKey, ProbeReport, run_probe
 from .result import EvalResult, concat_results, flops_per_sample
 from .workers import WorkerPools, split_range, tune_cpu_allocator
 
 __all__ = ["BNMode", "Strategy", "EngineConfig", "EvalResult", "Engine", "flops_per_sample", "tune_cpu_allocator",
-           "concat_results"]
+           "concat_results", "MIN_PROBE_POINTS"]
 
 _VMAP_WIDTH = 8  # points per vmap call
 _LOOP_CHUNK = 16  # points per chunk of the loop (the unit of on_chunk and of out-of-memory halving)
-_MIN_PROBE_POINTS = 32  # fewer points than this: the plain plan, unprobed
+MIN_PROBE_POINTS = 32  # fewer points than this: the plain plan, unprobed
 
 
 class Engine:
@@ -67,8 +67,7 @@ class Engine:
                  bn_data: torch.Tensor | None = None, config: EngineConfig | None = None,
                  cache: ProbeCache | None = None):
         self.config = cfg = config or EngineConfig()
-        self.device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
-                                   else ("cpu" if cfg.device == "auto" else cfg.device))
+        self.device = resolve_device(cfg.device)
         if self.device.type == "cpu" and cfg.tune_allocator:
             tune_cpu_allocator()
         self.dtype = getattr(torch, cfg.dtype)
@@ -258,16 +257,16 @@ class Engine:
             self._report = ProbeReport([], cands[0], f"strategy {self.config.strategy.value!r} set in the config")
             return cands[0], 0
         cfg = self.config
-        key = (type(self._template).__qualname__, self.p_layout.shapes, str(self.device), cfg.dtype, recompute,
-               cfg.bn_batch_size, None if self.bn_data is None else self.bn_data.shape[0],
-               tuple((s, self.splits[s][0].shape[0]) for s in splits), tuple(probs), cfg.superbatch, cfg.workers,
-               cfg.memory_budget, cfg.cpu_cache_bytes, torch.get_num_threads())
+        key = ProbeKey(type(self._template).__qualname__, self.p_layout.shapes, str(self.device), cfg.dtype, recompute,
+                       cfg.bn_batch_size, None if self.bn_data is None else self.bn_data.shape[0],
+                       tuple((s, self.splits[s][0].shape[0]) for s in splits), tuple(probs), cfg.superbatch,
+                       cfg.workers, cfg.memory_budget, cfg.cpu_cache_bytes, torch.get_num_threads())
         cached = self.cache.get(key)
         if cached is not None:
             self._report = ProbeReport(cached.trials, cached.choice, cached.reason, cached=True)
             return cached.choice, 0
-        if K < _MIN_PROBE_POINTS or len(cands) == 1:
-            why = f"{K} points are too few to time candidates (probing starts at {_MIN_PROBE_POINTS})" \
+        if K < MIN_PROBE_POINTS or len(cands) == 1:
+            why = f"{K} points are too few to time candidates (probing starts at {MIN_PROBE_POINTS})" \
                 if len(cands) > 1 else "the only candidate"
             self._report = ProbeReport([], cands[0], why)
             return cands[0], 0

@@ -21,13 +21,13 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
 from .passes import Strategy
 
-__all__ = ["Plan", "Trial", "ProbeReport", "ProbeCache", "DEFAULT_CACHE", "run_probe"]
+__all__ = ["Plan", "Trial", "ProbeReport", "ProbeKey", "ProbeCache", "DEFAULT_CACHE", "run_probe"]
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,26 @@ class ProbeReport:
         return "\n".join(lines)
 
 
+class ProbeKey(NamedTuple):
+    """What a probe's choice depends on: the same key, the same choice."""
+
+    model: str
+    shapes: tuple
+    device: str
+    dtype: str
+    recompute_bn: bool
+    bn_batch_size: int
+    bn_samples: int | None
+    splits: tuple[tuple[str, int], ...]
+    """Evaluated splits and their sizes."""
+    probs: tuple[str, ...]
+    superbatch: int | None
+    workers: int | None
+    memory_budget: int
+    cpu_cache_bytes: int
+    threads: int
+
+
 @dataclass
 class ProbeCache:
     """Earlier probe reports by key (model structure, device, dtype, data sizes, settings).
@@ -109,12 +129,12 @@ class ProbeCache:
     :data:`DEFAULT_CACHE` unless it is given its own.
     """
 
-    entries: dict[tuple, ProbeReport] = field(default_factory=dict)
+    entries: dict[ProbeKey, ProbeReport] = field(default_factory=dict)
 
-    def get(self, key: tuple) -> ProbeReport | None:
+    def get(self, key: ProbeKey) -> ProbeReport | None:
         return self.entries.get(key)
 
-    def put(self, key: tuple, report: ProbeReport) -> None:
+    def put(self, key: ProbeKey, report: ProbeReport) -> None:
         self.entries[key] = report
 
     def clear(self) -> None:

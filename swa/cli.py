@@ -20,25 +20,32 @@ from .config import TrainConfig, load_toml
 __all__ = ["main", "COMMANDS"]
 
 
-def _parse_bool(s: str) -> bool:
-    if s.lower() in ("1", "true", "yes", "on"):
-        return True
-    if s.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {s!r}")
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({e.msg}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
 
 
 def _field_type(f: dataclasses.Field) -> Callable[[str], object]:
     ann = str(f.type)
     if "dict" in ann:
-        return json.loads
-    if ann.startswith("bool"):
-        return _parse_bool
+        return _json_object
     if ann.startswith("int"):
         return int
     if ann.startswith("float"):
         return float
     return str
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the toolkit's error format: one line ``swa-landscape: error: ...`` and exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"swa-landscape: error: {message}\n")
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
@@ -47,11 +54,18 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run file")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    meaning = TrainConfig.help()
     for f in dataclasses.fields(TrainConfig):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         shown = default.value if isinstance(default, Enum) else default
-        p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=_field_type(f), default=argparse.SUPPRESS,
-                       metavar=f.name.upper(), help=f"(default: {json.dumps(shown)})")
+        flag = f"--{f.name.replace('_', '-')}"
+        helptext = f"{meaning[f.name]} (default: {json.dumps(shown)})".replace("%", "%%")
+        if str(f.type).startswith("bool"):
+            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                           help=helptext)
+        else:
+            p.add_argument(flag, dest=f.name, type=_field_type(f), default=argparse.SUPPRESS, metavar=f.name.upper(),
+                           help=helptext)
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
@@ -103,7 +117,7 @@ def _register_optional() -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     _register_optional()
-    parser = argparse.ArgumentParser(prog="swa-landscape", description="Loss-landscape geometry around SWA.")
+    parser = Parser(prog="swa-landscape", description="Loss-landscape geometry around SWA.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (help_, add, run) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)

@@ -7,6 +7,7 @@ dashes); flags override the file.
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 from dataclasses import dataclass, field
 from enum import Enum
@@ -45,7 +46,38 @@ class TrainConfig:
     """Every setting of a training run (stored as JSON in the run file).
 
     Epoch counts are integers; the SWA branch forks from the conventional run at the
-    end of epoch ``swa_start``.
+    end of epoch ``swa_start``. Each attribute below is also a ``train`` flag; its
+    first line is the flag's help.
+
+    Attributes:
+        model: Registry name of the network (mlp, mlp_bn, convnet, convnet_bn, vgg16, vgg16_bn, preresnet, wrn28_10).
+        model_kwargs: Constructor arguments of the model as JSON, e.g. '{"width": 64}'.
+        dataset: Data set: mnist1d (generated offline), cifar10 or cifar100.
+        data_dir: Directory of the CIFAR pickle files (cifar10/cifar100 only).
+        num_samples: MNIST-1D: samples generated in all (80% train, 20% test).
+        epochs: Budget B of the conventional run, in epochs.
+        batch_size: Training batch size (also the BN recomputation batch).
+        optimizer: sgd or adam.
+        lr: Initial learning rate alpha_1 of the conventional schedule.
+        momentum: SGD momentum.
+        weight_decay: L2 weight decay (the optimizer's).
+        swa_start: Epoch at which the SWA branch forks (default round(0.75 B)).
+        swa_epochs: Length of the SWA branch in epochs (default max(1, round(0.25 B))).
+        swa_schedule: Learning rate of the SWA branch: cyclic, constant or swalr.
+        swa_lr: Constant lr, cycle top alpha_1, or SWALR target.
+        swa_lr_min: Cycle bottom alpha_2 (cyclic only).
+        swa_cycle: Cycle length in epochs (cyclic), or capture period in whole epochs (constant, swalr).
+        swa_anneal_epochs: SWALR: epochs of the anneal to swa_lr.
+        swa_anneal_strategy: SWALR: anneal shape, cos or linear.
+        average: How captured models are averaged: equal (SWA) or ema.
+        ema_decay: Decay of the exponential moving average (average = ema).
+        include_start: Also average the starting weights, as Algorithm 1 of the paper literally does.
+        bn_weighting: BN statistics of the average: batch (update_bn) or sample (the original SWA code).
+        snapshot_every: Snapshot every k iterations; 0 = at the end of every epoch (captures are always stored).
+        snapshot_dtype: Storage dtype of snapshot weights: float32 or float16.
+        seed: Seed of initialisation, shuffling and augmentation.
+        device: auto (CUDA when available), cpu, cuda or cuda:N.
+        init: Pre-trained state_dict: run only the SWA branch from it (it serves as w_SGD).
     """
 
     model: str = "convnet_bn"
@@ -88,7 +120,23 @@ class TrainConfig:
     """Pre-trained state_dict: run only the SWA branch from it (it serves as w_SGD)."""
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            _check_type(f.name, str(f.type), getattr(self, f.name))
         coerce_enums(self, {"swa_schedule": SWASchedule, "average": Averaging, "bn_weighting": BNWeighting})
+
+    @classmethod
+    def help(cls) -> dict[str, str]:
+        """Field name to the first line of its description (the ``Attributes`` section above)."""
+        lines = cls.__doc__.split("Attributes:")[1].splitlines()
+        out, name = {}, None
+        for line in lines:
+            m = re.match(r"\s{8}(\w+): (.*)", line)
+            if m:
+                name = m.group(1)
+                out[name] = m.group(2)
+            elif name and line.strip():
+                out[name] += " " + line.strip()
+        return out
 
     @property
     def swa_start_epoch(self) -> int:
@@ -130,6 +178,23 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
+
+
+_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "dict": (dict,)}
+
+
+def _check_type(name: str, annotation: str, value: Any) -> None:
+    """Raise :class:`UserError` if ``value`` does not have the field's annotated type (TOML files are typed)."""
+    if value is None and "None" in annotation:
+        return
+    base = annotation.split("[")[0].split("|")[0].strip()
+    if isinstance(value, Enum):
+        return
+    allowed = _TYPES.get(base, (str,))  # enum-typed fields take their string value
+    if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):
+        kinds = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
+                 "dict": "a table (JSON object)"}
+        raise UserError(f"{name} must be {kinds.get(base, 'a string')}, got {value!r}")
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 
-__all__ = ["init_from_env", "rank", "world", "barrier", "all_finite"]
+from landscape.errors import UserError
+
+T = TypeVar("T")
+
+__all__ = ["init_from_env", "rank", "world", "barrier", "all_finite", "on_rank0"]
 
 
 def init_from_env() -> None:
@@ -40,3 +46,25 @@ def all_finite(value: torch.Tensor) -> bool:
     if world() > 1:
         dist.all_reduce(ok, op=dist.ReduceOp.MIN)
     return bool(ok.item())
+
+
+def on_rank0(fn: Callable[[], T]) -> T | None:
+    """Run ``fn`` on rank 0 only, and let every rank agree on its success before going on.
+
+    A :class:`~landscape.errors.UserError` raised by ``fn`` on rank 0 is raised on every
+    rank with rank 0's message (one broadcast), so no rank waits for a collective that
+    rank 0 will never join. Returns ``fn()`` on rank 0, None elsewhere.
+    """
+    result, message = None, None
+    if rank() == 0:
+        try:
+            result = fn()
+        except UserError as e:
+            message = str(e)
+    if world() > 1:
+        box = [message]
+        dist.broadcast_object_list(box, src=0)
+        message = box[0]
+    if message is not None:
+        raise UserError(message)
+    return result

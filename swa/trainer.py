@@ -32,13 +32,14 @@ from torch.optim.swa_utils import SWALR, AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from landscape.bn import recompute_bn
+from landscape.config import resolve_device
 from landscape.errors import UserError
 from landscape.layout import buffer_layout, flatten, param_layout
 from landscape.reference import Metrics, evaluate_batches
 
 from .config import Averaging, SWASchedule, TrainConfig
 from .data import DataSpec, iterate_batches, load_splits
-from .distributed import all_finite, barrier, init_from_env, rank, world
+from .distributed import all_finite, barrier, init_from_env, on_rank0, rank, world
 from .models import build_model
 from .schedules import conventional_lr, cyclic_lr, is_cycle_end
 from .trajectory import Status, Trajectory, TrajectoryWriter
@@ -113,15 +114,6 @@ def builtin_data(spec: DataSpec, batch_size: int, device: torch.device | str = "
         num_batches=math.ceil(tx.shape[0] / batch_size),
         spec={**spec.to_dict(), "num_classes": s.num_classes},
     )
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device(f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown device {name!r}") from None
 
 
 class _Run:
@@ -356,7 +348,7 @@ def _attrs(cfg: TrainConfig, model: nn.Module, model_spec: dict, data: TrainData
 def _setup(cfg: TrainConfig, model: nn.Module | None, data: TrainData | None
            ) -> tuple[nn.Module, dict, TrainData, torch.device]:
     cfg.validate()
-    device = _device(cfg.device)
+    device = resolve_device(cfg.device)
     if data is None:
         data = builtin_data(DataSpec(cfg.dataset, cfg.data_dir, cfg.num_samples), cfg.batch_size, device, rank(), world())
     torch.manual_seed(cfg.seed)
@@ -364,7 +356,13 @@ def _setup(cfg: TrainConfig, model: nn.Module | None, data: TrainData | None
         kwargs = dict(cfg.model_kwargs)
         if "num_classes" in data.spec:
             kwargs.setdefault("num_classes", data.spec["num_classes"])
-        model = build_model(cfg.model, **kwargs)
+        try:
+            model = build_model(cfg.model, **kwargs)
+        except UserError:
+            raise
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise UserError(f"model {cfg.model!r} rejects model_kwargs {json.dumps(kwargs)}: "
+                            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
         spec = {"name": cfg.model, "kwargs": kwargs}
     else:
         spec = {"name": None, "class": f"{type(model).__module__}.{type(model).__qualname__}", "kwargs": {}}
@@ -377,6 +375,22 @@ def _print_summary(log: Callable[[str], None], path: Path, out: dict) -> None:
     log(f"SGD test accuracy: {sgd:.4f}   SWA test accuracy: {out['swa_test'].acc:.4f}   "
         f"(SWA averaged {out['n_averaged']} models)")
     log(f"run file: {path}")
+
+
+def _load_init(model: nn.Module, path: str, device: torch.device) -> None:
+    """Load a pre-trained state_dict into ``model`` or raise one clear :class:`UserError`."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"--init {path}: no such file") from None
+    except Exception as e:  # noqa: BLE001 - torch.load raises many kinds for a file of another format
+        raise UserError(f"--init {path} is not a PyTorch state_dict file ({type(e).__name__})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"--init {path} holds a {type(state).__name__}, not a state_dict of tensors")
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError) as e:
+        raise UserError(f"--init {path} does not fit the model: {str(e).splitlines()[0]}") from None
 
 
 def train(cfg: TrainConfig, out: str | Path, *, model: nn.Module | None = None, data: TrainData | None = None,
@@ -401,14 +415,10 @@ def train(cfg: TrainConfig, out: str | Path, *, model: nn.Module | None = None, 
     init_from_env()  # under torchrun: DistributedDataParallel, rank 0 writes the file
     model, spec, data, device = _setup(cfg, model, data)
     if cfg.init:
-        try:
-            model.load_state_dict(torch.load(cfg.init, map_location=device, weights_only=True))
-        except (OSError, RuntimeError, KeyError, TypeError) as e:
-            raise UserError(f"cannot load --init state_dict {cfg.init}: {str(e).splitlines()[0]}") from None
-    if rank() == 0:
-        writer = TrajectoryWriter.create(out, _attrs(cfg, model, spec, data), param_layout(model).size,
-                                         buffer_layout(model).size, cfg.snapshot_dtype, overwrite)
-    else:  # DDP: rank 0 writes the one file
+        _load_init(model, cfg.init, device)
+    writer = on_rank0(lambda: TrajectoryWriter.create(out, _attrs(cfg, model, spec, data), param_layout(model).size,
+                                                      buffer_layout(model).size, cfg.snapshot_dtype, overwrite))
+    if rank() != 0:  # DDP: rank 0 writes the one file
         writer, log, progress = _RankWriter(out), (lambda s: None), False
     run = _Run(cfg, model, data, writer, device, progress, log)
     run.snapshot("sgd", False, (math.nan, math.nan), run.evaluate(model, "test"))
@@ -426,19 +436,23 @@ def resume(path: str | Path, *, model: nn.Module | None = None, data: TrainData 
     Raises:
         UserError: Not a run file, nothing to resume, or the run is already complete.
     """
+    init_from_env()
     with Trajectory(path) as t:
-        status, cfg_dict, model_spec = t.status, t.config, t.model_spec
+        status, cfg_dict, model_spec, started = t.status, t.config, t.model_spec, t.checkpoint() is not None
     if status == Status.COMPLETE:
         raise UserError(f"{path} is already complete; nothing to resume")
     cfg = TrainConfig(**cfg_dict)
     if model is None and model_spec.get("name") is None:
         raise UserError(f"{path} was trained with a user model; pass it to resume(model=...)")
-    init_from_env()
+    if not started:  # killed before its first checkpoint: the file holds the whole config, so start over
+        log(f"{path} has no checkpoint yet (killed before the first epoch ended); starting the run over")
+        barrier()  # every rank has read the file before rank 0 replaces it
+        return train(cfg, path, model=model, data=data, overwrite=True, progress=progress, log=log)
     model, _, data, device = _setup(cfg, model, data)
+    reopened = on_rank0(lambda: TrajectoryWriter.resume(path))  # every rank learns whether rank 0 could
     if rank() == 0:
-        writer, ckpt = TrajectoryWriter.resume(path)
-    barrier()
-    if rank() != 0:
+        writer, ckpt = reopened
+    else:
         with Trajectory(path) as t:
             ckpt, fork = t.checkpoint(), t.fork()
         writer, log, progress = _RankWriter(path, int(ckpt["n_snapshots"]), fork), (lambda s: None), False

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from landscape.errors import UserError
+from landscape.files import open_hdf5, output_path
 from landscape.layout import Layout
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "Status", "TrajectoryWriter", "Trajectory", "pack_blob", "unpack_blob"]
@@ -96,16 +97,7 @@ def _create_structure(f: h5py.File, attrs: dict[str, str], p: int, q: int, weigh
 
 
 def _open_swmr_read(path: Path) -> h5py.File:
-    if not path.exists():
-        raise UserError(f"{path}: no such file")
-    try:
-        return h5py.File(path, "r", libver="latest", swmr=True)
-    except OSError:
-        pass
-    try:  # files not written in the latest format (e.g. by another tool) need a plain open
-        return h5py.File(path, "r")
-    except OSError as e:
-        raise UserError(f"{path} is not a readable HDF5 file ({e})") from None
+    return open_hdf5(path, swmr=True)
 
 
 class TrajectoryWriter:
@@ -137,12 +129,11 @@ class TrajectoryWriter:
         Raises:
             UserError: The file exists and ``overwrite`` is False.
         """
-        path = Path(path)
+        path = output_path(path, "run file")
         if path.exists() and not overwrite:
             raise UserError(f"{path} exists; pass --overwrite to replace it or --resume to continue it")
         if weight_dtype not in ("float32", "float16"):
             raise UserError(f"snapshot dtype must be float32 or float16, got {weight_dtype!r}")
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         with h5py.File(tmp, "w", libver="latest") as f:
             _create_structure(f, attrs, p, q, weight_dtype)

@@ -13,8 +13,11 @@ def tiny_config(**kw) -> TrainConfig:
     return TrainConfig(**base)
 
 
-def torchrun(n: int, *args: str, timeout: int = 300) -> str:
-    """Run ``swa-landscape ARGS`` as ``n`` real processes (torchrun, gloo on localhost); returns stdout."""
+def torchrun(n: int, *args: str, timeout: int = 300, check: bool = True):
+    """Run ``swa-landscape ARGS`` as ``n`` real processes (torchrun, gloo on localhost).
+
+    Returns stdout, or the completed process when ``check`` is False.
+    """
     import os
     import socket
     import subprocess
@@ -27,5 +30,7 @@ def torchrun(n: int, *args: str, timeout: int = 300) -> str:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(n), "--master-addr", "127.0.0.1",
            "--master-port", str(port), "-m", "swa.cli", *args]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if not check:
+        return r
     assert r.returncode == 0, r.stderr[-3000:]
     return r.stdout

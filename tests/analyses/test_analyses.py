@@ -9,6 +9,7 @@ import torch
 
 from analyses import FGEConfig, PlaneConfig, RaysConfig, ResultsFile, SegmentConfig, fge, plane, rays, segment
 from analyses.fge import agreement_stats
+from analyses.journal import Journal
 from analyses.plane import plane_basis, project
 from analyses.rays import first_crossing, random_directions
 from landscape.engine import EngineConfig
@@ -133,7 +134,7 @@ def test_plane_on_a_run_matches_reference_and_resumes(tiny_run, tmp_path, monkey
 
     # a crash after the first chunk, then a restart that computes only the rest
     calls = {"n": 0}
-    real = ResultsFile.write_points
+    real = Journal.append
 
     def crashing(self, *a, **k):
         calls["n"] += 1
@@ -141,13 +142,14 @@ def test_plane_on_a_run_matches_reference_and_resumes(tiny_run, tmp_path, monkey
             raise RuntimeError("simulated crash")
         return real(self, *a, **k)
 
-    monkeypatch.setattr(ResultsFile, "write_points", crashing)
+    monkeypatch.setattr(Journal, "append", crashing)
     eng = EngineConfig(dtype="float64", bn_batch_size=64, workers=1, chunk_size=5)
     with pytest.raises(RuntimeError, match="simulated crash"):
         plane(tiny_run, tmp_path / "cut.h5", cfg, eng, **QUIET)
-    monkeypatch.setattr(ResultsFile, "write_points", real)
+    monkeypatch.setattr(Journal, "append", real)
+    assert Journal(tmp_path / "cut.h5").points("plane") == 5  # the first chunk survived, readable
     with h5py.File(tmp_path / "cut.h5", "r") as f:
-        assert f["plane/done"][:].sum() == 5  # the first chunk survived
+        assert f["plane/done"][:].sum() == 0  # and the results file was never half-written
     again = plane(tiny_run, tmp_path / "cut.h5", cfg, eng, **QUIET)
     assert again["computed"] == 7
     with h5py.File(tmp_path / "cut.h5", "r") as a, h5py.File(tmp_path / "full.h5", "r") as b:

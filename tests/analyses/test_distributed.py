@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from analyses import PlaneConfig, ResultsFile, plane
-from analyses.distributed import PartFile
+from analyses.journal import Journal
 from landscape.engine import EngineConfig
 from tests.factories import torchrun
 
@@ -39,13 +39,13 @@ def test_two_ranks_equal_one_process(tiny_run, tmp_path, single):
     assert got["done"].all()
     for k in ("train_loss", "test_error", "test_loss", "train_error"):
         np.testing.assert_allclose(got[k], single[k], rtol=1e-12)
-    assert not list(tmp_path.glob("*.part.h5"))  # merged and removed
+    assert not Journal(out).dir.exists()  # merged and removed
 
 
 def test_resume_with_another_number_of_ranks(tiny_run, tmp_path, single, monkeypatch):
     out = tmp_path / "res.h5"
     calls = {"n": 0}
-    real = ResultsFile.write_points
+    real = Journal.append
 
     def crash_after_first_chunk(self, *a, **k):
         calls["n"] += 1
@@ -53,18 +53,18 @@ def test_resume_with_another_number_of_ranks(tiny_run, tmp_path, single, monkeyp
             raise RuntimeError("killed")
         return real(self, *a, **k)
 
-    monkeypatch.setattr(ResultsFile, "write_points", crash_after_first_chunk)
+    monkeypatch.setattr(Journal, "append", crash_after_first_chunk)
     with pytest.raises(RuntimeError):
         plane(tiny_run, out, PlaneConfig(grid=(4, 3)), EngineConfig(**{**ENG.__dict__, "chunk_size": 5}),
               progress=False)
-    monkeypatch.setattr(ResultsFile, "write_points", real)
-    assert _arrays(out)["done"].sum() == 5
-    # a dead rank of a 3-rank run left two finished points in its part file
+    monkeypatch.setattr(Journal, "append", real)
+    assert Journal(out).points("plane") == 5
+    # a dead rank of a 3-rank run left two finished points in the journal
     with h5py.File(out, "r") as f:
         config = f["plane"].attrs["config"]
     left = np.array([6, 9])
-    PartFile(out, 2).append("plane", config, left, {k: single[k].reshape(-1)[left] for k in
-                                                    ("train_loss", "test_error", "test_loss", "train_error")})
+    Journal(out).append("plane", config, left, {k: single[k].reshape(-1)[left] for k in
+                                                ("train_loss", "test_error", "test_loss", "train_error")}, rank=2)
     stdout = _torchrun(2, tiny_run, *PLANE_ARGS, "--out", str(out))
     assert re.search(r"\((\d+) points computed now\)", stdout).group(1) == "5"  # 12 - 5 done - 2 merged
     got = _arrays(out)

@@ -55,3 +55,18 @@ def test_ddp_resumes_an_interrupted_run(tmp_path):
         assert t.status == "complete"
         cap = np.flatnonzero(t.meta("captured"))
         torch.testing.assert_close(t.solution("swa")[0], t.weights(cap).double().mean(0).float(), rtol=1e-6, atol=1e-7)
+
+
+def test_rank0_failing_to_create_the_file_stops_every_rank_at_once(tmp_path, tiny_run):
+    """An existing file without --overwrite: both ranks exit non-zero with rank 0's message, no gloo timeout."""
+    import hashlib
+    import time
+
+    before = hashlib.sha256(open(tiny_run, "rb").read()).hexdigest()
+    t = time.perf_counter()
+    r = torchrun(2, "train", "--out", tiny_run, *ARGS, timeout=60, check=False)
+    took = time.perf_counter() - t
+    assert r.returncode != 0 and took < 30, (r.returncode, took)
+    errors = [line for line in r.stderr.splitlines() if "swa-landscape: error:" in line]
+    assert len(errors) == 2 and all("exists; pass --overwrite" in e for e in errors), r.stderr[-2000:]
+    assert hashlib.sha256(open(tiny_run, "rb").read()).hexdigest() == before

@@ -189,3 +189,65 @@ def test_toml_config_and_flag_override(tmp_path):
     cfg.write_text("epochz = 3\n")
     r = _cli("train", "--config", str(cfg), "--out", str(tmp_path / "y.h5"))
     assert r.returncode == 2 and "unknown keys epochz" in r.stderr
+
+
+def _kill_and_resume_equals_full(cut, full, wait):
+    """Start training into ``cut``, ``wait(path, proc)``, SIGKILL it, ``--resume``, compare bitwise with ``full``."""
+    proc = subprocess.Popen(CLI + _start_training(cut), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait(cut, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    r = subprocess.run(CLI + ["train", "--resume", "--out", str(cut), "--no-progress"], env=ENV, capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    with Trajectory(cut) as t, Trajectory(full) as f:
+        assert t.status == "complete" and t.n == f.n
+        for name in ("sgd", "swa"):
+            torch.testing.assert_close(t.solution(name)[0], f.solution(name)[0], rtol=0, atol=0)
+            torch.testing.assert_close(t.solution(name)[1], f.solution(name)[1], rtol=0, atol=0)
+        torch.testing.assert_close(t.weights(), f.weights(), rtol=0, atol=0)
+    return r.stdout
+
+
+def test_kill9_before_the_first_checkpoint_then_resume_starts_over(tmp_path, uninterrupted):
+    def until_created(path, proc):
+        t0 = time.time()
+        while not path.exists():
+            assert proc.poll() is None and time.time() - t0 < 120, "training ended before its file appeared"
+            time.sleep(0.002)
+
+    for attempt in range(5):  # the window before the first checkpoint is short; retry if it was missed
+        cut = tmp_path / f"early{attempt}.h5"
+        proc = subprocess.Popen(CLI + _start_training(cut), env=ENV, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        until_created(cut, proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        with Trajectory(cut) as t:
+            if t.checkpoint() is None:
+                break
+    else:
+        pytest.skip("could not kill a run before its first checkpoint in 5 tries")
+    r = subprocess.run(CLI + ["train", "--resume", "--out", str(cut), "--no-progress"], env=ENV, capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    assert "no checkpoint yet" in r.stdout and "starting the run over" in r.stdout
+    with Trajectory(cut) as t, Trajectory(uninterrupted) as f:
+        assert t.status == "complete"
+        torch.testing.assert_close(t.weights(), f.weights(), rtol=0, atol=0)
+        for name in ("sgd", "swa"):
+            torch.testing.assert_close(t.solution(name)[0], f.solution(name)[0], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_kill9_at_a_random_moment_then_resume_equals_uninterrupted(tmp_path, uninterrupted, seed):
+    delay = np.random.default_rng(seed).uniform(0.2, 2.5)
+
+    def after_delay(path, proc):
+        t0 = time.time()
+        while not path.exists():
+            time.sleep(0.01)
+        time.sleep(max(0.0, delay - (time.time() - t0)))
+        assert proc.poll() is None, "training finished before it could be killed"
+
+    _kill_and_resume_equals_full(tmp_path / "cut.h5", uninterrupted, after_delay)

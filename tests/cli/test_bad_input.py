@@ -1,0 +1,157 @@
+"""Bad input to every command: one error line, exit code 2, no traceback, no hang, nothing changed on disk."""
+
+import hashlib
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import h5py
+import pytest
+import torch
+
+CLI = [sys.executable, "-m", "swa.cli"]
+TIMEOUT = 10.0  # seconds each command may take to refuse
+
+
+@pytest.fixture(scope="module")
+def files(tiny_run, tmp_path_factory):
+    """A directory of bad and good inputs; returns name -> path."""
+    d = tmp_path_factory.mktemp("bad")
+    f = {"run": d / "run.h5", "dir": d}
+    shutil.copyfile(tiny_run, f["run"])
+    f["text"] = d / "text.h5"
+    f["text"].write_text("hello, not HDF5\n")
+    f["truncated"] = d / "truncated.h5"
+    f["truncated"].write_bytes(Path(tiny_run).read_bytes()[:5000])
+    f["foreign"] = d / "foreign.h5"
+    with h5py.File(f["foreign"], "w") as h:
+        h.attrs["format"] = "something-else"
+    f["not_state_dict"] = d / "list.pt"
+    torch.save([torch.ones(3), 2], f["not_state_dict"])
+    f["wrong_type"] = d / "wrong_type.toml"
+    f["wrong_type"].write_text('epochs = "ten"\n')
+    f["unknown_key"] = d / "unknown.toml"
+    f["unknown_key"].write_text("epochz = 3\n")
+    f["not_toml"] = d / "not.toml"
+    f["not_toml"].write_text("epochs = = 3\n")
+    f["existing_file"] = d / "a-file"
+    f["existing_file"].write_text("x")
+    return f
+
+
+def _cases(f):
+    run, text, trunc, missing = str(f["run"]), str(f["text"]), str(f["truncated"]), str(f["dir"] / "missing.h5")
+    nodir = str(f["dir"] / "no" / "such" / "dir" / "x.h5")
+    new = str(f["dir"] / "new.h5")  # never created by a refused command
+    small = ["--num-samples", "100", "--epochs", "4"]
+    train = ["train", "--out", new, *small]
+    cases = [
+        (train + ["--model", "resnet9000"], "unknown model"),
+        (train + ["--lr", "-0.1"], "lr must be positive"),
+        (train + ["--swa-start", "50", "--epochs", "10"], "outside the budget"),
+        (train + ["--swa-cycle", "0"], "swa_cycle"),
+        (train + ["--swa-schedule", "triangle"], "swa_schedule must be one of"),
+        (train + ["--dataset", "cifar10", "--data-dir", "/nonexistent"], "data_batch_1"),
+        (train + ["--device", "tpu9"], "device"),
+        (["train", "--out", nodir, *small], "does not exist"),
+        (["train", "--out", new, "--config", str(f["wrong_type"])], "epochs must be an integer"),
+        (["train", "--out", new, "--config", str(f["unknown_key"])], "unknown keys epochz"),
+        (["train", "--out", new, "--config", str(f["not_toml"])], "not valid TOML"),
+        (["train", "--out", new, "--config", str(f["dir"] / "missing.toml")], "cannot read config"),
+        (train + ["--model-kwargs", '{"width": -3}'], "rejects model_kwargs"),
+        (train + ["--model-kwargs", '{"depthh": 3}'], "bad arguments for model"),
+        (train + ["--model-kwargs", "{bad"], "not valid JSON"),
+        (train + ["--model-kwargs", "[1, 2]"], "expected a JSON object"),
+        (train + ["--init", str(f["not_state_dict"])], "not a state_dict"),
+        (train + ["--init", text], "not a PyTorch state_dict file"),
+        (train + ["--init", str(f["dir"] / "missing.pt")], "no such file"),
+        (train + ["--epochs", "ten"], "invalid int value"),
+        (["train", "--out", run, *small], "exists"),
+        (["train", "--resume", "--out", text], "not a readable HDF5 file"),
+        (["train", "--resume", "--out", run], "already complete"),
+        (["train", "--resume", "--out", missing], "no such file"),
+        (["train", "--resume", "--out", trunc], "cut short"),
+        (train + ["--batch-size", "0"], "batch_size must be at least 1"),
+        (train + ["--optimizer", "rmsprop"], "optimizer must be sgd or adam"),
+        (train + ["--snapshot-dtype", "int8"], "snapshot dtype"),
+        (train + ["--weight-decay", "-1"], "weight_decay must be non-negative"),
+        (["train", *small], "required: --out"),
+        (train + ["--no-such-flag"], "unrecognized arguments"),
+        (["info", missing], "no such file"),
+        (["info", text], "not a readable HDF5 file"),
+        (["info", trunc], "cut short"),
+        (["info", str(f["foreign"])], "not a swa-landscape trajectory file"),
+        (["info", str(f["dir"])], "is a directory"),
+        (["analyze", missing, "plane"], "no such file"),
+        (["analyze", trunc, "plane"], "cut short"),
+        (["analyze", text, "all"], "not a readable HDF5 file"),
+        (["analyze", run, "plane", "--out", nodir], "does not exist"),
+        (["analyze", run, "plane", "--anchors", "0,1,999"], "out of range"),
+        (["analyze", run, "bogus"], "invalid choice"),
+        (["analyze", run, "plane", "--out", run], "must not be the run file"),
+        (["analyze", run, "plane", "--out", text], "not a readable HDF5 file"),
+        (["analyze", run, "rays", "--directions", "0"], "at least 1 direction"),
+        (["analyze", run, "plane", "--dtype", "float16"], "invalid choice"),
+        (["figures", text, "--out", str(f["dir"] / "figs")], "not a readable HDF5 file"),
+        (["figures", missing, "--out", str(f["dir"] / "figs")], "no such file"),
+        (["figures", trunc, "--out", str(f["dir"] / "figs")], "cut short"),
+        (["figures", run, "--out", str(f["existing_file"])], "is a file"),
+        (["figures", run, "--results", text, "--out", str(f["dir"] / "figs")], "not a readable HDF5 file"),
+        (["figures", run, "--results", missing, "--out", str(f["dir"] / "figs")], "no such file"),
+        (["demo", "--epochs", "0", "--out", str(f["dir"] / "demo")], "epochs must be at least 1"),
+    ]
+    if not torch.cuda.is_available():
+        cases += [(train + ["--device", "cuda"], "CUDA is not available"),
+                  (["analyze", run, "plane", "--device", "cuda"], "CUDA is not available")]
+    return cases
+
+
+def _tree(d: Path) -> dict[str, str]:
+    return {str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.rglob("*"))
+            if p.is_file()}
+
+
+def _run(args):
+    t = time.perf_counter()
+    try:
+        r = subprocess.run(CLI + args, capture_output=True, text=True, timeout=TIMEOUT + 20)
+    except subprocess.TimeoutExpired:
+        return None, "", time.perf_counter() - t
+    return r.returncode, r.stderr, time.perf_counter() - t
+
+
+def test_every_bad_input_gives_one_line_and_exit_2(files, tiny_run):
+    cases = _cases(files)
+    assert len(cases) >= 40
+    before, run_before = _tree(files["dir"]), hashlib.sha256(Path(tiny_run).read_bytes()).hexdigest()
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda c: _run(c[0]), cases))
+    failures = []
+    for (args, msg), (rc, err, secs) in zip(cases, results):
+        lines = err.strip().splitlines()
+        ok = (rc == 2 and len(lines) == 1 and lines[0].startswith("swa-landscape: error:") and msg in lines[0]
+              and "Traceback" not in err and secs < TIMEOUT)
+        if not ok:
+            failures.append(f"{' '.join(args[:4])}...: rc={rc}, {secs:.1f} s, stderr={err[-400:]!r}")
+    assert not failures, "\n".join(failures)
+    assert _tree(files["dir"]) == before  # nothing written, nothing changed
+    assert hashlib.sha256(Path(tiny_run).read_bytes()).hexdigest() == run_before
+
+
+def test_every_flag_has_a_meaning():
+    from swa.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name, p in sub.choices.items():
+        for action in p._actions:
+            if action.dest == "help":
+                continue
+            assert action.help and not action.help.startswith("(default"), f"{name} {action.option_strings}"
+    train = sub.choices["train"]
+    args = train.parse_args(["--out", "x.h5", "--include-start"])
+    assert args.include_start is True  # a switch, not a flag that takes a value
+    assert train.parse_args(["--out", "x.h5", "--no-include-start"]).include_start is False
