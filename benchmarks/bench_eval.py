@@ -135,8 +135,7 @@ def main() -> None:
     diff = max((res.loss["train"][:k_anchor] - a_loss).abs().max().item(),
                (res.error("test")[:k_anchor] - a_err).abs().max().item())
     achieved = n_flop_point * e_rate
-    print(f"engine: {e_rate:.2f} points/s (strategy {res.strategy}, super-batch {eng._superbatch}, "
-          f"setup and probe included)")
+    print(f"engine: {e_rate:.2f} points/s (plan: {eng.explain().choice}; setup and probe included)")
     print(f"engine achieved {achieved / 1e9:.1f} GFLOP/s = {100 * achieved / rate:.1f}% of the measured matmul rate")
     print(f"largest difference engine vs anchor (train loss, test error): {diff:.2e}")
     kind = "RSS of the whole process" if device.type == "cpu" else "torch.cuda.max_memory_allocated"

@@ -67,6 +67,8 @@ class EngineConfig:
             budget allows), about ``cpu_cache_bytes`` of activations for other CPU candidates.
         cpu_cache_bytes: Activation footprint of the cache-sized CPU candidates.
         tune_allocator: On CPU, call :func:`tune_cpu_allocator` (process-wide glibc setting).
+        probe_min_seconds: ``auto`` times other plans only if the plain plan would need at least this
+            long for the whole evaluation (timing them costs more than they could save on short ones).
         workers: Threads evaluating different points at once, each with its own model copy
             and ``torch.get_num_threads() // workers`` intra-op threads. None: 1 (the plain
             plan), with one per core among the CPU candidates of ``auto``.
@@ -86,6 +88,7 @@ class EngineConfig:
     cpu_cache_bytes: int = 8 << 20
     tune_allocator: bool = True
     workers: int | None = None
+    probe_min_seconds: float = 3.0
 
     def __post_init__(self) -> None:
         coerce_enums(self, {"bn_mode": BNMode, "bn_weighting": BNWeighting, "strategy": Strategy})

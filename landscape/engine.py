@@ -270,9 +270,11 @@ class Engine:
                 if len(cands) > 1 else "the only candidate"
             self._report = ProbeReport([], cands[0], why)
             return cands[0], 0
-        report, done = run_probe(cands, run, deliver, max_points=K // 2,
+        report, done = run_probe(cands, run, deliver, max_points=K // 2, total_points=K,
+                                 min_total_seconds=cfg.probe_min_seconds,
                                  tol=1e-4 if self.dtype == torch.float32 else 1e-10)
-        self.cache.put(key, report)
+        if sum(t.points > 0 for t in report.trials) > 1:  # a choice between timed plans holds for this key
+            self.cache.put(key, report)
         self._report = report
         return report.choice, done
 

@@ -153,8 +153,8 @@ class _VmapRejected(Exception):
 
 
 def run_probe(candidates: list[Plan], run: Callable[[Plan, int, int], Any], deliver: Callable[[int, int, Any], None],
-              max_points: int, min_seconds: float = 0.3, margin: float = 0.05, tol: float = 1e-4
-              ) -> tuple[ProbeReport, int]:
+              max_points: int, total_points: int, min_total_seconds: float = 0.0, min_seconds: float = 0.2,
+              margin: float = 0.05, tol: float = 1e-4) -> tuple[ProbeReport, int]:
     """Time the candidates on points ``0, 1, ...`` of the evaluation; return the report and the points done.
 
     Args:
@@ -163,6 +163,9 @@ def run_probe(candidates: list[Plan], run: Callable[[Plan, int, int], Any], deli
             ``loss`` attribute (split name to ``[hi - lo]``).
         deliver: ``deliver(lo, hi, result)`` hands a result over as the evaluation's own.
         max_points: Points the probe may use (it stops timing a candidate there).
+        total_points: Points of the whole evaluation.
+        min_total_seconds: If the plain plan would finish the whole evaluation in less than this, the
+            other candidates are not timed (what they could save is less than what timing them costs).
         min_seconds: Each candidate is timed over whole rounds until this long (or ``max_points``).
         margin: A plan other than the plain one must be faster by more than this fraction.
         tol: Relative tolerance of the vmap-vs-plain check on losses.
@@ -204,12 +207,16 @@ def run_probe(candidates: list[Plan], run: Callable[[Plan, int, int], Any], deli
         lo += per
         t0 = time.perf_counter()
         n = 0
-        share = max(per, max_points // (2 * len(candidates)))  # no candidate takes the others' points
+        share = max(per, max_points // (4 * len(candidates)))  # bounds what losing candidates cost
         while n == 0 or (time.perf_counter() - t0 < min_seconds and n + per <= share and lo + per <= max_points):
             deliver(lo, lo + per, run(plan, lo, lo + per))
             lo += per
             n += per
         trial.points, trial.seconds = n, time.perf_counter() - t0
+        if trial is trials[0] and total_points / trial.rate < min_total_seconds:
+            for other in trials[1:]:
+                other.note = f"skipped: the plain plan needs about {total_points / trial.rate:.2f} s in all"
+            break
     timed = [t for t in trials if not math.isnan(t.rate)]
     base = trials[0].rate
     best = max(timed, key=lambda t: t.rate)

@@ -33,7 +33,8 @@ def test_auto_probes_on_the_points_themselves_and_every_plan_is_exact():
     model, data = _model("convnet_bn", seed=40), _data(seed=41)
     pts = _points(model, 40, seed=42)
     calls = []
-    eng = Engine(model, data, config=EngineConfig(dtype="float64", bn_batch_size=BN_BATCH), cache=ProbeCache())
+    eng = Engine(model, data, config=EngineConfig(dtype="float64", bn_batch_size=BN_BATCH, probe_min_seconds=0),
+                 cache=ProbeCache())
     res = eng.evaluate(PointSet.explicit(pts), on_chunk=lambda lo, hi, part: calls.append((lo, hi)))
     report = eng.explain()
     timed = [t for t in report.trials if t.points]
@@ -78,19 +79,32 @@ VMAP = Plan(Strategy.VMAP, 128, 1, 4)
 
 def test_probe_prefers_the_plain_plan_on_a_near_tie_and_a_clear_winner_otherwise():
     run, deliver, delivered = _fake({PLAIN: 0.010, TWO: 0.0099, VMAP: 0.012})
-    report, done = run_probe([PLAIN, TWO, VMAP], run, deliver, max_points=200, min_seconds=0.05)
+    report, done = run_probe([PLAIN, TWO, VMAP], run, deliver, max_points=200, total_points=400, min_seconds=0.05)
     assert report.choice == PLAIN and "no candidate beat" in report.reason
     assert delivered[0][0] == 0 and delivered[-1][1] == done and all(a[1] == b[0] for a, b in zip(delivered, delivered[1:]))
     run, deliver, _ = _fake({PLAIN: 0.010, TWO: 0.004, VMAP: 0.012})
-    report, _ = run_probe([PLAIN, TWO, VMAP], run, deliver, max_points=200, min_seconds=0.05)
+    report, _ = run_probe([PLAIN, TWO, VMAP], run, deliver, max_points=200, total_points=400, min_seconds=0.05)
     assert report.choice == TWO and report.trials[1].rate > 2 * report.trials[0].rate
 
 
 def test_probe_rejects_a_disagreeing_vmap_and_skips_what_does_not_fit():
     run, deliver, delivered = _fake({PLAIN: 0.002, TWO: 0.010, VMAP: 0.0001}, wrong={VMAP})
     with pytest.warns(UserWarning, match="disagree"):
-        report, done = run_probe([PLAIN, TWO, VMAP], run, deliver, max_points=60, min_seconds=0.01)
+        report, done = run_probe([PLAIN, TWO, VMAP], run, deliver, max_points=60, total_points=120, min_seconds=0.01)
     assert report.choice == PLAIN and "disagrees" in report.trials[2].note and report.trials[2].points == 0
     assert sum(hi - lo for lo, hi in delivered) == done  # the rejected vmap round was not delivered
-    report, done = run_probe([PLAIN, TWO, VMAP], *_fake({PLAIN: 0.001, TWO: 0.001, VMAP: 0.001})[:2], max_points=6)
+    report, done = run_probe([PLAIN, TWO, VMAP], *_fake({PLAIN: 0.001, TWO: 0.001, VMAP: 0.001})[:2], max_points=6,
+                             total_points=12)
     assert "skipped" in report.trials[2].note and done <= 6
+
+
+def test_short_evaluations_are_not_worth_probing():
+    """The plain plan would finish 400 points in about 0.4 s: timing the others could not pay for itself."""
+    run, deliver, _ = _fake({PLAIN: 0.001, TWO: 0.0001, VMAP: 0.0001})
+    report, done = run_probe([PLAIN, TWO, VMAP], run, deliver, max_points=200, total_points=400,
+                             min_total_seconds=3.0, min_seconds=0.02)
+    assert report.choice == PLAIN and all("skipped" in t.note and t.points == 0 for t in report.trials[1:])
+    run, deliver, _ = _fake({PLAIN: 0.001, TWO: 0.0001, VMAP: 0.0001})
+    report, _ = run_probe([PLAIN, TWO, VMAP], run, deliver, max_points=200, total_points=400,
+                          min_total_seconds=0.1, min_seconds=0.02)
+    assert report.choice != PLAIN
