@@ -1,7 +1,7 @@
 """Where the engine's time goes, per model (not a test): the plain plan (one worker) under cProfile.
 
 Buckets, as fractions of the evaluation's wall time:
-  forwards      the network's own ops (conv, linear, relu, pooling, folded eval BN) in every pass
+  forwards      the network's own ops (conv, linear, relu, pooling) in every pass
   BN stats      the grouped train-mode statistics of the BN recomputation pass (``GroupedBN._grouped_train_norm``)
   loss/acc      cross-entropy (logsumexp, gather) and accuracy (argmax) per point
   points        materialising points (``PointSet.chunk``) and copying them into the model
@@ -28,21 +28,19 @@ from landscape.engine import Engine, EngineConfig  # noqa: E402
 from landscape.probe import ProbeCache  # noqa: E402
 from swa.models import build_model  # noqa: E402
 
-_FORWARD = ("linear", "conv1d", "conv2d", "relu", "max_pool", "avg_pool", "adaptive_avg_pool", "flatten", "addcmul",
-            "rsqrt", "_conv_forward", "dropout", "view", "reshape")
-_LOSS = ("logsumexp", "gather", "argmax", "'eq'", "'sum' of", "expand")
+_FORWARD = ("linear", "conv1d", "conv2d", "relu", "max_pool", "avg_pool", "adaptive_avg_pool", "flatten",
+            "_conv_forward", "dropout")
 
 
 def buckets(stats: pstats.Stats, wall: float) -> dict[str, float]:
     out = {"forwards": 0.0, "BN stats": 0.0, "loss/acc": 0.0, "points": 0.0}
     for (file, _line, func), (_cc, _nc, tt, ct, _callers) in stats.stats.items():
-        name = f"{file}:{func}"
         if func == "_grouped_train_norm":
             out["BN stats"] += ct
         elif func in ("chunk", "load") and ("points.py" in file or "grouped_bn.py" in file):
             out["points"] += ct
-        elif file == "~" and any(k in func for k in _LOSS) and "passes" not in name:
-            out["loss/acc"] += tt
+        elif func == "loss_and_correct":
+            out["loss/acc"] += ct
         elif file == "~" and any(k in func for k in _FORWARD):
             out["forwards"] += tt
     # forward ops called inside the BN statistics are already in "BN stats"

@@ -16,7 +16,7 @@ from .bn import BNWeighting
 from .errors import UserError
 from .grouped_bn import Replica
 
-__all__ = ["Strategy", "forward", "recompute_buffers", "evaluate_split"]
+__all__ = ["Strategy", "forward", "recompute_buffers", "evaluate_split", "loss_and_correct"]
 
 
 class Strategy(str, Enum):
@@ -124,6 +124,16 @@ def recompute_buffers(rep: Replica, strategy: Strategy, params: dict, buffers_fl
     return out
 
 
+def loss_and_correct(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed cross-entropy and correct predictions ``([k], [k])`` float64 of logits ``[k, n, C]``, targets ``[n]``.
+
+    Cross-entropy is ``logsumexp - logit of the target`` per sample in the working dtype, summed in float64.
+    """
+    k = logits.shape[0]
+    picked = logits.gather(-1, y.expand(k, -1)[..., None])[..., 0]
+    return (torch.logsumexp(logits, -1) - picked).sum(1, dtype=torch.float64), (logits.argmax(-1) == y).double().sum(1)
+
+
 @torch.no_grad()
 def evaluate_split(rep: Replica, strategy: Strategy, params: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor,
                    superbatch: int, want_probs: bool, device: torch.device
@@ -137,10 +147,9 @@ def evaluate_split(rep: Replica, strategy: Strategy, params: dict, buffers: dict
     for lo in range(0, n, superbatch):
         xb, yb = x[lo : lo + superbatch].to(device), y[lo : lo + superbatch].to(device)
         logits, _ = forward(rep, strategy, params, buffers, xb, "eval", 1)  # [k, nb, C]
-        # cross-entropy = logsumexp - logit of the target, per sample in the working dtype, summed in float64
-        picked = logits.gather(-1, yb.expand(k, -1)[..., None])[..., 0]
-        loss += (torch.logsumexp(logits, -1) - picked).sum(1, dtype=torch.float64)
-        correct += (logits.argmax(-1) == yb).double().sum(1)
+        batch_loss, batch_correct = loss_and_correct(logits, yb)
+        loss += batch_loss
+        correct += batch_correct
         if want_probs:
             probs.append(torch.softmax(logits.double(), -1).float().cpu())
     return loss / n, correct / n, (torch.cat(probs, 1) if want_probs else None)
