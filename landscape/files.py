@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import struct
+import time
 from pathlib import Path
 
 import h5py
@@ -75,6 +76,11 @@ def open_hdf5(path: str | os.PathLike, swmr: bool = False) -> h5py.File:
             not written in the latest format).
     """
     problem = hdf5_problem(path)
+    for _ in range(5):  # a file being extended by a writer right now catches up within moments
+        if problem is None or "cut short" not in problem:
+            break
+        time.sleep(0.2)
+        problem = hdf5_problem(path)
     if problem:
         raise UserError(problem)
     if swmr:
