@@ -5,23 +5,30 @@ from __future__ import annotations
 import argparse
 
 from landscape.engine import MIN_PROBE_POINTS, EngineConfig
-from landscape.probe import DEFAULT_CACHE, ProbeCache
 from landscape.errors import UserError
+from landscape.files import default_results_path
+from landscape.probe import DEFAULT_CACHE, ProbeCache
+from swa.trajectory import Trajectory
 
+from .common import default_engine_config
+from .distributed import init_from_env, rank, world
+from .fge import UNSUPPORTED_BN_MODES as FGE_BN
 from .fge import FGEConfig, fge
 from .fge import describe as describe_fge
+from .plane import UNSUPPORTED_BN_MODES as PLANE_BN
 from .plane import PlaneConfig, plane
 from .plane import describe as describe_plane
+from .rays import UNSUPPORTED_BN_MODES as RAYS_BN
 from .rays import RaysConfig, rays
 from .rays import describe as describe_rays
-from .distributed import init_from_env, rank, world
-from .results import default_results_path
+from .segment import UNSUPPORTED_BN_MODES as SEGMENT_BN
 from .segment import SegmentConfig, segment
 from .segment import describe as describe_segment
 
 __all__ = ["COMMANDS", "engine_config", "run_analyses"]
 
 ANALYSES = ("rays", "segment", "plane", "fge")
+UNSUPPORTED = {"rays": RAYS_BN, "segment": SEGMENT_BN, "plane": PLANE_BN, "fge": FGE_BN}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,8 +40,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="print how the engine evaluated each analysis (candidate plans, their times, the choice)")
     e = p.add_argument_group("engine")
     e.add_argument("--bn-mode", default="recompute", choices=("recompute", "stored", "interpolate"),
-                   help="BN statistics at each point: recomputed from the training data (exact), the stored ones, "
-                        "or interpolated between the anchors' (default: recompute)")
+                   help="BN statistics at each point: recomputed from the training data (exact, default), the "
+                        "stored ones (a snapshot's own; a ray's, segment's or plane's origin's), or interpolated "
+                        "between the anchors' like the weights (not for rays)")
+    e.add_argument("--bn-weighting", choices=("batch", "sample"),
+                   help="weighting of recomputed BN statistics: batch (update_bn) or sample (default: the run's)")
     e.add_argument("--bn-batches", type=int, help="recompute BN from the first n batches only")
     e.add_argument("--strategy", default="auto", choices=("auto", "loop", "vmap"),
                    help="how points go through the network: auto times candidates (default), loop, vmap")
@@ -64,50 +74,52 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                     help="plane grid points along u and v (default: 21 21)")
     pl.add_argument("--margin", type=float, default=0.2,
                     help="plane grid margin around the anchors, as a fraction of their extent (default: 0.2)")
-    f = p.add_argument_group("fge")
-    f.add_argument("--proposal-bn", default="stored", choices=("stored", "recompute"),
-                   help="BN of the FGE proposals: their stored statistics (default) or recomputed")
 
 
-def engine_config(args: argparse.Namespace, run: str) -> EngineConfig:
-    from swa.trajectory import Trajectory
-
-    with Trajectory(run) as t:
-        c = t.config
-    return EngineConfig(bn_mode=args.bn_mode, bn_batches=args.bn_batches, strategy=args.strategy,
-                        chunk_size=args.chunk_size, memory_budget=int(args.memory_budget_gib * (1 << 30)),
-                        device=args.device, dtype=args.dtype, bn_batch_size=c["batch_size"],
-                        bn_weighting=c["bn_weighting"])
+def engine_config(args: argparse.Namespace, t: Trajectory) -> EngineConfig:
+    """The engine settings of the flags, with the run's own defaults for what they leave open."""
+    given = {"bn_weighting": args.bn_weighting} if args.bn_weighting else {}
+    return default_engine_config(t, bn_mode=args.bn_mode, bn_batches=args.bn_batches, strategy=args.strategy,
+                                 chunk_size=args.chunk_size, memory_budget=int(args.memory_budget_gib * (1 << 30)),
+                                 device=args.device, dtype=args.dtype, **given)
 
 
-def _run_one(name: str, args: argparse.Namespace, out: str, eng: EngineConfig, anchors: tuple, progress: bool) -> str:
+def _run_one(name: str, args: argparse.Namespace, t: Trajectory, out: str, eng: EngineConfig, anchors: tuple,
+             progress: bool) -> str:
     if name == "rays":
         cfg = RaysConfig(args.directions, args.ray_steps, args.t_max, args.seed, args.filter_normalize,
                          args.margin_error, args.margin_loss)
-        return describe_rays(rays(args.run, out, cfg, eng, progress))
+        return describe_rays(rays(t, out, cfg, eng, progress))
     if name == "segment":
         cfg = SegmentConfig(args.t_range[0], args.t_range[1], args.segment_steps)
-        return describe_segment(segment(args.run, out, cfg, eng, progress))
+        return describe_segment(segment(t, out, cfg, eng, progress))
     if name == "plane":
-        return describe_plane(plane(args.run, out, PlaneConfig(anchors, tuple(args.grid), args.margin), eng, progress))
-    return describe_fge(fge(args.run, out, FGEConfig(args.proposal_bn), eng, progress))
+        return describe_plane(plane(t, out, PlaneConfig(anchors, tuple(args.grid), args.margin), eng, progress))
+    return describe_fge(fge(t, out, FGEConfig(), eng, progress))
 
 
 def run_analyses(args: argparse.Namespace) -> None:
+    """Open the run once and run the analyses on it; a BN mode an analysis cannot honour is named before any work."""
     init_from_env()  # under torchrun: shard the points of every analysis over the ranks
     say = print if rank() == 0 else (lambda *a, **k: None)
-    out = args.out or str(default_results_path(args.run))
-    eng = engine_config(args, args.run)
     todo = ANALYSES if args.analysis == "all" else (args.analysis,)
-    anchors = tuple(a.strip() for a in args.anchors.split(",")) if args.anchors else ()
-    progress = not args.no_progress and rank() == 0
-    for name in todo:
-        try:
-            say(_run_one(name, args, out, eng, anchors, progress))
-        except UserError as e:
-            if args.analysis != "all" or name not in ("plane", "fge"):
-                raise
-            say(f"{name} skipped: {e}")
+    with Trajectory(args.run) as t:
+        eng = engine_config(args, t)
+        out = args.out or str(default_results_path(t.path))
+        refused = {n: UNSUPPORTED[n][eng.bn_mode] for n in todo if eng.bn_mode in UNSUPPORTED[n]}
+        if args.analysis != "all" and refused:
+            raise UserError(f"{args.analysis} cannot use bn_mode {eng.bn_mode.value!r}: {refused[args.analysis]}")
+        for name, why in refused.items():
+            say(f"{name} skipped: bn_mode {eng.bn_mode.value!r}: {why}")
+        anchors = tuple(a.strip() for a in args.anchors.split(",")) if args.anchors else ()
+        progress = not args.no_progress and rank() == 0
+        for name in (n for n in todo if n not in refused):
+            try:
+                say(_run_one(name, args, t, out, eng, anchors, progress))
+            except UserError as e:
+                if args.analysis != "all" or name not in ("plane", "fge"):
+                    raise
+                say(f"{name} skipped: {e}")
     say(f"results: {out}" + (f" ({world()} ranks)" if world() > 1 else ""))
     if args.explain:
         say(explain(DEFAULT_CACHE, eng))

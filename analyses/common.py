@@ -12,16 +12,19 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from landscape.engine import Engine, EngineConfig, EvalResult
+from landscape.engine import BNMode, Engine, EngineConfig, EvalResult
+from landscape.errors import UserError
+from landscape.files import default_results_path
 from landscape.points import PointSet
 from swa.runs import build_run_model, load_dataset
 from swa.trajectory import Trajectory
 
-from .distributed import barrier, rank, world
+from .distributed import ShardedResults, rank, world
 from .journal import Journal
-from .results import ResultsFile, default_results_path
+from .results import ResultsFile
 
-__all__ = ["RunContext", "open_run", "analysis", "evaluate_missing", "RESULT_DEFINING"]
+__all__ = ["RunContext", "default_engine_config", "open_run", "analysis", "check_bn_mode", "evaluate_missing",
+           "RESULT_DEFINING"]
 
 RESULT_DEFINING = ("bn_mode", "bn_weighting", "bn_batch_size", "bn_batches", "dtype", "weight_decay")
 """Engine settings that change the numbers; chunking, strategy, workers and device only change the speed."""
@@ -29,11 +32,19 @@ RESULT_DEFINING = ("bn_mode", "bn_weighting", "bn_batch_size", "bn_batches", "dt
 
 @dataclass
 class RunContext:
-    """A run opened for analysis: its trajectory (read-only), model template and engine."""
+    """A run opened for analysis: its trajectory (read-only), its evaluation data and the engine on them.
+
+    Attributes:
+        traj: The open run file.
+        engine: The evaluation engine on the run's model and data.
+        engine_config: Its settings (what is recorded is what is used).
+        splits: ``"train"``/``"test"`` to ``(inputs, targets)`` as the engine evaluates them.
+    """
 
     traj: Trajectory
     engine: Engine
     engine_config: EngineConfig
+    splits: dict[str, tuple[torch.Tensor, torch.Tensor]]
 
     def engine_dict(self, full: bool = False) -> dict:
         """Engine settings that define the results (part of an analysis' identity), or all of them."""
@@ -42,33 +53,46 @@ class RunContext:
         return d if full else {k: d[k] for k in RESULT_DEFINING}
 
 
-def open_run(run: str | os.PathLike, engine_config: EngineConfig | None = None) -> RunContext:
-    """Open a run file and build the engine on its data.
-
-    The BN recomputation defaults follow the run: batch size and weighting of its training config.
-    """
-    t = Trajectory(run)
+def default_engine_config(t: Trajectory, **settings) -> EngineConfig:
+    """Engine settings for a run: the BN batch size and weighting of its training, unless given in ``settings``."""
     cfg = t.config
-    if engine_config is None:
-        engine_config = EngineConfig(bn_batch_size=cfg["batch_size"], bn_weighting=cfg["bn_weighting"])
-    model = build_run_model(t)
-    splits = {s: load_dataset(run, s) for s in ("train", "test")}
-    return RunContext(t, Engine(model, splits, config=engine_config), engine_config)
+    return EngineConfig(**{"bn_batch_size": cfg["batch_size"], "bn_weighting": cfg["bn_weighting"], **settings})
+
+
+def open_run(t: Trajectory, engine_config: EngineConfig | None = None) -> RunContext:
+    """Build the engine on an open run's model and data (default settings: :func:`default_engine_config`)."""
+    engine_config = engine_config or default_engine_config(t)
+    splits = {s: load_dataset(t, s) for s in ("train", "test")}
+    return RunContext(t, Engine(build_run_model(t), splits, config=engine_config), engine_config, splits)
 
 
 @contextmanager
-def analysis(run: str | os.PathLike, out: str | os.PathLike | None, engine_config: EngineConfig | None
-             ) -> Iterator[tuple[RunContext, ResultsFile]]:
-    """The run opened read-only with its engine, and the results file (default ``RUN.landscape.h5``)."""
-    results = ResultsFile(out or default_results_path(run), run)
-    ctx = open_run(run, engine_config)
+def analysis(run: str | os.PathLike | Trajectory, out: str | os.PathLike | None, engine_config: EngineConfig | None
+             ) -> Iterator[tuple[RunContext, ShardedResults]]:
+    """The run (opened read-only here unless already open) with its engine, and the results file.
+
+    Args:
+        run: Run file, or an open :class:`Trajectory` (then it stays open: a command opens the run once).
+        out: Results file (default ``RUN.landscape.h5``).
+        engine_config: Engine settings (default: :func:`default_engine_config`).
+    """
+    t = run if isinstance(run, Trajectory) else Trajectory(run)
     try:
-        yield ctx, results
+        results = ShardedResults(ResultsFile(out or default_results_path(t.path), t))
+        yield open_run(t, engine_config), results
     finally:
-        ctx.traj.close()
+        if t is not run:
+            t.close()
 
 
-def evaluate_missing(ctx: RunContext, results: ResultsFile, group: str, points: PointSet, done: np.ndarray,
+def check_bn_mode(analysis_name: str, engine_config: EngineConfig | None, unsupported: dict[BNMode, str]) -> None:
+    """Refuse, before any work, a BN mode the analysis cannot honour (one line naming the analysis and why)."""
+    mode = (engine_config or EngineConfig()).bn_mode
+    if mode in unsupported:
+        raise UserError(f"{analysis_name} cannot use bn_mode {mode.value!r}: {unsupported[mode]}")
+
+
+def evaluate_missing(ctx: RunContext, results: ShardedResults, group: str, points: PointSet, done: np.ndarray,
                      progress: bool, desc: str) -> int:
     """Evaluate the points not yet done and write them chunk by chunk; returns how many were computed.
 
@@ -88,19 +112,9 @@ def evaluate_missing(ctx: RunContext, results: ResultsFile, group: str, points: 
             "test_loss": part.loss["test"].numpy(), "test_error": (1 - part.acc["test"]).numpy()}, rank=r)
 
     if mine.size:
-        ctx.engine.evaluate(_subset(points, mine), progress=progress and r == 0, desc=desc, on_chunk=on_chunk)
-    barrier()  # the one meeting point: rank 0 merges every rank's chunks into the results file
-    if r == 0:
-        journal.merge(results, group)
-    barrier()
+        ctx.engine.evaluate(points.subset(mine), progress=progress and r == 0, desc=desc, on_chunk=on_chunk)
+    results.merge(journal, group)  # the one meeting point of the ranks
+    report = ctx.engine.explain()
     results.write(group, {}, {"engine_settings": json.dumps({**ctx.engine_dict(full=True), "ranks": w,
-                                                             "strategy_used": ctx.engine.strategy.value
-                                                             if ctx.engine.strategy else None})})
+                                                             "plan_used": str(report.choice) if report else None})})
     return int(todo.size)
-
-
-def _subset(points: PointSet, idx: np.ndarray) -> PointSet:
-    i = torch.as_tensor(idx, dtype=torch.long)
-    if points.points is not None:
-        return PointSet.explicit(points.points[i], None if points.buffers is None else points.buffers[i])
-    return dataclasses.replace(points, coords=points.coords[i])

@@ -1,6 +1,6 @@
 """Sharding an analysis over ``torchrun`` processes (torch.distributed; gloo on CPU, NCCL on GPUs).
 
-Launched as ``torchrun --nproc-per-node N -m swa.cli analyze RUN ...`` (or with a c10d
+Launched as ``torchrun --nproc-per-node N -m swa_landscape analyze RUN ...`` (or with a c10d
 rendezvous across machines), every rank evaluates the missing points ``todo[rank::world]``
 on its own device and makes each finished chunk durable in the results file's journal
 (:mod:`analyses.journal`). There is no per-point synchronisation: ranks meet only at
@@ -14,10 +14,49 @@ from __future__ import annotations
 
 from swa.distributed import barrier, init_from_env, rank, world
 
-__all__ = ["init_from_env", "rank", "world", "barrier", "sharded_evaluate"]
+__all__ = ["init_from_env", "rank", "world", "barrier", "ShardedResults", "sharded_evaluate"]
 
 
-def sharded_evaluate(engine, points, **kwargs):
+class ShardedResults:
+    """A results file shared by the ranks: rank 0 alone writes, the others wait where they must, every rank reads.
+
+    All the rank logic of the results file lives here; with one process it passes every call through.
+
+    Args:
+        results: The :class:`~analyses.results.ResultsFile`.
+    """
+
+    def __init__(self, results):
+        self.file, self.path = results, results.path
+
+    def read(self):
+        return self.file.read()
+
+    def prepare(self, group: str, config: dict, arrays: dict, scalars: dict | None = None):
+        """Rank 0 creates the group (merging the journal); then every rank reads the ``done`` mask."""
+        if rank() == 0:
+            self.file.prepare(group, config, arrays, scalars)
+        barrier()
+        with self.file.read() as f:
+            return f[group]["done"][:]
+
+    def write(self, group: str, values: dict, attrs: dict | None = None) -> None:
+        if rank() == 0:
+            self.file.write(group, values, attrs)
+
+    def write_points(self, group: str, flat_index, values: dict) -> None:
+        if rank() == 0:
+            self.file.write_points(group, flat_index, values)
+
+    def merge(self, journal, group: str) -> None:
+        """Every rank's chunks of ``group`` into the file: the meeting point at the end of an analysis."""
+        barrier()
+        if rank() == 0:
+            journal.merge(self.file, group)
+        barrier()
+
+
+def sharded_evaluate(engine, points, splits: tuple[str, ...], **kwargs):
     """``engine.evaluate`` with the points split ``[rank::world]`` over the ranks and the results gathered.
 
     For evaluations whose outputs (probabilities) go back into memory rather than into a results grid
@@ -27,22 +66,20 @@ def sharded_evaluate(engine, points, **kwargs):
     import torch.distributed as dist
 
     from landscape.result import concat_results
-    from landscape.points import PointSet
 
     w, r = world(), rank()
     if w == 1:
-        return engine.evaluate(points, **kwargs)
+        return engine.evaluate(points, splits=splits, **kwargs)
     idx = torch.arange(len(points))[r::w]
-    mine = PointSet.explicit(points.points[idx], None if points.buffers is None else points.buffers[idx])
-    part = engine.evaluate(mine, **kwargs) if len(idx) else None
+    part = engine.evaluate(points.subset(idx), splits=splits, **kwargs) if len(idx) else None
     parts = [None] * w
     dist.all_gather_object(parts, part)
     # rank j holds points j, j+w, ...: interleave back into the original order
     order = torch.cat([torch.arange(len(points))[j::w] for j in range(w)]).argsort()
-    res = concat_results([p for p in parts if p is not None], tuple(kwargs.get("splits") or engine.splits), engine.b_layout.size)
+    got = [p for p in parts if p is not None]
+    res = concat_results(got, splits, got[0].buffers.shape[1])
     res.loss = {k: v[order] for k, v in res.loss.items()}
     res.acc = {k: v[order] for k, v in res.acc.items()}
     res.probs = {k: v[order] for k, v in res.probs.items()}
     res.buffers, res.l2 = res.buffers[order], res.l2[order]
-    res.strategy = next(p.strategy for p in parts if p is not None)
     return res

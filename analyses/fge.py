@@ -19,21 +19,24 @@ second order, so on a log-log scale their slopes (``order_consecutive``,
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
-from landscape.engine import BNMode, EngineConfig
+from landscape.engine import EngineConfig
 from landscape.errors import UserError
 from landscape.points import PointSet
 
 from .common import RunContext, analysis
-from .distributed import sharded_evaluate
-from .results import ResultsFile
+from .distributed import ShardedResults, sharded_evaluate
 
 __all__ = ["FGEConfig", "agreement_stats", "fge", "describe", "PAPER"]
+
+UNSUPPORTED_BN_MODES: dict = {}
+"""BN modes this analysis cannot honour: none (see the analysis function for their meaning)."""
 
 PAPER = {"prob_diff_consecutive": 0.126, "prob_diff_swa_ensemble": 0.079, "agree_consecutive": 0.8733,
          "agree_swa_ensemble": 0.9526}
@@ -44,18 +47,18 @@ PAPER = {"prob_diff_consecutive": 0.126, "prob_diff_swa_ensemble": 0.079, "agree
 class FGEConfig:
     """Settings of the FGE analysis.
 
+    BN statistics follow the engine's ``bn_mode`` like every analysis: ``recompute`` at every
+    proposal, at w_SWA and at every shrunk proposal; ``stored``: the proposals' own (captured with
+    them), w_SWA's (recomputed by the trainer) for w_SWA and for the shrunk proposals;
+    ``interpolate``: as stored, the shrunk proposals interpolating ``b_SWA + s (b_i - b_SWA)``.
+
     Attributes:
-        proposal_bn: ``"stored"``: each proposal with its own running BN statistics (as
-            FGE evaluates its members); ``"recompute"``: recomputed at each proposal.
-        scales: Shrink factors s of the linearisation study (BN recomputed there).
+        scales: Shrink factors s of the linearisation study.
     """
 
-    proposal_bn: str = "stored"
     scales: tuple[float, ...] = (1.0, 0.5, 0.25)
 
     def __post_init__(self) -> None:
-        if self.proposal_bn not in ("stored", "recompute"):
-            raise UserError(f"proposal_bn must be stored or recompute, got {self.proposal_bn!r}")
         if any(s <= 0 for s in self.scales):
             raise UserError("linearisation scales must be positive")
 
@@ -88,21 +91,20 @@ def fge(run: str | os.PathLike, out: str | os.PathLike | None = None, config: FG
         return _run(ctx, results, config, progress)
 
 
-def _run(ctx: RunContext, results: ResultsFile, config: FGEConfig, progress: bool) -> dict:
+def _run(ctx: RunContext, results: ShardedResults, config: FGEConfig, progress: bool) -> dict:
     t = ctx.traj
     idx = np.flatnonzero(t.meta("captured") & (t.meta("branch") == "swa"))
     if idx.size < 2:
         raise UserError(f"fge needs at least two captured proposals of the SWA branch; {t.path} has {idx.size} "
                         "(train with --swa-schedule cyclic)")
     w, b = t.weights(idx), t.buffers(idx)
-    y = ctx.engine.splits["test"][1].cpu()
-    mode = BNMode.STORED if config.proposal_bn == "stored" else BNMode.RECOMPUTE
-    r_props = sharded_evaluate(ctx.engine, PointSet.explicit(w, b), splits=("test",), probs=("test",), bn_mode=mode,
-                               progress=progress, desc="fge proposals")
+    y = ctx.splits["test"][1]
+    r_props = sharded_evaluate(ctx.engine, PointSet.explicit(w, b), ("test",), probs=("test",), progress=progress,
+                               desc="fge proposals")
     w_swa = w.double().mean(0).float()
+    b_swa = t.solution("swa")[1]  # statistics of the average, recomputed by the trainer
     delta = w.double() - w_swa.double()  # [M, P], the paper's Delta_i
-    r_swa = ctx.engine.evaluate(PointSet.explicit(w_swa[None]), splits=("test",), probs=("test",),
-                                bn_mode=BNMode.RECOMPUTE)
+    r_swa = ctx.engine.evaluate(PointSet.explicit(w_swa[None], b_swa[None]), splits=("test",), probs=("test",))
     p_props, p_swa = r_props.probs["test"], r_swa.probs["test"][0]
     stats = agreement_stats(p_props, p_swa)
     ens = p_props.double().mean(0)
@@ -118,17 +120,20 @@ def _run(ctx: RunContext, results: ResultsFile, config: FGEConfig, progress: boo
     # linearisation study: shrink the proposals toward w_SWA
     scales = np.asarray(sorted(set(config.scales), reverse=True), dtype=np.float64)
     cons, gap = [], []
-    for s in scales:
-        ws = (w_swa.double() + s * delta).float()
-        r = sharded_evaluate(ctx.engine, PointSet.explicit(ws), splits=("test",), probs=("test",),
-                             bn_mode=BNMode.RECOMPUTE, progress=progress, desc=f"fge scale {s:g}")
+    m = len(idx)
+    for s in scales:  # w_SWA + s Delta_i, with buffers b_SWA + s (b_i - b_SWA) where interpolated
+        shrunk = PointSet.affine(w_swa.double(), delta, s * torch.eye(m, dtype=torch.float64),
+                                 b_swa.double(), (b.double() - b_swa.double()))
+        r = sharded_evaluate(ctx.engine, shrunk, ("test",), probs=("test",), progress=progress,
+                             desc=f"fge scale {s:g}")
         st = agreement_stats(r.probs["test"], p_swa)
         cons.append(float(np.mean(st["prob_diff_consecutive"])))
         gap.append(st["prob_diff_swa_ensemble"])
     out_vals.update(scales=scales, scaled_prob_diff_consecutive=np.array(cons), scaled_prob_diff_swa_ensemble=np.array(gap),
                     order_consecutive=_slope(scales, np.array(cons)), order_gap=_slope(scales, np.array(gap)))
-    results.write("fge", out_vals, {"config": str({**asdict(config), "engine": ctx.engine_dict()}),
-                                    "norm": "L2 over classes, averaged over test points"})
+    results.write("fge", out_vals, {"config": json.dumps({**asdict(config), "engine": ctx.engine_dict()}),
+                                    "norm": "L2 over classes, averaged over test points",
+                                    **{f"paper_{k}": v for k, v in PAPER.items()}})
     return out_vals
 
 

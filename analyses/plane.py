@@ -16,16 +16,19 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from landscape.engine import BNMode, EngineConfig
+from landscape.engine import EngineConfig
 from landscape.errors import UserError
-from landscape.points import PointSet
+from landscape.points import PointSet, affine_buffers
 from swa.runs import point
 from swa.trajectory import Trajectory
 
 from .common import RunContext, analysis, evaluate_missing
-from .results import ResultsFile
+from .distributed import ShardedResults
 
 __all__ = ["PlaneConfig", "plane_basis", "project", "resolve_anchors", "plane", "describe"]
+
+UNSUPPORTED_BN_MODES: dict = {}
+"""BN modes this analysis cannot honour: none (see the analysis function for their meaning)."""
 
 
 @dataclass(frozen=True)
@@ -109,13 +112,17 @@ def project(weights: torch.Tensor, origin: torch.Tensor, basis: torch.Tensor) ->
 
 def plane(run: str | os.PathLike, out: str | os.PathLike | None = None, config: PlaneConfig | None = None,
           engine_config: EngineConfig | None = None, progress: bool = True) -> dict:
-    """Evaluate the plane grid; writes ``/plane`` into the results file (resumable)."""
+    """Evaluate the plane grid; writes ``/plane`` into the results file (resumable).
+
+    BN modes: ``recompute`` at every grid point; ``stored``: the first anchor's statistics everywhere;
+    ``interpolate``: the three anchors' statistics interpolated affinely with the plane coordinates.
+    """
     config = config or PlaneConfig()
     with analysis(run, out, engine_config) as (ctx, results):
         return _run(ctx, results, config, progress)
 
 
-def _run(ctx: RunContext, results: ResultsFile, config: PlaneConfig, progress: bool) -> dict:
+def _run(ctx: RunContext, results: ShardedResults, config: PlaneConfig, progress: bool) -> dict:
     t = ctx.traj
     names = resolve_anchors(t, config.anchors)
     pts = [point(t, a) for a in names]
@@ -127,13 +134,8 @@ def _run(ctx: RunContext, results: ResultsFile, config: PlaneConfig, progress: b
     gx, gy = np.meshgrid(xs, ys, indexing="ij")
     coords = torch.as_tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float64)
     w1 = pts[0][0].double()
-    kw = {}
-    if ctx.engine_config.bn_mode is not BNMode.RECOMPUTE:
-        b1, b2, b3 = (p[1].double() for p in pts)
-        (x2, y2), x3 = anchor_xy[1], anchor_xy[2, 0]
-        bx = (b3 - b1) / x3
-        kw = {"buffer_origin": b1, "buffer_basis": torch.stack([bx, (b2 - b1 - x2 * bx) / y2])}
-    points = PointSet.affine(w1, basis, coords, **kw)
+    b0, bb = affine_buffers(torch.as_tensor(anchor_xy), torch.stack([p[1] for p in pts]))  # through the 3 anchors
+    points = PointSet.affine(w1, basis, coords, b0, bb)
     # projections of every snapshot, chunk by chunk, and of both solutions
     proj_xy, off = [], []
     for i in range(0, t.n, 256):

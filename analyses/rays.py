@@ -14,14 +14,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from landscape.engine import EngineConfig
+from landscape.engine import BNMode, EngineConfig
 from landscape.errors import UserError
 from landscape.layout import Layout
 from landscape.points import PointSet
 
-from .common import RunContext, analysis, evaluate_missing
-from .distributed import barrier, rank, world
-from .results import ResultsFile
+from .common import RunContext, analysis, check_bn_mode, evaluate_missing
+from .distributed import ShardedResults, barrier
 
 __all__ = ["RaysConfig", "random_directions", "filter_normalize", "first_crossing", "rays"]
 
@@ -55,6 +54,11 @@ class RaysConfig:
             raise UserError("rays need at least 1 direction and 2 steps")
         if self.t_max is not None and self.t_max <= 0:
             raise UserError(f"t_max must be positive, got {self.t_max}")
+
+
+UNSUPPORTED_BN_MODES = {BNMode.INTERPOLATE: "a ray has one anchor, so there is nothing to interpolate toward "
+                                             "(use recompute or stored)"}
+"""BN modes the rays cannot honour, with the reason."""
 
 
 def random_directions(n: int, p: int, seed: int) -> torch.Tensor:
@@ -108,11 +112,11 @@ def first_crossing(t: np.ndarray, values: np.ndarray, margin: float) -> np.ndarr
     return out
 
 
-def _auto_t_max(ctx: RunContext, w: torch.Tensor, dirs: torch.Tensor, margin: float) -> float:
-    base = ctx.engine.evaluate(PointSet.explicit(w[None]), splits=("test",)).error("test")[0].item()
+def _auto_t_max(ctx: RunContext, w: torch.Tensor, b: torch.Tensor, dirs: torch.Tensor, margin: float) -> float:
+    base = ctx.engine.evaluate(PointSet.explicit(w[None], b[None]), splits=("test",)).error("test")[0].item()
     d = 0.02 * w.norm().item()
     for _ in range(12):
-        pts = PointSet.affine(w, dirs[:2], torch.eye(2) * d)
+        pts = PointSet.affine(w, dirs[:2], torch.eye(2) * d, buffer_origin=b)
         err = ctx.engine.evaluate(pts, splits=("test",)).error("test").mean().item()
         if not err <= base + 3 * margin:
             return d
@@ -128,24 +132,25 @@ def rays(run: str | os.PathLike, out: str | os.PathLike | None = None, config: R
         Summary ``{origin: {"width_error": [D], "width_loss": [D], "t": [T]}}``.
     """
     config = config or RaysConfig()
+    check_bn_mode("rays", engine_config, UNSUPPORTED_BN_MODES)
     with analysis(run, out, engine_config) as (ctx, results):
         return _run(ctx, results, config, progress)
 
 
-def _run(ctx: RunContext, results: ResultsFile, config: RaysConfig, progress: bool) -> dict:
-    w_swa, _ = ctx.traj.solution("swa")
-    w_sgd, _ = ctx.traj.solution("sgd")
+def _run(ctx: RunContext, results: ShardedResults, config: RaysConfig, progress: bool) -> dict:
+    w_swa, b_swa = ctx.traj.solution("swa")
+    w_sgd, b_sgd = ctx.traj.solution("sgd")
     layout = ctx.traj.param_layout
     base_dirs = random_directions(config.directions, layout.size, config.seed)
-    t_max = config.t_max or _auto_t_max(ctx, w_swa, base_dirs, config.margin_error)
+    t_max = config.t_max or _auto_t_max(ctx, w_swa, b_swa, base_dirs, config.margin_error)
     t = np.linspace(0.0, t_max, config.steps)
     summary = {}
-    for name, w in (("swa", w_swa), ("sgd", w_sgd)):
+    for name, w, b in (("swa", w_swa, b_swa), ("sgd", w_sgd, b_sgd)):
         dirs = filter_normalize(base_dirs, w, layout) if config.filter_normalize else base_dirs
         coords = torch.zeros(config.directions * config.steps, config.directions)
         for i in range(config.directions):
             coords[i * config.steps:(i + 1) * config.steps, i] = torch.as_tensor(t, dtype=torch.float32)
-        points = PointSet.affine(w, dirs, coords)
+        points = PointSet.affine(w, dirs, coords, buffer_origin=b)  # stored: the solution's statistics
         group = f"rays/{name}"
         shape = (config.directions, config.steps)
         cfg = {**asdict(config), "t_max": t_max, "origin": name, "engine": ctx.engine_dict()}
@@ -166,7 +171,7 @@ def _run(ctx: RunContext, results: ResultsFile, config: RaysConfig, progress: bo
 _VALUES = ("train_loss", "train_error", "test_loss", "test_error")
 
 
-def _evaluate_rays(ctx: RunContext, results: ResultsFile, group: str, points: PointSet, done: np.ndarray, steps: int,
+def _evaluate_rays(ctx: RunContext, results: ShardedResults, group: str, points: PointSet, done: np.ndarray, steps: int,
                    progress: bool, desc: str) -> int:
     """Evaluate the missing ray points; the shared t = 0 point once per origin, not once per direction.
 
@@ -178,12 +183,11 @@ def _evaluate_rays(ctx: RunContext, results: ResultsFile, group: str, points: Po
     skip[shared] = True
     n = evaluate_missing(ctx, results, group, points, skip, progress, desc)
     missing = shared[~done[shared]]
-    if missing.size and rank() == 0:
+    if missing.size:
         with results.read() as f:
             origin = {k: f[group][k][0, 0] for k in _VALUES}
         results.write_points(group, missing, {k: np.full(missing.size, v) for k, v in origin.items()})
-    if world() > 1:
-        barrier()
+    barrier()  # every rank reads the filled rows
     return n
 
 

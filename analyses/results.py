@@ -24,12 +24,10 @@ import h5py
 import numpy as np
 
 from landscape.errors import UserError
-from landscape.files import open_hdf5, output_path
-from swa.trainer import version
+from landscape.files import default_results_path, open_hdf5, output_path, toolkit_version
 from swa.trajectory import Trajectory
 
 from .h5io import atomic_update
-from .distributed import barrier, rank
 from .journal import Journal
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "default_results_path", "ResultsFile"]
@@ -38,27 +36,23 @@ FORMAT = "swa-landscape/results"
 FORMAT_VERSION = 1
 
 
-def default_results_path(run: str | os.PathLike) -> Path:
-    """``RUN.landscape.h5`` next to ``RUN.h5``."""
-    p = Path(run)
-    return p.with_name(p.name.removesuffix(".h5") + ".landscape.h5")
-
-
 class ResultsFile:
     """Results of the analyses of one run.
 
+    Knows nothing of ranks: under ``torchrun`` :class:`analyses.distributed.ShardedResults`
+    decides who writes.
+
     Args:
         path: Results file (created on first write).
-        run: The run file the results belong to; an existing results file of
+        run: The open run file the results belong to; an existing results file of
             another run (different content hash) is refused.
     """
 
-    def __init__(self, path: str | os.PathLike, run: str | os.PathLike):
-        self.path, self.run = output_path(path, "results file"), Path(run)
+    def __init__(self, path: str | os.PathLike, run: Trajectory):
+        self.path, self.run = output_path(path, "results file"), Path(run.path)
         if self.path.resolve() == self.run.resolve():
             raise UserError("the results file must not be the run file (analyses never modify the training log)")
-        with Trajectory(run) as t:
-            self.run_hash = t.content_hash()
+        self.run_hash = run.content_hash()
         if self.path.exists():
             with self.read() as f:
                 other, other_run = f.attrs.get("run_hash"), f.attrs.get("run", "?")
@@ -85,7 +79,7 @@ class ResultsFile:
         def stamped(f: h5py.File) -> Any:
             if "format" not in f.attrs:
                 f.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, "run": str(self.run.resolve()),
-                                "run_hash": self.run_hash, "toolkit_version": version()})
+                                "run_hash": self.run_hash, "toolkit_version": toolkit_version()})
             return fn(f)
 
         return atomic_update(self.path, stamped)
@@ -103,12 +97,8 @@ class ResultsFile:
         Returns:
             The ``done`` mask (bool, flat over the points) as stored.
         """
-        cfg = json.dumps(config, sort_keys=True)
-        # rank 0 creates the group and merges chunks a killed run left in the journal; every rank reads the mask
-        if rank() == 0:
-            self._prepare(group, cfg, arrays, scalars)
-            Journal(self.path).merge(self, group)
-        barrier()
+        self._prepare(group, json.dumps(config, sort_keys=True), arrays, scalars)
+        Journal(self.path).merge(self, group)  # chunks a killed run made durable
         with self.read() as f:
             return f[group]["done"][:]
 
@@ -148,9 +138,7 @@ class ResultsFile:
         self.update(fn)
 
     def write(self, group: str, values: dict[str, Any], attrs: dict[str, Any] | None = None) -> None:
-        """(Re)write datasets and attributes of a group (rank 0 only under torchrun)."""
-        if rank() != 0:
-            return
+        """(Re)write datasets and attributes of a group."""
 
         def fn(f: h5py.File) -> None:
             g = f.require_group(group)

@@ -12,14 +12,17 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from landscape.engine import BNMode, EngineConfig
+from landscape.engine import EngineConfig
 from landscape.errors import UserError
-from landscape.points import PointSet
+from landscape.points import PointSet, affine_buffers
 
 from .common import RunContext, analysis, evaluate_missing
-from .results import ResultsFile
+from .distributed import ShardedResults
 
 __all__ = ["SegmentConfig", "segment", "describe"]
+
+UNSUPPORTED_BN_MODES: dict = {}
+"""BN modes this analysis cannot honour: none (see the analysis function for their meaning)."""
 
 
 @dataclass(frozen=True)
@@ -49,14 +52,15 @@ def segment(run: str | os.PathLike, out: str | os.PathLike | None = None, config
             engine_config: EngineConfig | None = None, progress: bool = True) -> dict:
     """Evaluate the SGD-SWA line; writes ``/segment`` into the results file.
 
-    With ``bn_mode="interpolate"`` the BN buffers are interpolated with the same t.
+    BN modes: ``recompute`` at every t; ``stored``: w_SWA's statistics at every t; ``interpolate``:
+    ``t b_SGD + (1 - t) b_SWA``, the statistics following the weights.
     """
     config = config or SegmentConfig()
     with analysis(run, out, engine_config) as (ctx, results):
         return _run(ctx, results, config, progress)
 
 
-def _run(ctx: RunContext, results: ResultsFile, config: SegmentConfig, progress: bool) -> dict:
+def _run(ctx: RunContext, results: ShardedResults, config: SegmentConfig, progress: bool) -> dict:
     w_swa, b_swa = ctx.traj.solution("swa")
     w_sgd, b_sgd = ctx.traj.solution("sgd")
     t = _ts(config)
@@ -64,10 +68,8 @@ def _run(ctx: RunContext, results: ResultsFile, config: SegmentConfig, progress:
     length = float(direction.double().norm())
     if length == 0:
         raise UserError("w_SGD and w_SWA coincide; the segment is a point")
-    kw = {}
-    if ctx.engine_config.bn_mode is not BNMode.RECOMPUTE:
-        kw = {"buffer_origin": b_swa, "buffer_basis": (b_sgd - b_swa)[None]}
-    points = PointSet.affine(w_swa, direction, torch.as_tensor(t, dtype=w_swa.dtype)[:, None], **kw)
+    b0, bb = affine_buffers(torch.tensor([[0.0], [1.0]]), torch.stack([b_swa, b_sgd]))  # t = 0: SWA, t = 1: SGD
+    points = PointSet.affine(w_swa, direction, torch.as_tensor(t, dtype=w_swa.dtype)[:, None], b0, bb)
     cfg = {**asdict(config), "engine": ctx.engine_dict()}
     arrays = {k: ((len(t),), "f8", np.nan) for k in ("train_loss", "train_error", "test_loss", "test_error")}
     done = results.prepare("segment", cfg, arrays, {"t": t, "distance": t * length})

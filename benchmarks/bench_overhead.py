@@ -75,7 +75,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
-    from swa.demo import DemoConfig
+    from swa_landscape import DemoConfig
 
     cfg = DemoConfig(epochs=args.epochs).train_config()  # the README's default run
     plain, full = [], []

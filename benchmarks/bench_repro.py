@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from swa import Trajectory
-from swa.demo import DemoConfig
+from swa_landscape import DemoConfig
 
 
 def main() -> None:
@@ -35,7 +35,7 @@ def main() -> None:
         for name, threads in (("2 threads, run 1", 2), ("2 threads, run 2", 2), ("1 thread", 1)):
             out = Path(d) / f"{len(runs)}.h5"
             env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-            subprocess.run([sys.executable, "-m", "swa.cli", "train", "--out", str(out), "--no-progress", *map(str, flags)],
+            subprocess.run([sys.executable, "-m", "swa_landscape", "train", "--out", str(out), "--no-progress", *map(str, flags)],
                            check=True, env=env, capture_output=True)
             with Trajectory(out) as t:
                 runs[name] = (t.solution_scalar("sgd", "test_acc"), t.solution_scalar("swa", "test_acc"),

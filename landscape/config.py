@@ -36,14 +36,22 @@ def resolve_device(name: str) -> torch.device:
 
 
 class BNMode(str, Enum):
-    """Which BatchNorm statistics each point is evaluated with."""
+    """Which BatchNorm statistics each point is evaluated with (one meaning for every point set).
+
+    A point set is either explicit points, each carrying its own buffers (snapshots, FGE
+    proposals, solutions), or an affine family ``origin + coords @ basis`` (rays, segment,
+    plane) carrying the buffers of its origin and, where the family has more than one
+    anchor, a ``buffer_basis`` through the anchors' buffers.
+    """
 
     RECOMPUTE = "recompute"
-    """Recompute from the training data at every point (default, exact)."""
+    """Recomputed from the training data at every point (exact; ``update_bn`` semantics)."""
     STORED = "stored"
-    """Use the buffers carried by the point set (e.g. a snapshot's own buffers)."""
+    """The statistics stored with the trajectory: explicit points their own, a family those of its origin."""
     INTERPOLATE = "interpolate"
-    """Use buffers interpolated with the same coordinates as the weights."""
+    """Statistics follow the weights: a family interpolates its anchors' statistics with the same
+    coordinates (``buffer_origin + coords @ buffer_basis``); explicit points use their own. A family
+    with a single anchor (a ray) cannot interpolate."""
 
 
 @dataclass(frozen=True)

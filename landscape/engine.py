@@ -117,9 +117,9 @@ class Engine:
         """How the last evaluation was run: the candidates, their times and the choice (``print`` it)."""
         return self._report
 
-    def check_points(self, points: PointSet, bn_mode: BNMode | None = None) -> None:
-        """Raise :class:`UserError` if the point set does not fit the model."""
-        bn_mode = bn_mode or self.config.bn_mode
+    def check_points(self, points: PointSet) -> None:
+        """Raise :class:`UserError` if the point set does not fit the model or the BN mode."""
+        bn_mode = self.config.bn_mode
         if points.dim != self.p_layout.size:
             raise UserError(f"point vectors have length {points.dim}, but the model has {self.p_layout.size} parameters")
         if points.has_buffers and points.buffer_dim != self.b_layout.size:
@@ -128,14 +128,14 @@ class Engine:
             raise UserError(f"bn_mode {bn_mode.value!r} needs buffers carried by the points")
         if bn_mode is BNMode.RECOMPUTE and self.bn_names and self.bn_data is None:
             raise UserError("BN recomputation needs training data (an empty or missing 'train' split)")
-        if bn_mode is BNMode.INTERPOLATE and points.buffers is None and points.buffer_basis is None:
-            raise UserError("bn_mode 'interpolate' needs buffer_basis (or explicit per-point buffers)")
+        if self.bn_names and bn_mode is BNMode.INTERPOLATE and points.buffers is None and points.buffer_basis is None:
+            raise UserError("bn_mode 'interpolate' needs a family through several anchors (buffer_basis) or "
+                            "explicit per-point buffers")
 
     def evaluate(self, points: PointSet, splits: tuple[str, ...] | None = None, probs: tuple[str, ...] = (),
                  prob_sink: Callable[[str, int, torch.Tensor], None] | None = None,
                  progress: bool = False, desc: str = "points",
-                 on_chunk: Callable[[int, int, EvalResult], None] | None = None,
-                 bn_mode: BNMode | str | None = None) -> EvalResult:
+                 on_chunk: Callable[[int, int, EvalResult], None] | None = None) -> EvalResult:
         """Metrics at every point.
 
         Args:
@@ -148,19 +148,17 @@ class Engine:
             desc: Progress bar label.
             on_chunk: Called as ``(start, stop, chunk_result)`` after each chunk, in order
                 (e.g. to write results incrementally).
-            bn_mode: Override of ``config.bn_mode`` for this call.
 
         Returns:
             :class:`EvalResult` over all ``K`` points.
         """
-        bn_mode = self.config.bn_mode if bn_mode is None else BNMode(bn_mode)
-        self.check_points(points, bn_mode)
+        self.check_points(points)
         splits = tuple(self.splits) if splits is None else splits
         for s in (*splits, *probs):
             if s not in self.splits:
                 raise UserError(f"unknown split {s!r}; the engine has {', '.join(self.splits)}")
         K = len(points)
-        recompute = bool(self.bn_names) and bn_mode is BNMode.RECOMPUTE
+        recompute = bool(self.bn_names) and self.config.bn_mode is BNMode.RECOMPUTE
         parts: list[EvalResult] = []
         bar = tqdm(total=K, desc=desc, disable=not progress, leave=False)
 
@@ -176,7 +174,7 @@ class Engine:
 
         with WorkerPools() as pools:
             def run(plan: Plan, lo: int, hi: int) -> EvalResult:
-                return self._parallel_chunk(pools, plan.workers, points, lo, hi, plan, splits, probs, bn_mode)
+                return self._parallel_chunk(pools, plan.workers, points, lo, hi, plan, splits, probs)
 
             plan, lo = self._choose(K, splits, probs, recompute, run, deliver)
             k = max(self._chunk(plan, K), min(plan.workers, K))
@@ -292,26 +290,26 @@ class Engine:
         return self._replicas[i]
 
     def _parallel_chunk(self, pools: WorkerPools, workers: int, points: PointSet, lo: int, hi: int, plan: Plan,
-                        splits: tuple[str, ...], probs: tuple[str, ...], bn_mode: BNMode) -> EvalResult:
+                        splits: tuple[str, ...], probs: tuple[str, ...]) -> EvalResult:
         """Points ``lo:hi`` split over up to ``workers`` replicas (each on its own thread)."""
         ranges = split_range(lo, hi, workers)
         if workers == 1:
-            return self._evaluate_chunk(self._replicas[0], points, lo, hi, plan, splits, probs, bn_mode)
+            return self._evaluate_chunk(self._replicas[0], points, lo, hi, plan, splits, probs)
         reps = [self._replica(i) for i in range(len(ranges))]
-        futures = [pools.get(workers).submit(self._evaluate_chunk, rep, points, a, b, plan, splits, probs, bn_mode)
+        futures = [pools.get(workers).submit(self._evaluate_chunk, rep, points, a, b, plan, splits, probs)
                    for rep, (a, b) in zip(reps, ranges)]
         return concat_results([f.result() for f in futures], splits, self.b_layout.size)
 
     def _evaluate_chunk(self, rep: Replica, points: PointSet, lo: int, hi: int, plan: Plan,
-                        splits: tuple[str, ...], probs: tuple[str, ...], bn_mode: BNMode) -> EvalResult:
+                        splits: tuple[str, ...], probs: tuple[str, ...]) -> EvalResult:
         cfg = self.config
         w = points.chunk(lo, hi, self.device, self.dtype)
         params = unflatten(w, self.p_layout)
-        bflat = points.buffer_chunk(lo, hi, self.device, self.dtype)
+        bflat = points.buffer_chunk(lo, hi, self.device, self.dtype, interpolate=cfg.bn_mode is not BNMode.STORED)
         if bflat is None:
             bflat = self.template_buffers.to(self.device).expand(hi - lo, -1)
         bflat = bflat.contiguous()
-        if self.bn_names and bn_mode is BNMode.RECOMPUTE:
+        if self.bn_names and cfg.bn_mode is BNMode.RECOMPUTE:
             bflat = recompute_buffers(rep, plan.strategy, params, bflat, self.bn_data, cfg.bn_batch_size,
                                       cfg.bn_weighting, plan.superbatch, self._bn_slices,
                                       lambda f: unflatten(f, self.b_layout), self.device)

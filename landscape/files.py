@@ -16,7 +16,7 @@ import h5py
 
 from .errors import UserError
 
-__all__ = ["output_path", "hdf5_problem", "open_hdf5"]
+__all__ = ["default_results_path", "hdf5_problem", "open_hdf5", "output_path", "toolkit_version"]
 
 _SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -92,3 +92,19 @@ def open_hdf5(path: str | os.PathLike, swmr: bool = False) -> h5py.File:
         return h5py.File(path, "r")
     except OSError as e:
         raise UserError(f"{path} is not a readable HDF5 file ({str(e).splitlines()[0]})") from None
+
+
+def default_results_path(run: str | os.PathLike) -> Path:
+    """The results file of a run by default: ``RUN.landscape.h5`` next to ``RUN.h5``."""
+    p = Path(run)
+    return p.with_name(p.name.removesuffix(".h5") + ".landscape.h5")
+
+
+def toolkit_version() -> str:
+    """The installed swa-landscape version (recorded in every file the toolkit writes)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("swa-landscape")
+    except PackageNotFoundError:
+        return "0+unknown"

@@ -14,13 +14,14 @@ coords @ buffer_basis``, or explicit ``[K, Q]``): that is what "stored" and
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 
 from .errors import UserError
 
-__all__ = ["PointSet"]
+__all__ = ["PointSet", "affine_buffers"]
 
 
 def _check_finite(name: str, t: torch.Tensor | None) -> None:
@@ -109,6 +110,13 @@ class PointSet:
             return self.buffers.shape[1]
         return None if self.buffer_origin is None else self.buffer_origin.shape[0]
 
+    def subset(self, idx) -> PointSet:
+        """The points at indices ``idx`` (``[m]``, any order) as a point set of the same kind."""
+        i = torch.as_tensor(idx, dtype=torch.long)
+        if self.points is not None:
+            return PointSet(points=self.points[i], buffers=None if self.buffers is None else self.buffers[i])
+        return dataclasses.replace(self, coords=self.coords[i])
+
     def chunk(self, start: int, stop: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
               ) -> torch.Tensor:
         """Points ``start:stop`` as ``[k, P]`` on ``device``, computed as ``origin + coords @ basis``."""
@@ -117,14 +125,34 @@ class PointSet:
         c = self.coords[start:stop].to(device=device, dtype=dtype)
         return self.origin.to(device=device, dtype=dtype) + c @ self.basis.to(device=device, dtype=dtype)
 
-    def buffer_chunk(self, start: int, stop: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
-                     ) -> torch.Tensor | None:
-        """Buffers of points ``start:stop`` as ``[k, Q]``, or None when the set carries none."""
+    def buffer_chunk(self, start: int, stop: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                     interpolate: bool = True) -> torch.Tensor | None:
+        """Buffers of points ``start:stop`` as ``[k, Q]``, or None when the set carries none.
+
+        Explicit points: their own. A family: ``buffer_origin + coords @ buffer_basis`` with ``interpolate``
+        (the origin's buffers if it has no basis), else the origin's buffers at every point.
+        """
         if self.buffers is not None:
             return self.buffers[start:stop].to(device=device, dtype=dtype)
         if self.buffer_origin is None:
             return None
         b0 = self.buffer_origin.to(device=device, dtype=dtype)
-        if self.buffer_basis is None:
+        if self.buffer_basis is None or not interpolate:
             return b0.expand(stop - start, -1)
         return b0 + self.coords[start:stop].to(device=device, dtype=dtype) @ self.buffer_basis.to(device=device, dtype=dtype)
+
+
+def affine_buffers(anchor_coords: torch.Tensor, anchor_buffers: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The affine map ``coords -> buffers`` through ``d + 1`` anchors, for interpolated BN statistics.
+
+    Args:
+        anchor_coords: Coordinates of the anchors in the family ``[d + 1, d]`` (not all on one hyperplane).
+        anchor_buffers: Their buffers ``[d + 1, Q]``.
+
+    Returns:
+        ``buffer_origin [Q]`` and ``buffer_basis [d, Q]`` (float64) with
+        ``buffer_origin + anchor_coords @ buffer_basis == anchor_buffers``.
+    """
+    a = torch.cat([torch.ones(anchor_coords.shape[0], 1, dtype=torch.float64), anchor_coords.double()], 1)
+    sol = torch.linalg.solve(a, anchor_buffers.double())  # [d + 1, Q]
+    return sol[0], sol[1:]

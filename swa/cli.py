@@ -1,7 +1,7 @@
-"""The ``swa-landscape`` command: builds a config from its arguments and calls the library.
+"""``swa-landscape train`` and ``swa-landscape info``: build a config from the arguments and call the library.
 
-Subcommands register themselves in :data:`COMMANDS` as ``(add_arguments, run)`` pairs.
-Any :class:`landscape.errors.UserError` becomes one line on stderr and exit code 2.
+:data:`COMMANDS` maps each subcommand to ``(help, add_arguments, run)``; the ``swa_landscape``
+module assembles them with the other packages' commands into the one command line.
 """
 
 from __future__ import annotations
@@ -9,15 +9,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 from collections.abc import Callable
 from enum import Enum
 
-from landscape.errors import UserError
-
 from .config import TrainConfig, load_toml
 
-__all__ = ["main", "COMMANDS"]
+__all__ = ["COMMANDS", "train_config"]
 
 
 def _json_object(text: str) -> dict:
@@ -39,13 +36,6 @@ def _field_type(f: dataclasses.Field) -> Callable[[str], object]:
     if ann.startswith("float"):
         return float
     return str
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse with the toolkit's error format: one line ``swa-landscape: error: ...`` and exit code 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"swa-landscape: error: {message}\n")
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
@@ -99,50 +89,3 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
     "train": ("train SGD and SWA and log the trajectory to HDF5", add_train_arguments, run_train),
     "info": ("summarise a run file", add_info_arguments, run_info),
 }
-
-
-def _register_optional() -> None:
-    """Subcommands of the other packages, when present."""
-    import importlib
-
-    for mod in ("analyses.cli", "figures.cli"):
-        try:
-            m = importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name != mod:
-                raise
-            continue
-        COMMANDS.update(m.COMMANDS)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    _register_optional()
-    parser = Parser(prog="swa-landscape", description="Loss-landscape geometry around SWA.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name, (help_, add, run) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_, description=help_)
-        add(p)
-        p.set_defaults(_run=run)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        args._run(args)
-    except UserError as e:
-        print(f"swa-landscape: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("swa-landscape: interrupted", file=sys.stderr)
-        return 130
-    finally:
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

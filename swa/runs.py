@@ -69,10 +69,18 @@ def load_model(run: str | os.PathLike, which: str | int = "swa", model: nn.Modul
     return load_point(m, w, b).eval()
 
 
-def load_dataset(run: str | os.PathLike, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(inputs, targets)`` of ``"train"`` or ``"test"`` exactly as the trainer evaluates them (no augmentation)."""
-    with Trajectory(run) as t:
-        d = t.dataset_spec
+def load_dataset(run: str | os.PathLike | Trajectory, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(inputs, targets)`` of ``"train"`` or ``"test"`` exactly as the trainer evaluates them (no augmentation).
+
+    Args:
+        run: Run file, or an open :class:`Trajectory` (not opened again).
+        split: ``"train"`` or ``"test"``.
+    """
+    if isinstance(run, Trajectory):
+        d = run.dataset_spec
+    else:
+        with Trajectory(run) as t:
+            d = t.dataset_spec
     if d.get("name") in (None, "custom"):
         raise UserError(f"{run} was trained on user data; load it yourself")
     spec = DataSpec(**{k: d[k] for k in ("name", "data_dir", "num_samples", "data_seed")})

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from landscape.bn import recompute_bn
 from landscape.config import resolve_device
+from landscape.files import toolkit_version
 from landscape.errors import UserError
 from landscape.layout import buffer_layout, flatten, param_layout
 from landscape.reference import Metrics, evaluate_batches
@@ -47,16 +48,6 @@ from .trajectory import Status, Trajectory, TrajectoryWriter
 __all__ = ["TrainData", "TrainingDiverged", "train", "resume", "builtin_data", "version"]
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
-
-
-def version() -> str:
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as v
-
-    try:
-        return v("swa-landscape")
-    except PackageNotFoundError:
-        return "0+unknown"
 
 
 class TrainingDiverged(UserError):
@@ -340,7 +331,7 @@ def _attrs(cfg: TrainConfig, model: nn.Module, model_spec: dict, data: TrainData
         "config": json.dumps(cfg.to_dict()),
         "param_layout": param_layout(model).to_json(),
         "buffer_layout": buffer_layout(model).to_json(),
-        "toolkit_version": version(),
+        "toolkit_version": toolkit_version(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 

@@ -28,7 +28,7 @@ def torchrun(n: int, *args: str, timeout: int = 300, check: bool = True):
         port = s.getsockname()[1]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(n), "--master-addr", "127.0.0.1",
-           "--master-port", str(port), "-m", "swa.cli", *args]
+           "--master-port", str(port), "-m", "swa_landscape", *args]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if not check:
         return r

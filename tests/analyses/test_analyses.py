@@ -1,4 +1,5 @@
 import hashlib
+import json
 import subprocess
 import sys
 
@@ -14,7 +15,7 @@ from analyses.plane import plane_basis, project
 from analyses.rays import first_crossing, random_directions
 from landscape.engine import EngineConfig
 from landscape.errors import UserError
-from landscape.reference import reference_point
+from landscape.reference import load_point, reference_point
 from swa import Trajectory, load_dataset, train
 from swa.runs import build_run_model
 from tests.factories import tiny_config
@@ -182,17 +183,52 @@ def test_agreement_stats_on_a_hand_made_ensemble():
     assert s["agree_swa_ensemble"] == 1.0
 
 
+def _reference_with(run, w, b):
+    """Metrics at w with the given BN buffers (no recomputation), the slow way, in float64."""
+    with Trajectory(run) as t:
+        model = build_run_model(t).double()
+    data = {s: (x.double(), y) for s, (x, y) in ((s, load_dataset(run, s)) for s in ("train", "test"))}
+    return reference_point(model, w.double(), data, None, 64, buffers=b.double())[0]
+
+
 def test_fge_on_a_run(tiny_run, results_path):
     s = fge(tiny_run, results_path, FGEConfig(scales=(1.0, 0.5)), ENG, **QUIET)
     with Trajectory(tiny_run) as t:
         idx = np.flatnonzero(t.meta("captured"))
-        w_mean = t.weights(idx).double().mean(0)
+        w, b = t.weights(idx), t.buffers(idx)
+        w_mean = w.double().mean(0)
         acc_stored = t.meta("test_acc")[idx]
+        b_swa = t.solution("swa")[1]
     np.testing.assert_array_equal(s["proposal_indices"], idx)
-    # proposals with their own buffers reproduce the accuracies logged during training
-    np.testing.assert_allclose(s["acc_proposals"], acc_stored, atol=1e-12)
+    # recompute (the default): every proposal with BN recomputed, as the reference path does
+    for i in (0, len(idx) - 1):
+        assert s["acc_proposals"][i] == pytest.approx(_reference(tiny_run, w[i])["test"].acc, abs=1e-12)
     ref = _reference(tiny_run, w_mean)
     assert s["acc_swa"] == pytest.approx(ref["test"].acc, abs=1e-12)
+    # stored: proposals with their own buffers reproduce the accuracies logged during training
+    stored = fge(tiny_run, results_path, FGEConfig(scales=(1.0, 0.5)), EngineConfig(**{**ENG.__dict__, "bn_mode": "stored"}),
+                 **QUIET)
+    np.testing.assert_allclose(stored["acc_proposals"], acc_stored, atol=1e-12)
+    assert stored["acc_swa"] == pytest.approx(_reference_with(tiny_run, w_mean, b_swa)["test"].acc, abs=1e-12)
+    # interpolate: a shrunk proposal w_SWA + s (w_i - w_SWA) carries b_SWA + s (b_i - b_SWA), written out
+    inter = fge(tiny_run, results_path, FGEConfig(scales=(0.5,)), EngineConfig(**{**ENG.__dict__, "bn_mode": "interpolate"}),
+                **QUIET)
+    with h5py.File(results_path, "r") as f:
+        assert json.loads(f["fge"].attrs["config"])["engine"]["bn_mode"] == "interpolate"  # recorded = used
+    with Trajectory(tiny_run) as t:
+        model = build_run_model(t).double()
+    xt = load_dataset(tiny_run, "test")[0].double()
+
+    def probs(wi, bi):
+        with torch.no_grad():
+            return torch.softmax(load_point(model, wi.double(), bi.double()).eval()(xt), -1)
+
+    p_swa = probs(w_mean, b_swa)
+    shrunk = [probs(w_mean + 0.5 * (w[i].double() - w_mean), b_swa.double() + 0.5 * (b[i].double() - b_swa.double()))
+              for i in range(len(idx))]
+    gap = (p_swa - torch.stack(shrunk).mean(0)).norm(dim=-1).mean().item()  # the paper's ||p_SWA - p_FGE||
+    assert inter["scaled_prob_diff_swa_ensemble"][0] == pytest.approx(gap, rel=1e-5)
+    np.testing.assert_allclose(inter["acc_proposals"], acc_stored, atol=1e-12)
     _, y = load_dataset(tiny_run, "test")
     ens = torch.as_tensor(s["probs_proposals"]).double().mean(0)
     assert s["acc_ensemble"] == pytest.approx((ens.argmax(-1) == y).double().mean().item())
@@ -225,7 +261,7 @@ def test_fge_needs_captured_proposals_and_results_belong_to_one_run(tmp_path, ti
 def test_cli_analyze_all(tiny_run, tmp_path):
     before = _sha(tiny_run)
     out = tmp_path / "cli.h5"
-    r = subprocess.run([sys.executable, "-m", "swa.cli", "analyze", tiny_run, "all", "--out", str(out),
+    r = subprocess.run([sys.executable, "-m", "swa_landscape", "analyze", tiny_run, "all", "--out", str(out),
                         "--directions", "2", "--ray-steps", "3", "--t-max", "1", "--segment-steps", "3",
                         "--grid", "3", "3", "--no-progress"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -234,7 +270,7 @@ def test_cli_analyze_all(tiny_run, tmp_path):
     assert _sha(tiny_run) == before
     with h5py.File(out, "r") as f:
         assert set(f) == {"rays", "segment", "plane", "fge"}
-    r = subprocess.run([sys.executable, "-m", "swa.cli", "analyze", tiny_run, "plane", "--anchors", "0,1,100000",
+    r = subprocess.run([sys.executable, "-m", "swa_landscape", "analyze", tiny_run, "plane", "--anchors", "0,1,100000",
                         "--out", str(out)], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "out of range" in r.stderr
 

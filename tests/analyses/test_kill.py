@@ -12,7 +12,7 @@ import pytest
 
 from analyses.journal import Journal
 
-CLI = [sys.executable, "-m", "swa.cli", "analyze"]
+CLI = [sys.executable, "-m", "swa_landscape", "analyze"]
 ARGS = ["plane", "--grid", "12", "12", "--chunk-size", "3", "--dtype", "float64", "--strategy", "loop", "--no-progress"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 KEYS = ("train_loss", "train_error", "test_loss", "test_error")

@@ -12,7 +12,7 @@ import h5py
 import pytest
 import torch
 
-CLI = [sys.executable, "-m", "swa.cli"]
+CLI = [sys.executable, "-m", "swa_landscape"]
 TIMEOUT = 10.0  # seconds each command may take to refuse
 
 
@@ -142,7 +142,7 @@ def test_every_bad_input_gives_one_line_and_exit_2(files, tiny_run):
 
 
 def test_every_flag_has_a_meaning():
-    from swa.cli import build_parser
+    from swa_landscape import build_parser
 
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")

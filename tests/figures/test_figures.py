@@ -92,7 +92,7 @@ def test_report_renders_in_headless_chromium_offline(tiny_run, results, tmp_path
 
 def test_figures_cli_and_demo_end_to_end(tmp_path):
     out = tmp_path / "demo"
-    r = subprocess.run([sys.executable, "-m", "swa.cli", "demo", "--out", str(out), "--epochs", "6", "--num-samples",
+    r = subprocess.run([sys.executable, "-m", "swa_landscape", "demo", "--out", str(out), "--epochs", "6", "--num-samples",
                         "500", "--grid", "3", "--directions", "2", "--ray-steps", "3", "--no-progress"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
@@ -101,9 +101,9 @@ def test_figures_cli_and_demo_end_to_end(tmp_path):
         _check_png(out / f"{n}.png")
     with h5py.File(out / "run.landscape.h5", "r") as f:
         assert set(f) == {"rays", "segment", "plane", "fge"}
-    r = subprocess.run([sys.executable, "-m", "swa.cli", "figures", str(out / "run.h5"), "--out", str(tmp_path / "f")],
+    r = subprocess.run([sys.executable, "-m", "swa_landscape", "figures", str(out / "run.h5"), "--out", str(tmp_path / "f")],
                        capture_output=True, text=True)
     assert r.returncode == 0 and (tmp_path / "f" / "plane.png").exists()
-    r = subprocess.run([sys.executable, "-m", "swa.cli", "figures", str(tmp_path / "nope.h5"), "--out", str(tmp_path)],
+    r = subprocess.run([sys.executable, "-m", "swa_landscape", "figures", str(tmp_path / "nope.h5"), "--out", str(tmp_path)],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "no such file" in r.stderr

@@ -14,7 +14,7 @@ from swa import Trajectory, info, train
 from swa.trajectory import TrajectoryWriter
 from tests.factories import tiny_config
 
-CLI = [sys.executable, "-m", "swa.cli"]
+CLI = [sys.executable, "-m", "swa_landscape"]
 QUIET = dict(progress=False, log=lambda s: None)
 
 
@@ -179,7 +179,8 @@ def test_refuses_to_overwrite_and_rejects_foreign_files(tmp_path, tiny_run):
 
 
 def test_toml_config_and_flag_override(tmp_path):
-    from swa.cli import build_parser, train_config
+    from swa_landscape import build_parser
+    from swa.cli import train_config
 
     cfg = tmp_path / "c.toml"
     cfg.write_text('[train]\nepochs = 12\nlr = 0.2\nmodel_kwargs = { width = 4 }\nswa_schedule = "swalr"\n')

@@ -1,0 +1,147 @@
+"""The ``swa-landscape`` command and the demo: the one module that ties the layers together.
+
+The packages form layers, lowest first, and none imports a higher one at module level:
+
+* ``landscape``: weight-space points and the batched evaluation engine;
+* ``swa``: training, schedules, run files (uses ``landscape``);
+* ``analyses``: the geometry analyses and their results files (uses ``swa`` and ``landscape``);
+* ``figures``: plots and the report, from the HDF5 files alone (uses ``landscape`` for file checks only).
+
+This module alone imports all of them: it assembles the subcommands of each package's ``cli``
+module (``train``/``info``, ``analyze``, ``figures``) and runs the whole pipeline as ``demo``.
+Run it as ``swa-landscape`` or ``python -m swa_landscape`` (e.g. under ``torchrun``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import analyses.cli
+import figures.cli
+import swa.cli
+from landscape.errors import UserError
+from landscape.files import default_results_path
+from swa import TrainConfig, train
+
+__all__ = ["DemoConfig", "demo", "build_parser", "main"]
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Demo settings. The defaults are chosen so that the paper's qualitative findings can show on MNIST-1D
+    (README: measured over seeds): conv net with BatchNorm, budget 40 epochs, SWA branch from epoch 30 for
+    20 epochs (the paper's 1.25 budget) with the cyclical schedule, one cycle per epoch."""
+
+    epochs: int = 40
+    num_samples: int = 5000
+    seed: int = 0
+    grid: int = 21
+    directions: int = 10
+    ray_steps: int = 30
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(model="convnet_bn", dataset="mnist1d", num_samples=self.num_samples, epochs=self.epochs,
+                           swa_epochs=max(1, self.epochs // 2), swa_schedule="cyclic", swa_lr=0.05, swa_lr_min=0.005,
+                           swa_cycle=1.0, seed=self.seed)
+
+
+def demo(config: DemoConfig, out: str | os.PathLike, progress: bool = True) -> Path:
+    """Run the demo into directory ``out``; returns the path of ``index.html``."""
+    from analyses import FGEConfig, PlaneConfig, RaysConfig, SegmentConfig, fge, plane, rays, segment
+    from analyses.fge import describe as describe_fge
+    from analyses.plane import describe as describe_plane
+    from analyses.rays import describe as describe_rays
+    from analyses.segment import describe as describe_segment
+    from figures.report import make_figures
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    run = out / "run.h5"
+    results = default_results_path(run)
+    if results.exists():
+        results.unlink()  # a new run: results of an older one would be refused
+    print(f"[1/3] training ({config.epochs} epochs + SWA branch) -> {run}")
+    train(config.train_config(), run, overwrite=True, progress=progress)
+    print("[2/3] analyses -> " + str(results))
+    print(describe_rays(rays(run, results, RaysConfig(config.directions, config.ray_steps), progress=progress)))
+    print(describe_segment(segment(run, results, SegmentConfig(), progress=progress)))
+    print(describe_plane(plane(run, results, PlaneConfig(grid=(config.grid, config.grid)), progress=progress)))
+    print(describe_fge(fge(run, results, FGEConfig(), progress=progress)))
+    print("[3/3] figures")
+    return make_figures(run, results, out)
+
+
+def add_demo_arguments(p: argparse.ArgumentParser) -> None:
+    d = DemoConfig()
+    p.add_argument("--out", default="swa-landscape-demo", help="output directory")
+    p.add_argument("--epochs", type=int, default=d.epochs, help=f"training budget in epochs (default: {d.epochs})")
+    p.add_argument("--num-samples", type=int, default=d.num_samples,
+                   help=f"MNIST-1D samples generated in all (default: {d.num_samples})")
+    p.add_argument("--seed", type=int, default=d.seed, help=f"training seed (default: {d.seed})")
+    p.add_argument("--grid", type=int, default=d.grid, help=f"plane grid points per side (default: {d.grid})")
+    p.add_argument("--directions", type=int, default=d.directions,
+                   help=f"random ray directions (default: {d.directions})")
+    p.add_argument("--ray-steps", type=int, default=d.ray_steps, help=f"distances per ray (default: {d.ray_steps})")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def run_demo(args: argparse.Namespace) -> None:
+    t0 = time.perf_counter()
+    index = demo(DemoConfig(epochs=args.epochs, num_samples=args.num_samples, seed=args.seed, grid=args.grid,
+                            directions=args.directions, ray_steps=args.ray_steps), args.out,
+                 progress=not args.no_progress)
+    print(f"demo finished in {time.perf_counter() - t0:.0f} s; open {index}")
+
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the toolkit's error format: one line ``swa-landscape: error: ...`` and exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"swa-landscape: error: {message}\n")
+
+
+COMMANDS = {
+    **swa.cli.COMMANDS,
+    **analyses.cli.COMMANDS,
+    **figures.cli.COMMANDS,
+    "demo": ("train, analyze and render on the embedded MNIST-1D data in one go", add_demo_arguments, run_demo),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="swa-landscape", description="Loss-landscape geometry around SWA.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (help_, add, run) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        add(p)
+        p.set_defaults(_run=run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; a :class:`UserError` becomes one line on stderr and exit code 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        args._run(args)
+    except UserError as e:
+        print(f"swa-landscape: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("swa-landscape: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
