@@ -147,9 +147,9 @@ def _run(ctx: RunContext, results: ShardedResults, config: RaysConfig, progress:
     summary = {}
     for name, w, b in (("swa", w_swa, b_swa), ("sgd", w_sgd, b_sgd)):
         dirs = filter_normalize(base_dirs, w, layout) if config.filter_normalize else base_dirs
-        coords = torch.zeros(config.directions * config.steps, config.directions)
+        coords = torch.zeros(config.directions * config.steps, config.directions, dtype=torch.float64)
         for i in range(config.directions):
-            coords[i * config.steps:(i + 1) * config.steps, i] = torch.as_tensor(t, dtype=torch.float32)
+            coords[i * config.steps:(i + 1) * config.steps, i] = torch.as_tensor(t, dtype=torch.float64)
         points = PointSet.affine(w, dirs, coords, buffer_origin=b)  # stored: the solution's statistics
         group = f"rays/{name}"
         shape = (config.directions, config.steps)

@@ -64,12 +64,12 @@ def _run(ctx: RunContext, results: ShardedResults, config: SegmentConfig, progre
     w_swa, b_swa = ctx.traj.solution("swa")
     w_sgd, b_sgd = ctx.traj.solution("sgd")
     t = _ts(config)
-    direction = (w_sgd - w_swa)[None]
+    direction = (w_sgd.double() - w_swa.double())[None]
     length = float(direction.double().norm())
     if length == 0:
         raise UserError("w_SGD and w_SWA coincide; the segment is a point")
     b0, bb = affine_buffers(torch.tensor([[0.0], [1.0]]), torch.stack([b_swa, b_sgd]))  # t = 0: SWA, t = 1: SGD
-    points = PointSet.affine(w_swa, direction, torch.as_tensor(t, dtype=w_swa.dtype)[:, None], b0, bb)
+    points = PointSet.affine(w_swa.double(), direction, torch.as_tensor(t, dtype=torch.float64)[:, None], b0, bb)
     cfg = {**asdict(config), "engine": ctx.engine_dict()}
     arrays = {k: ((len(t),), "f8", np.nan) for k in ("train_loss", "train_error", "test_loss", "test_error")}
     done = results.prepare("segment", cfg, arrays, {"t": t, "distance": t * length})

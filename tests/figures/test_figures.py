@@ -41,7 +41,7 @@ def test_each_figure_renders(tiny_run, results, tmp_path, name):
     _check_png(tmp_path / "f.png")
     if hasattr(plots, f"{name}_plotly"):
         pf = getattr(plots, f"{name}_plotly")(run if name == "schedule" else res[name])
-        assert len(pf.data) >= 2
+        assert len(pf.data) >= 2 and all(len(t.x) > 0 for t in pf.data if getattr(t, "x", None) is not None)
 
 
 def test_divergent_points_are_clipped_and_marked(results, tmp_path):
@@ -51,10 +51,11 @@ def test_divergent_points_are_clipped_and_marked(results, tmp_path):
     p["test_error"][0, 0] = np.nan
     r = res["rays"]
     r["swa"]["train_loss"][0, -1] = np.nan
-    for fig in (plots.plane_figure(p), plots.rays_figure(r), plots.plane_plotly(p)):
-        if hasattr(fig, "savefig"):
-            fig.savefig(tmp_path / "d.png")
-            _check_png(tmp_path / "d.png")
+    for fig in (plots.plane_figure(p), plots.rays_figure(r)):
+        fig.savefig(tmp_path / "d.png")
+        _check_png(tmp_path / "d.png")
+    contours = [t for t in plots.plane_plotly(p).data if t.type in ("contour", "surface")]
+    assert len(contours) == 3 and all(np.isfinite(np.asarray(t.z, dtype=float)).all() for t in contours)
     clipped, bad = plots.clip_finite(np.array([1.0, np.inf, 3.0, np.nan]))
     np.testing.assert_array_equal(clipped, [1.0, 3.0, 3.0, 3.0])
     np.testing.assert_array_equal(bad, [False, True, False, True])
