@@ -34,11 +34,22 @@ class RunSummary:
     status: str
 
 
+_FORMAT_VERSION = 1  # of both file kinds this module reads
+
+
+def _check_format(f: h5py.File, path, fmt: str, what: str) -> None:
+    """The same checks the writers' readers make: the format and its version."""
+    if f.attrs.get("format") != fmt:
+        raise UserError(f"{path} is not a swa-landscape {what} file")
+    if int(f.attrs.get("format_version", -1)) != _FORMAT_VERSION:
+        raise UserError(f"{path} has {what} format version {f.attrs.get('format_version')}; this toolkit reads "
+                        f"version {_FORMAT_VERSION}")
+
+
 def read_run(path: str | os.PathLike) -> RunSummary:
     """Settings, per-snapshot metrics and solution metrics of a run file (opened read-only, SWMR)."""
     with open_hdf5(path, swmr=True) as f:
-        if f.attrs.get("format") != "swa-landscape/trajectory" or "snapshots/count" not in f:
-            raise UserError(f"{path} is not a swa-landscape run file")
+        _check_format(f, path, "swa-landscape/trajectory", "run")
         n = int(f["snapshots/count"][()])
         s = f["snapshots"]
         sols = {}
@@ -62,6 +73,5 @@ def read_results(path: str | os.PathLike) -> dict[str, dict]:
         return out
 
     with open_hdf5(path) as f:
-        if f.attrs.get("format") != "swa-landscape/results":
-            raise UserError(f"{path} is not a swa-landscape results file")
+        _check_format(f, path, "swa-landscape/results", "results")
         return {k: group(v) for k, v in f.items()}

@@ -369,13 +369,19 @@ class Trajectory:
             if not -self.n <= i < self.n:
                 raise UserError(f"snapshot index {i} out of range: {self.path} has {self.n} snapshots")
             return torch.from_numpy(d[i % self.n].astype(np.float32))
-        if isinstance(idx, slice):
-            return torch.from_numpy(d[: self.n][idx].astype(np.float32))
+        if isinstance(idx, slice):  # only the rows asked for are read
+            lo, hi, step = idx.indices(self.n)
+            if step == 1:
+                return torch.from_numpy(d[lo:max(lo, hi)].astype(np.float32))
+            idx = np.arange(lo, hi, step)
         arr = np.asarray(idx, dtype=np.int64)
         bad = arr[(arr < 0) | (arr >= self.n)]
         if bad.size:
             raise UserError(f"snapshot index {int(bad[0])} out of range: {self.path} has {self.n} snapshots")
-        return torch.from_numpy(d[: self.n][arr].astype(np.float32)) if arr.size else torch.zeros(0, d.shape[1])
+        if not arr.size:
+            return torch.zeros(0, d.shape[1])
+        rows, inverse = np.unique(arr, return_inverse=True)  # h5py reads increasing unique indices
+        return torch.from_numpy(d[rows][inverse].astype(np.float32))
 
     def has_solution(self, name: str) -> bool:
         return f"solutions/{name}" in self._f and bool(self._f[f"solutions/{name}/written"][()])

@@ -252,3 +252,13 @@ def test_kill9_at_a_random_moment_then_resume_equals_uninterrupted(tmp_path, uni
         assert proc.poll() is None, "training finished before it could be killed"
 
     _kill_and_resume_equals_full(tmp_path / "cut.h5", uninterrupted, after_delay)
+
+
+def test_rows_read_only_what_is_asked_and_in_the_order_asked(tiny_run):
+    with Trajectory(tiny_run) as t, h5py.File(tiny_run, "r", libver="latest", swmr=True) as f:
+        full = torch.from_numpy(f["snapshots/weights"][: t.n].astype(np.float32))
+        torch.testing.assert_close(t.weights(slice(2, 5)), full[2:5], rtol=0, atol=0)
+        torch.testing.assert_close(t.weights(slice(None, None, 2)), full[::2], rtol=0, atol=0)
+        torch.testing.assert_close(t.weights(slice(-3, None)), full[-3:], rtol=0, atol=0)
+        torch.testing.assert_close(t.weights([4, 1, 4, 0]), full[[4, 1, 4, 0]], rtol=0, atol=0)
+        assert t.weights(slice(5, 2)).shape == (0, full.shape[1])
