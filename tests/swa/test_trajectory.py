@@ -105,7 +105,13 @@ def test_kill9_then_resume_equals_uninterrupted(tmp_path, uninterrupted, kill_af
         n_cut = t.n
         assert n_cut >= kill_after
         torch.testing.assert_close(t.weights(), f.weights(slice(0, n_cut)), rtol=0, atol=0)
-    r = subprocess.run(CLI + ["train", "--resume", "--out", str(cut), "--no-progress"], env=env, capture_output=True, text=True)
+    _resume_equals(cut, full)
+
+
+def _resume_equals(cut, full) -> str:
+    """``train --resume`` the killed run ``cut``; it must end bitwise equal to the uninterrupted ``full``."""
+    r = subprocess.run(CLI + ["train", "--resume", "--out", str(cut), "--no-progress"], env=ENV, capture_output=True,
+                       text=True)
     assert r.returncode == 0, r.stderr
     with Trajectory(cut) as t, Trajectory(full) as f:
         assert t.status == "complete" and t.n == f.n
@@ -114,6 +120,7 @@ def test_kill9_then_resume_equals_uninterrupted(tmp_path, uninterrupted, kill_af
             torch.testing.assert_close(t.solution(name)[1], f.solution(name)[1], rtol=0, atol=0)
         torch.testing.assert_close(t.weights(), f.weights(), rtol=0, atol=0)
         assert list(t.meta("captured")) == list(f.meta("captured"))
+    return r.stdout
 
 
 def test_interrupt_leaves_readable_file(tmp_path):
@@ -192,24 +199,6 @@ def test_toml_config_and_flag_override(tmp_path):
     assert r.returncode == 2 and "unknown keys epochz" in r.stderr
 
 
-def _kill_and_resume_equals_full(cut, full, wait):
-    """Start training into ``cut``, ``wait(path, proc)``, SIGKILL it, ``--resume``, compare bitwise with ``full``."""
-    proc = subprocess.Popen(CLI + _start_training(cut), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait(cut, proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    r = subprocess.run(CLI + ["train", "--resume", "--out", str(cut), "--no-progress"], env=ENV, capture_output=True,
-                       text=True)
-    assert r.returncode == 0, r.stderr
-    with Trajectory(cut) as t, Trajectory(full) as f:
-        assert t.status == "complete" and t.n == f.n
-        for name in ("sgd", "swa"):
-            torch.testing.assert_close(t.solution(name)[0], f.solution(name)[0], rtol=0, atol=0)
-            torch.testing.assert_close(t.solution(name)[1], f.solution(name)[1], rtol=0, atol=0)
-        torch.testing.assert_close(t.weights(), f.weights(), rtol=0, atol=0)
-    return r.stdout
-
-
 def test_kill9_before_the_first_checkpoint_then_resume_starts_over(tmp_path, uninterrupted):
     def until_created(path, proc):
         t0 = time.time()
@@ -229,29 +218,24 @@ def test_kill9_before_the_first_checkpoint_then_resume_starts_over(tmp_path, uni
                 break
     else:
         pytest.skip("could not kill a run before its first checkpoint in 5 tries")
-    r = subprocess.run(CLI + ["train", "--resume", "--out", str(cut), "--no-progress"], env=ENV, capture_output=True,
-                       text=True)
-    assert r.returncode == 0, r.stderr
-    assert "no checkpoint yet" in r.stdout and "starting the run over" in r.stdout
-    with Trajectory(cut) as t, Trajectory(uninterrupted) as f:
-        assert t.status == "complete"
-        torch.testing.assert_close(t.weights(), f.weights(), rtol=0, atol=0)
-        for name in ("sgd", "swa"):
-            torch.testing.assert_close(t.solution(name)[0], f.solution(name)[0], rtol=0, atol=0)
+    stdout = _resume_equals(cut, uninterrupted)
+    assert "no checkpoint yet" in stdout and "starting the run over" in stdout
 
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_kill9_at_a_random_moment_then_resume_equals_uninterrupted(tmp_path, uninterrupted, seed):
     delay = np.random.default_rng(seed).uniform(0.2, 2.5)
 
-    def after_delay(path, proc):
-        t0 = time.time()
-        while not path.exists():
-            time.sleep(0.01)
-        time.sleep(max(0.0, delay - (time.time() - t0)))
-        assert proc.poll() is None, "training finished before it could be killed"
-
-    _kill_and_resume_equals_full(tmp_path / "cut.h5", uninterrupted, after_delay)
+    cut = tmp_path / "cut.h5"
+    proc = subprocess.Popen(CLI + _start_training(cut), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t0 = time.time()
+    while not cut.exists():
+        time.sleep(0.01)
+    time.sleep(max(0.0, delay - (time.time() - t0)))
+    assert proc.poll() is None, "training finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    _resume_equals(cut, uninterrupted)
 
 
 def test_rows_read_only_what_is_asked_and_in_the_order_asked(tiny_run):
