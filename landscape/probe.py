@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from .memory import is_oom
 from .passes import Strategy
 
 __all__ = ["Plan", "Trial", "ProbeReport", "ProbeKey", "ProbeCache", "DEFAULT_CACHE", "run_probe"]
@@ -189,6 +190,9 @@ def run_probe(candidates: list[Plan], run: Callable[[Plan, int, int], Any], deli
         try:
             warm = run(plan, lo, lo + per)
         except Exception as e:  # noqa: BLE001 - any failure under vmap means: use the loop
+            if is_oom(e) and not plan.plain:  # a candidate too large for this device is no candidate
+                trial.note = "out of memory"
+                continue
             if plan.strategy is not Strategy.VMAP:
                 raise
             vmap_ok = False

@@ -51,7 +51,7 @@ def test_segment_endpoints_reproduce_the_solutions(tiny_run, results_path):
         swa_acc = t.solution_scalar("swa", "test_acc")
     t_ = s["t"]
     assert 0.0 in t_ and 1.0 in t_
-    np.testing.assert_allclose(s["distance"], t_ * (w_sgd - w_swa).double().norm().item(), rtol=1e-12)
+    np.testing.assert_allclose(s["distance"], t_ * (w_sgd.double() - w_swa.double()).norm().item(), rtol=1e-12)
     i0, i1 = list(t_).index(0.0), list(t_).index(1.0)
     for i, w in ((i0, w_swa), (i1, w_sgd)):
         ref = _reference(tiny_run, w)

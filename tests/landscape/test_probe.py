@@ -108,3 +108,15 @@ def test_short_evaluations_are_not_worth_probing():
     report, _ = run_probe([PLAIN, TWO, VMAP], run, deliver, max_points=200, total_points=400,
                           min_total_seconds=0.1, min_seconds=0.02)
     assert report.choice != PLAIN
+
+
+def test_a_candidate_running_out_of_memory_is_skipped():
+    run, deliver, _ = _fake({PLAIN: 0.001, TWO: 0.0005, VMAP: 0.0001})
+
+    def tight(plan, lo, hi):
+        if plan is TWO:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 9.00 GiB")
+        return run(plan, lo, hi)
+
+    report, _ = run_probe([PLAIN, TWO, VMAP], tight, deliver, max_points=200, total_points=400, min_seconds=0.02)
+    assert report.trials[1].note == "out of memory" and report.trials[1].points == 0 and report.choice == VMAP
