@@ -32,9 +32,9 @@ class RaysConfig:
     Attributes:
         directions: Number of random directions D.
         steps: Number of distances T (including t = 0).
-        t_max: Largest distance; None searches for one where test error clearly rises
-            (doubling from 2% of ||w_SWA|| until the mean test error along two
-            directions exceeds its t = 0 value by 3 x ``margin_error``).
+        t_max: Largest distance; None searches for it on the directions as used (3 x the distance
+            where the mean test error along two of them first exceeds its t = 0 value by ``margin_error``).
+            Crossings closer than ``MIN_STEPS`` grid steps to t = 0 are resolved on finer grids.
         seed: Seed of the directions (stored).
         filter_normalize: Li et al. filter normalisation, per origin.
         margin_error: Width: distance at which test error first exceeds its t = 0 value by this (fraction).
@@ -112,16 +112,57 @@ def first_crossing(t: np.ndarray, values: np.ndarray, margin: float) -> np.ndarr
     return out
 
 
+MIN_STEPS = 3
+"""A reported width lies at least this many grid steps from t = 0 (refining the grid near early crossings)."""
+_FINE = 4 * MIN_STEPS  # steps of a refined grid on [0, end of the bracket]
+_ROUNDS = 4  # refinements at most (each makes the step _FINE / MIN_STEPS times finer at least)
+
+
 def _auto_t_max(ctx: RunContext, w: torch.Tensor, b: torch.Tensor, dirs: torch.Tensor, margin: float) -> float:
+    """Three times the distance where test error along the first two directions, as used, first exceeds the margin.
+
+    Doubles t from a weight-space step of 2% of ||w|| (t is in units of ``dirs``, whose norm is 1 for unit
+    directions and about ||w|| for filter-normalised ones), so those crossings land in the first third of
+    the grid but well away from t = 0.
+    """
     base = ctx.engine.evaluate(PointSet.explicit(w[None], b[None]), splits=("test",)).error("test")[0].item()
-    d = 0.02 * w.norm().item()
-    for _ in range(12):
-        pts = PointSet.affine(w, dirs[:2], torch.eye(2) * d, buffer_origin=b)
+    d = 0.02 * w.double().norm().item() / dirs[:2].double().norm(dim=1).mean().item()
+    for _ in range(16):
+        pts = PointSet.affine(w, dirs[:2], torch.eye(2, dtype=torch.float64) * d, buffer_origin=b)
         err = ctx.engine.evaluate(pts, splits=("test",)).error("test").mean().item()
-        if not err <= base + 3 * margin:
-            return d
+        if not err <= base + margin:
+            break
         d *= 2
-    return d
+    return 3 * d
+
+
+def _resolve_early(ctx: RunContext, w: torch.Tensor, b: torch.Tensor, dirs: torch.Tensor, t: np.ndarray,
+                   values: np.ndarray, margin: float, metric) -> tuple[np.ndarray, np.ndarray]:
+    """Widths ``[D]`` with crossings closer than ``MIN_STEPS`` grid steps to t = 0 resolved on finer grids.
+
+    Args:
+        ctx, w, b, dirs: The rays (origin, its buffers, directions ``[D, P]``).
+        t: Grid ``[T]``; values ``[D, T]`` on it.
+        margin: Width threshold above the t = 0 value.
+        metric: ``EvalResult -> [k]`` values of the refined points.
+
+    Returns:
+        Widths ``[D]`` and the grid step each was resolved with ``[D]``.
+    """
+    widths = first_crossing(t, values, margin)
+    steps = np.full(len(widths), t[1] - t[0])
+    for i in np.flatnonzero(np.isfinite(widths) & (widths < MIN_STEPS * steps)):
+        row_t, row = t, values[i]
+        for _ in range(_ROUNDS):
+            end = row_t[np.flatnonzero(~(row[1:] <= row[0] + margin))[0] + 1]  # the bracket's upper end
+            row_t = np.linspace(0.0, end, _FINE + 1)
+            coords = torch.as_tensor(row_t[1:], dtype=torch.float64)[:, None]
+            res = ctx.engine.evaluate(PointSet.affine(w, dirs[i:i + 1].double(), coords, buffer_origin=b))
+            row = np.concatenate([values[i, :1], metric(res)])
+            widths[i], steps[i] = first_crossing(row_t, row[None], margin)[0], row_t[1]
+            if widths[i] >= MIN_STEPS * steps[i]:
+                break
+    return widths, steps
 
 
 def rays(run: str | os.PathLike, out: str | os.PathLike | None = None, config: RaysConfig | None = None,
@@ -142,11 +183,14 @@ def _run(ctx: RunContext, results: ShardedResults, config: RaysConfig, progress:
     w_sgd, b_sgd = ctx.traj.solution("sgd")
     layout = ctx.traj.param_layout
     base_dirs = random_directions(config.directions, layout.size, config.seed)
-    t_max = config.t_max or _auto_t_max(ctx, w_swa, b_swa, base_dirs, config.margin_error)
+    used = {name: filter_normalize(base_dirs, w, layout) if config.filter_normalize else base_dirs
+            for name, w in (("swa", w_swa), ("sgd", w_sgd))}
+    # searched on the directions the rays follow (filter-normalised ones have norm ~ ||w||, not 1)
+    t_max = config.t_max or _auto_t_max(ctx, w_swa, b_swa, used["swa"], config.margin_error)
     t = np.linspace(0.0, t_max, config.steps)
     summary = {}
     for name, w, b in (("swa", w_swa, b_swa), ("sgd", w_sgd, b_sgd)):
-        dirs = filter_normalize(base_dirs, w, layout) if config.filter_normalize else base_dirs
+        dirs = used[name]
         coords = torch.zeros(config.directions * config.steps, config.directions, dtype=torch.float64)
         for i in range(config.directions):
             coords[i * config.steps:(i + 1) * config.steps, i] = torch.as_tensor(t, dtype=torch.float64)
@@ -159,11 +203,13 @@ def _run(ctx: RunContext, results: ShardedResults, config: RaysConfig, progress:
         _evaluate_rays(ctx, results, group, points, done, config.steps, progress, f"rays from {name}")
         with results.read() as f:
             err, loss = f[group]["test_error"][:], f[group]["train_loss"][:]
-        we, wl = first_crossing(t, err, config.margin_error), first_crossing(t, loss, config.margin_loss)
-        results.write(group, {"width_error": we, "width_loss": wl},
+        we, se = _resolve_early(ctx, w, b, dirs, t, err, config.margin_error, lambda r: r.error("test").numpy())
+        wl, sl = _resolve_early(ctx, w, b, dirs, t, loss, config.margin_loss, lambda r: r.loss["train"].numpy())
+        results.write(group, {"width_error": we, "width_loss": wl, "resolution_error": se, "resolution_loss": sl},
                       {"margin_error": config.margin_error, "margin_loss": config.margin_loss,
                        "filter_normalized": config.filter_normalize})
-        summary[name] = {"width_error": we, "width_loss": wl, "t": t, "test_error0": float(err[0, 0]),
+        summary[name] = {"width_error": we, "width_loss": wl, "resolution_error": se, "resolution_loss": sl, "t": t,
+                         "test_error0": float(err[0, 0]),
                          "train_loss0": float(loss[0, 0])}
     return summary
 

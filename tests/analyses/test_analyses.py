@@ -362,3 +362,47 @@ def test_analyze_all_completes_in_every_bn_mode(tiny_run, tmp_path, mode):
         assert lines[0].startswith("rays skipped: bn_mode 'interpolate'") and groups == {"segment", "plane", "fge"}
     else:
         assert groups == {"rays", "segment", "plane", "fge"}
+
+
+def test_filter_normalized_t_max_is_searched_on_the_directions_used(tiny_run, tmp_path):
+    """Widths lie several grid steps from t = 0 (the search once used unit directions: ||w|| times too coarse)."""
+    from analyses.rays import MIN_STEPS, filter_normalize
+
+    cfg = RaysConfig(directions=3, steps=12, seed=5, filter_normalize=True)
+    s = rays(tiny_run, tmp_path / "r.h5", cfg, ENG, **QUIET)
+    for origin in ("swa", "sgd"):
+        for kind in ("error", "loss"):
+            w, res = s[origin][f"width_{kind}"], s[origin][f"resolution_{kind}"]
+            assert np.isfinite(w).any() and np.all(w[np.isfinite(w)] >= MIN_STEPS * res[np.isfinite(w)])
+    # the search rule, checked independently: at t_max / 3 the mean test error along the first two filter-normalised
+    # directions from w_SWA exceeds its t = 0 value by the margin; at half that distance it did not
+    t_max = s["swa"]["t"][-1]
+    with Trajectory(tiny_run) as tr:
+        w_swa, b_swa = tr.solution("swa")
+        d = filter_normalize(random_directions(3, w_swa.numel(), 5), w_swa, tr.param_layout)
+    base = 1 - _reference(tiny_run, w_swa)["test"].acc  # BN recomputed at every point, as the analysis does
+
+    def err(x):
+        return np.mean([1 - _reference(tiny_run, w_swa.double() + x * d[i].double())["test"].acc for i in range(2)])
+
+    assert err(t_max / 3) > base + cfg.margin_error >= err(t_max / 6)
+    assert 0.1 < t_max < 100  # in units of filter-normalised directions (norm ~ ||w||), not of unit ones
+
+
+def test_early_crossings_are_resolved_on_a_finer_grid(tiny_run, tmp_path):
+    from analyses.rays import MIN_STEPS
+
+    cfg = RaysConfig(directions=2, steps=4, t_max=2000.0, seed=6)  # far too coarse: crossings in the first step
+    s = rays(tiny_run, tmp_path / "r.h5", cfg, ENG, **QUIET)
+    g = s["swa"]
+    coarse = g["t"][1]
+    w, res = g["width_error"], g["resolution_error"]
+    assert np.all(np.isfinite(w)) and np.all(res < coarse) and np.all(w >= MIN_STEPS * res)
+    with Trajectory(tiny_run) as tr:
+        w_swa, b_swa = tr.solution("swa")
+    d = random_directions(2, w_swa.numel(), 6)
+    thr = g["test_error0"] + cfg.margin_error
+    for i in range(2):  # the fine grid points around the reported crossing, recomputed by the reference path
+        lo = np.floor(w[i] / res[i] + 1e-6) * res[i]  # the fine point at or just below the crossing
+        e = [1 - _reference(tiny_run, w_swa.double() + x * d[i].double())["test"].acc for x in (lo, lo + res[i])]
+        assert e[0] <= thr < e[1]
