@@ -84,6 +84,12 @@ def filter_normalize(d: torch.Tensor, w: torch.Tensor, layout: Layout) -> torch.
     return out
 
 
+def _first_above(row: np.ndarray, margin: float) -> int | None:
+    """Index of the first value of ``row [T]`` after t = 0 above ``row[0] + margin`` (NaN counts as above), or None."""
+    hits = np.flatnonzero(~(row[1:] <= row[0] + margin)) + 1
+    return int(hits[0]) if hits.size else None
+
+
 def first_crossing(t: np.ndarray, values: np.ndarray, margin: float) -> np.ndarray:
     """Per row, the first t where ``values`` exceeds its value at t[0] by ``margin``.
 
@@ -100,12 +106,10 @@ def first_crossing(t: np.ndarray, values: np.ndarray, margin: float) -> np.ndarr
     """
     out = np.full(values.shape[0], np.inf)
     for i, row in enumerate(values):
-        thr = row[0] + margin
-        above = ~(row <= thr)  # NaN counts as above
-        hits = np.flatnonzero(above[1:]) + 1
-        if hits.size == 0:
+        j = _first_above(row, margin)
+        if j is None:
             continue
-        j = hits[0]
+        thr = row[0] + margin
         lo, hi = row[j - 1], row[j]
         frac = (thr - lo) / (hi - lo) if np.isfinite(hi) and hi > lo else 1.0
         out[i] = t[j - 1] + frac * (t[j] - t[j - 1])
@@ -137,13 +141,14 @@ def _auto_t_max(ctx: RunContext, w: torch.Tensor, b: torch.Tensor, dirs: torch.T
 
 
 def _resolve_early(ctx: RunContext, w: torch.Tensor, b: torch.Tensor, dirs: torch.Tensor, t: np.ndarray,
-                   values: np.ndarray, margin: float, metric) -> tuple[np.ndarray, np.ndarray]:
+                   values: np.ndarray, margin: float, split: str, metric) -> tuple[np.ndarray, np.ndarray]:
     """Widths ``[D]`` with crossings closer than ``MIN_STEPS`` grid steps to t = 0 resolved on finer grids.
 
     Args:
         ctx, w, b, dirs: The rays (origin, its buffers, directions ``[D, P]``).
         t: Grid ``[T]``; values ``[D, T]`` on it.
         margin: Width threshold above the t = 0 value.
+        split: The split the values come from (the only one evaluated at refined points).
         metric: ``EvalResult -> [k]`` values of the refined points.
 
     Returns:
@@ -154,10 +159,10 @@ def _resolve_early(ctx: RunContext, w: torch.Tensor, b: torch.Tensor, dirs: torc
     for i in np.flatnonzero(np.isfinite(widths) & (widths < MIN_STEPS * steps)):
         row_t, row = t, values[i]
         for _ in range(_ROUNDS):
-            end = row_t[np.flatnonzero(~(row[1:] <= row[0] + margin))[0] + 1]  # the bracket's upper end
-            row_t = np.linspace(0.0, end, _FINE + 1)
+            row_t = np.linspace(0.0, row_t[_first_above(row, margin)], _FINE + 1)  # up to the bracket's upper end
             coords = torch.as_tensor(row_t[1:], dtype=torch.float64)[:, None]
-            res = ctx.engine.evaluate(PointSet.affine(w, dirs[i:i + 1].double(), coords, buffer_origin=b))
+            res = ctx.engine.evaluate(PointSet.affine(w, dirs[i:i + 1].double(), coords, buffer_origin=b),
+                                      splits=(split,))
             row = np.concatenate([values[i, :1], metric(res)])
             widths[i], steps[i] = first_crossing(row_t, row[None], margin)[0], row_t[1]
             if widths[i] >= MIN_STEPS * steps[i]:
@@ -203,8 +208,9 @@ def _run(ctx: RunContext, results: ShardedResults, config: RaysConfig, progress:
         _evaluate_rays(ctx, results, group, points, done, config.steps, progress, f"rays from {name}")
         with results.read() as f:
             err, loss = f[group]["test_error"][:], f[group]["train_loss"][:]
-        we, se = _resolve_early(ctx, w, b, dirs, t, err, config.margin_error, lambda r: r.error("test").numpy())
-        wl, sl = _resolve_early(ctx, w, b, dirs, t, loss, config.margin_loss, lambda r: r.loss["train"].numpy())
+        we, se = _resolve_early(ctx, w, b, dirs, t, err, config.margin_error, "test", lambda r: r.error("test").numpy())
+        wl, sl = _resolve_early(ctx, w, b, dirs, t, loss, config.margin_loss, "train",
+                                lambda r: r.loss["train"].numpy())
         results.write(group, {"width_error": we, "width_loss": wl, "resolution_error": se, "resolution_loss": sl},
                       {"margin_error": config.margin_error, "margin_loss": config.margin_loss,
                        "filter_normalized": config.filter_normalize})

@@ -19,7 +19,6 @@ Dropout is off throughout; evaluation data is never shuffled.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -34,7 +33,7 @@ from .layout import Layout, buffer_layout, param_layout, unflatten
 from .memory import activation_bytes, chunk_points, is_oom, superbatch_cap
 from .passes import Strategy, evaluate_split, recompute_buffers
 from .points import PointSet
-from .probe import DEFAULT_CACHE, Plan, ProbeCache, ProbeKey, ProbeReport, run_probe
+from .probe import DEFAULT_CACHE, Plan, ProbeCache, ProbeKey, ProbeReport, run_probe, warn_vmap_failed
 from .result import EvalResult, concat_results, flops_per_sample
 from .workers import WorkerPools, split_range, tune_cpu_allocator
 
@@ -277,8 +276,7 @@ class Engine:
         return report.choice, done
 
     def _vmap_failed(self, e: Exception, splits, probs, recompute: bool) -> Plan:
-        warnings.warn(f"the model cannot run under torch.func.vmap ({type(e).__name__}: "
-                      f"{str(e).splitlines()[0][:200] if str(e) else ''}); using the per-point loop", stacklevel=3)
+        warn_vmap_failed(e)
         plain = self._plain(splits, probs, recompute)
         self._report = ProbeReport([], plain, f"vmap failed ({type(e).__name__}); fell back to the per-point loop")
         return plain
@@ -311,8 +309,7 @@ class Engine:
         bflat = bflat.contiguous()
         if self.bn_names and cfg.bn_mode is BNMode.RECOMPUTE:
             bflat = recompute_buffers(rep, plan.strategy, params, bflat, self.bn_data, cfg.bn_batch_size,
-                                      cfg.bn_weighting, plan.superbatch, self._bn_slices,
-                                      lambda f: unflatten(f, self.b_layout), self.device)
+                                      cfg.bn_weighting, plan.superbatch, self._bn_slices, self.b_layout, self.device)
         buffers = unflatten(bflat, self.b_layout)
         loss, acc, pr = {}, {}, {}
         for s in dict.fromkeys((*splits, *probs)):

@@ -144,7 +144,7 @@ class Replica:
     model: nn.Module
     ctx: BNContext
     bn_names: list[str]
-    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+    tensors: dict[str, torch.Tensor] = field(init=False, repr=False)
     """Parameters and buffers by name (the per-point loop copies each point into them)."""
 
     def __post_init__(self) -> None:

@@ -15,6 +15,7 @@ from torch.func import functional_call, vmap
 from .bn import BNWeighting
 from .errors import UserError
 from .grouped_bn import Replica
+from .layout import Layout, unflatten
 
 __all__ = ["Strategy", "forward", "recompute_buffers", "evaluate_split", "loss_and_correct"]
 
@@ -75,7 +76,7 @@ def forward(rep: Replica, strategy: Strategy, params: dict, buffers: dict, x: to
 @torch.no_grad()
 def recompute_buffers(rep: Replica, strategy: Strategy, params: dict, buffers_flat: torch.Tensor, bn_data: torch.Tensor,
                       bn_batch_size: int, weighting: BNWeighting, superbatch: int,
-                      slices: dict[str, dict[str, slice]], buffers_of, device: torch.device) -> torch.Tensor:
+                      slices: dict[str, dict[str, slice]], layout: Layout, device: torch.device) -> torch.Tensor:
     """The BN statistics pass (``update_bn`` semantics) for ``k`` points.
 
     Args:
@@ -86,14 +87,14 @@ def recompute_buffers(rep: Replica, strategy: Strategy, params: dict, buffers_fl
         weighting: Per-batch (``update_bn``) or per-sample weighting.
         superbatch: Samples per forward (a multiple of ``bn_batch_size``).
         slices: BN layer name to the slices of its ``running_mean``/``running_var``/``num_batches_tracked`` in Q.
-        buffers_of: ``flat [k, Q] -> dict`` of named buffers.
+        layout: The buffer layout (names and shapes of Q).
         device: Where the forwards run.
 
     Returns:
         Buffers ``[k, Q]`` with the recomputed running statistics.
     """
     b, n = bn_batch_size, bn_data.shape[0]
-    buffers = buffers_of(buffers_flat)
+    buffers = unflatten(buffers_flat, layout)
     sums: dict[str, list[torch.Tensor]] = {}
     n_full = n // b * b
     pieces = [(i, min(i + superbatch, n_full), b) for i in range(0, n_full, superbatch)]

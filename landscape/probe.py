@@ -28,7 +28,7 @@ import torch
 from .memory import is_oom
 from .passes import Strategy
 
-__all__ = ["Plan", "Trial", "ProbeReport", "ProbeKey", "ProbeCache", "DEFAULT_CACHE", "run_probe"]
+__all__ = ["Plan", "Trial", "ProbeReport", "ProbeKey", "ProbeCache", "DEFAULT_CACHE", "run_probe", "warn_vmap_failed"]
 
 
 @dataclass(frozen=True)
@@ -149,8 +149,10 @@ DEFAULT_CACHE = ProbeCache()
 """The process's shared probe cache (so that analyses run one after another probe once)."""
 
 
-class _VmapRejected(Exception):
-    pass
+def warn_vmap_failed(e: BaseException) -> None:
+    """The one warning when a model cannot run under ``torch.func.vmap`` (the loop is used instead)."""
+    warnings.warn(f"the model cannot run under torch.func.vmap ({type(e).__name__}: "
+                  f"{str(e).splitlines()[0][:200] if str(e) else ''}); using the per-point loop", stacklevel=4)
 
 
 def run_probe(candidates: list[Plan], run: Callable[[Plan, int, int], Any], deliver: Callable[[int, int, Any], None],
@@ -197,8 +199,7 @@ def run_probe(candidates: list[Plan], run: Callable[[Plan, int, int], Any], deli
                 raise
             vmap_ok = False
             trial.note = f"vmap failed: {type(e).__name__}"
-            warnings.warn(f"the model cannot run under torch.func.vmap ({type(e).__name__}: "
-                          f"{str(e).splitlines()[0][:200] if str(e) else ''}); using the per-point loop", stacklevel=4)
+            warn_vmap_failed(e)
             continue
         if plan.strategy is Strategy.VMAP:
             ref = run(plain, lo, lo + 1).loss

@@ -429,7 +429,7 @@ def resume(path: str | Path, *, model: nn.Module | None = None, data: TrainData 
     """
     init_from_env()
     with Trajectory(path) as t:
-        status, cfg_dict, model_spec, started = t.status, t.config, t.model_spec, t.checkpoint() is not None
+        status, cfg_dict, model_spec, started = t.status, t.config, t.model_spec, t.has_checkpoint
     if status == Status.COMPLETE:
         raise UserError(f"{path} is already complete; nothing to resume")
     cfg = TrainConfig(**cfg_dict)

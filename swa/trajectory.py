@@ -402,6 +402,11 @@ class Trajectory:
     def solution_scalar(self, name: str, key: str) -> float:
         return float(self._f[f"solutions/{name}/{key}"][()])
 
+    @property
+    def has_checkpoint(self) -> bool:
+        """Whether a resume checkpoint was committed (without reading it)."""
+        return int(self._f["state/active"][()]) >= 0
+
     def checkpoint(self) -> dict | None:
         """The latest resume checkpoint, or None."""
         st = self._f["state"]
