@@ -129,11 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args._run(args)
-    except UserError as e:
-        print(f"swa-landscape: error: {e}", file=sys.stderr)
+    except UserError as e:  # one write per line: ranks sharing a stderr pipe cannot interleave within it
+        sys.stderr.write(f"swa-landscape: error: {e}\n")
+        sys.stderr.flush()
         return 2
     except KeyboardInterrupt:
-        print("swa-landscape: interrupted", file=sys.stderr)
+        sys.stderr.write("swa-landscape: interrupted\n")
+        sys.stderr.flush()
         return 130
     finally:
         import torch.distributed as dist
