@@ -13,6 +13,12 @@ from swa.trajectory import Trajectory
 from .common import default_engine_config
 from .distributed import init_from_env, rank, world
 from .fge import UNSUPPORTED_BN_MODES as FGE_BN
+from .hessian import UNSUPPORTED_BN_MODES as HESSIAN_BN
+from .hessian import HessianConfig, hessian
+from .hessian import describe as describe_hessian
+from .pca import UNSUPPORTED_BN_MODES as PCA_BN
+from .pca import PCAConfig, pca
+from .pca import describe as describe_pca
 from .fge import FGEConfig, fge
 from .fge import describe as describe_fge
 from .plane import UNSUPPORTED_BN_MODES as PLANE_BN
@@ -28,12 +34,17 @@ from .segment import describe as describe_segment
 __all__ = ["COMMANDS", "engine_config", "run_analyses"]
 
 ANALYSES = ("rays", "segment", "plane", "fge")
-UNSUPPORTED = {"rays": RAYS_BN, "segment": SEGMENT_BN, "plane": PLANE_BN, "fge": FGE_BN}
+"""The paper's four, run by ``all`` (the plane twice: the Figure 3 plane and the ``paper-fig1`` preset)."""
+BEYOND = ("hessian", "pca")
+"""Analyses beside the paper's, run by name only."""
+UNSUPPORTED = {"rays": RAYS_BN, "segment": SEGMENT_BN, "plane": PLANE_BN, "fge": FGE_BN, "hessian": HESSIAN_BN,
+               "pca": PCA_BN}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run file (read only)")
-    p.add_argument("analysis", choices=(*ANALYSES, "all"), help="which analysis to run (all: the four in turn)")
+    p.add_argument("analysis", choices=(*ANALYSES, *BEYOND, "all"),
+                   help="which analysis to run (all: the paper's four in turn, with both planes)")
     p.add_argument("--out", help="results file (default: RUN.landscape.h5 next to the run)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--explain", action="store_true",
@@ -55,7 +66,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--dtype", default="float32", choices=("float32", "float64"),
                    help="evaluation precision (default: float32)")
     r = p.add_argument_group("rays")
-    r.add_argument("--directions", type=int, default=10, help="number of random directions (default: 10)")
+    r.add_argument("--directions", type=_directions, default=10,
+                   help="number of random directions (default: 10), or 'hessian': the top Hessian eigenvectors of "
+                        "each solution (run the hessian analysis first)")
     r.add_argument("--ray-steps", type=int, default=30, help="distances per ray, including 0 (default: 30)")
     r.add_argument("--t-max", type=float, help="largest ray distance (default: searched)")
     r.add_argument("--seed", type=int, default=0, help="seed of the ray directions")
@@ -69,11 +82,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="segment range, t=0 at SWA and t=1 at SGD (default: -1 2)")
     s.add_argument("--segment-steps", type=int, default=41, help="points on the segment (default: 41)")
     pl = p.add_argument_group("plane")
-    pl.add_argument("--anchors", help="three of sgd, swa or snapshot indices, comma-separated; or 'fge'")
+    pl.add_argument("--anchors", help="three of sgd, swa or snapshot indices, comma-separated; 'fge'; or "
+                                      "'paper-fig1' (w_SGD, w_SWA and the SWA branch's start; also run by all)")
     pl.add_argument("--grid", type=int, nargs=2, default=(21, 21), metavar=("NU", "NV"),
                     help="plane grid points along u and v (default: 21 21)")
     pl.add_argument("--margin", type=float, default=0.2,
                     help="plane grid margin around the anchors, as a fraction of their extent (default: 0.2)")
+
+
+    h = p.add_argument_group("hessian")
+    h.add_argument("--points", default="swa,sgd",
+                   help="where: sgd, swa, snapshot indices or t=T on the segment, comma-separated (default: swa,sgd)")
+    h.add_argument("--top-k", type=int, default=5, help="largest eigenvalues and eigenvectors (default: 5)")
+    h.add_argument("--trace-probes", type=int, default=100,
+                   help="Rademacher vectors of the Hutchinson trace; 0: no trace (default: 100)")
+    h.add_argument("--tol", type=float, default=1e-4, help="relative accuracy of the eigenvalues (default: 1e-4)")
+    c = p.add_argument_group("pca")
+    c.add_argument("--snapshots", default="swa", choices=("swa", "all"),
+                   help="snapshots whose principal plane is evaluated: the SWA branch (default) or all")
+
+
+def _directions(text: str) -> int | str:
+    if text == "hessian":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of directions or 'hessian', got {text!r}") from None
 
 
 def engine_config(args: argparse.Namespace, t: Trajectory) -> EngineConfig:
@@ -87,13 +122,21 @@ def engine_config(args: argparse.Namespace, t: Trajectory) -> EngineConfig:
 def _run_one(name: str, args: argparse.Namespace, t: Trajectory, out: str, eng: EngineConfig, anchors: tuple,
              progress: bool) -> str:
     if name == "rays":
-        cfg = RaysConfig(args.directions, args.ray_steps, args.t_max, args.seed, args.filter_normalize,
-                         args.margin_error, args.margin_loss)
+        along_hessian = args.directions == "hessian"
+        cfg = RaysConfig(2 if along_hessian else args.directions, args.ray_steps, args.t_max, args.seed,
+                         args.filter_normalize, args.margin_error, args.margin_loss, along_hessian)
         return describe_rays(rays(t, out, cfg, eng, progress))
+    if name == "hessian":
+        points = tuple(x.strip() for x in args.points.split(",") if x.strip())
+        cfg = HessianConfig(points, args.top_k, args.trace_probes, args.tol, args.seed)
+        return describe_hessian(hessian(t, out, cfg, eng, progress))
+    if name == "pca":
+        return describe_pca(pca(t, out, PCAConfig(args.snapshots, tuple(args.grid), args.margin), eng, progress))
     if name == "segment":
         cfg = SegmentConfig(args.t_range[0], args.t_range[1], args.segment_steps)
         return describe_segment(segment(t, out, cfg, eng, progress))
-    if name == "plane":
+    if name in ("plane", "plane_fig1"):
+        anchors = ("paper-fig1",) if name == "plane_fig1" else anchors
         return describe_plane(plane(t, out, PlaneConfig(anchors, tuple(args.grid), args.margin), eng, progress))
     return describe_fge(fge(t, out, FGEConfig(), eng, progress))
 
@@ -102,12 +145,12 @@ def run_analyses(args: argparse.Namespace) -> None:
     """Open the run once and run the analyses on it; a BN mode an analysis cannot honour is named before any work."""
     init_from_env()  # under torchrun: shard the points of every analysis over the ranks
     say = print if rank() == 0 else (lambda *a, **k: None)
-    todo = ANALYSES if args.analysis == "all" else (args.analysis,)
+    todo = ("rays", "segment", "plane", "plane_fig1", "fge") if args.analysis == "all" else (args.analysis,)
     with Trajectory(args.run) as t:
         eng = engine_config(args, t)
         out = args.out or str(default_results_path(t.path))
         # `all` names the analyses that cannot honour the mode and runs the others; a single one refuses by itself
-        refused = {n: UNSUPPORTED[n][eng.bn_mode] for n in todo if eng.bn_mode in UNSUPPORTED[n]} \
+        refused = {n: UNSUPPORTED[n][eng.bn_mode] for n in todo if eng.bn_mode in UNSUPPORTED.get(n, {})} \
             if args.analysis == "all" else {}
         for name, why in refused.items():
             say(f"{name} skipped: bn_mode {eng.bn_mode.value!r}: {why}")
@@ -117,7 +160,7 @@ def run_analyses(args: argparse.Namespace) -> None:
             try:
                 say(_run_one(name, args, t, out, eng, anchors, progress))
             except UserError as e:
-                if args.analysis != "all" or name not in ("plane", "fge"):
+                if args.analysis != "all" or name not in ("plane", "plane_fig1", "fge"):
                     raise
                 say(f"{name} skipped: {e}")
     say(f"results: {out}" + (f" ({world()} ranks)" if world() > 1 else ""))

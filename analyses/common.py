@@ -23,8 +23,11 @@ from .distributed import ShardedResults, rank, world
 from .journal import Journal
 from .results import ResultsFile
 
-__all__ = ["RunContext", "default_engine_config", "open_run", "analysis", "check_bn_mode", "evaluate_missing",
+__all__ = ["VALUES", "RunContext", "default_engine_config", "open_run", "analysis", "check_bn_mode", "evaluate_missing",
            "RESULT_DEFINING"]
+
+VALUES = ("train_loss", "train_error", "test_loss", "test_error", "train_loss_l2")
+"""What :func:`evaluate_missing` stores per point."""
 
 RESULT_DEFINING = ("bn_mode", "bn_weighting", "bn_batch_size", "bn_batches", "dtype", "weight_decay")
 """Engine settings that change the numbers; chunking, strategy, workers and device only change the speed."""
@@ -54,14 +57,19 @@ class RunContext:
 
 
 def default_engine_config(t: Trajectory, **settings) -> EngineConfig:
-    """Engine settings for a run: the BN batch size and weighting of its training, unless given in ``settings``."""
+    """Engine settings for a run: the BN batch size and weighting of its training, unless given in ``settings``, and
+    its weight decay (for the L2-regularised train loss the paper plots)."""
     cfg = t.config
-    return EngineConfig(**{"bn_batch_size": cfg["batch_size"], "bn_weighting": cfg["bn_weighting"], **settings})
+    return EngineConfig(**{"bn_batch_size": cfg["batch_size"], "bn_weighting": cfg["bn_weighting"],
+                           "weight_decay": cfg["weight_decay"], **settings})
 
 
 def open_run(t: Trajectory, engine_config: EngineConfig | None = None) -> RunContext:
-    """Build the engine on an open run's model and data (default settings: :func:`default_engine_config`)."""
-    engine_config = engine_config or default_engine_config(t)
+    """Build the engine on an open run's model and data (default settings: :func:`default_engine_config`).
+
+    The engine's ``weight_decay`` is always the run's own: ``train_loss_l2`` is the run's training objective.
+    """
+    engine_config = dataclasses.replace(engine_config or default_engine_config(t), weight_decay=t.config["weight_decay"])
     splits = {s: load_dataset(t, s) for s in ("train", "test")}
     return RunContext(t, Engine(build_run_model(t), splits, config=engine_config), engine_config, splits)
 
@@ -96,8 +104,9 @@ def evaluate_missing(ctx: RunContext, results: ShardedResults, group: str, point
                      progress: bool, desc: str) -> int:
     """Evaluate the points not yet done and write them chunk by chunk; returns how many were computed.
 
-    Stored per point: ``train_loss``, ``train_error``, ``test_loss``, ``test_error``
-    (flat index order of the group's arrays).
+    Stored per point (flat index order of the group's arrays): ``train_loss``, ``train_error``, ``test_loss``,
+    ``test_error`` and ``train_loss_l2``, the train loss plus ``0.5 * weight_decay * ||w||^2`` (the paper's
+    regularised training objective; the engine's ``weight_decay``, the run's by default).
     """
     todo = np.flatnonzero(~done)
     r, w = rank(), world()
@@ -109,7 +118,8 @@ def evaluate_missing(ctx: RunContext, results: ShardedResults, group: str, point
     def on_chunk(lo: int, hi: int, part: EvalResult) -> None:  # durable at the cost of the chunk
         journal.append(group, config, mine[lo:hi], {
             "train_loss": part.loss["train"].numpy(), "train_error": (1 - part.acc["train"]).numpy(),
-            "test_loss": part.loss["test"].numpy(), "test_error": (1 - part.acc["test"]).numpy()}, rank=r)
+            "test_loss": part.loss["test"].numpy(), "test_error": (1 - part.acc["test"]).numpy(),
+            "train_loss_l2": (part.loss["train"] + part.l2).numpy()}, rank=r)
 
     if mine.size:
         ctx.engine.evaluate(points.subset(mine), progress=progress and r == 0, desc=desc, on_chunk=on_chunk)

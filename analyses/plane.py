@@ -22,10 +22,11 @@ from landscape.points import PointSet, affine_buffers
 from swa.runs import point
 from swa.trajectory import Trajectory
 
-from .common import RunContext, analysis, evaluate_missing
+from .common import VALUES, RunContext, analysis, evaluate_missing
 from .distributed import ShardedResults
 
-__all__ = ["PlaneConfig", "plane_basis", "project", "resolve_anchors", "plane", "describe"]
+__all__ = ["PlaneConfig", "PRESETS", "group_name", "branch_start", "plane_basis", "project", "resolve_anchors",
+           "grid_around", "trajectory_projections", "evaluate_plane", "plane", "describe"]
 
 UNSUPPORTED_BN_MODES: dict = {}
 """BN modes this analysis cannot honour: none (see the analysis function for their meaning)."""
@@ -37,10 +38,12 @@ class PlaneConfig:
 
     Attributes:
         anchors: Three of ``"sgd"``, ``"swa"`` or snapshot indices; ``("fge",)`` picks the
-            first, middle and last FGE proposal (captured snapshots); empty picks the
-            first, middle and last snapshot of the SWA branch.
+            first, middle and last FGE proposal (captured snapshots); ``("paper-fig1",)`` the
+            paper's Figure 1 plane through w_SGD, w_SWA and the point where the SWA branch
+            started; empty picks the first, middle and last snapshot of the SWA branch (Figure 3).
         grid: Grid points along u and v.
-        margin: Margin around the anchors, as a fraction of their extent on each axis.
+        margin: Margin around the anchors, both solutions and the SWA branch's projected
+            snapshots, as a fraction of their larger extent.
     """
 
     anchors: tuple = field(default_factory=tuple)
@@ -54,9 +57,35 @@ class PlaneConfig:
             raise UserError("the plane margin must be non-negative")
 
 
+PRESETS = {"paper-fig1": "plane_fig1"}
+"""Named anchor presets and the results group each is written to (other anchors: ``plane``)."""
+
+
+def group_name(config: PlaneConfig) -> str:
+    """The results group of a plane: ``plane``, or the preset's own (both can live in one results file)."""
+    return PRESETS.get(config.anchors[0], "plane") if len(config.anchors) == 1 else "plane"
+
+
+def branch_start(t: Trajectory) -> int:
+    """Index of the snapshot where the SWA branch forked: the conventional run's snapshot at epoch ``swa_start``.
+
+    Raises:
+        UserError: The run has no such snapshot (an ``init`` run, or snapshots not taken at that epoch).
+    """
+    c = t.config
+    start = c["swa_start"] if c["swa_start"] is not None else round(0.75 * c["epochs"])
+    idx = np.flatnonzero((t.meta("branch") == "sgd") & np.isclose(t.meta("epoch"), start))
+    if c.get("init") or not idx.size:
+        raise UserError(f"{t.path} has no snapshot of the conventional run at the SWA start (epoch {start}); "
+                        "pass three anchors instead")
+    return int(idx[-1])
+
+
 def resolve_anchors(t: Trajectory, anchors: tuple) -> list[str | int]:
     """Turn the anchor spec into three concrete points (names or snapshot indices)."""
     branch, captured = t.meta("branch"), t.meta("captured")
+    if tuple(anchors) == ("paper-fig1",):
+        return ["sgd", "swa", branch_start(t)]
     if not anchors or tuple(anchors) == ("fge",):
         pool = np.flatnonzero(captured) if anchors else np.flatnonzero(branch == "swa")
         what = "captured FGE proposals" if anchors else "snapshots of the SWA branch"
@@ -112,7 +141,7 @@ def project(weights: torch.Tensor, origin: torch.Tensor, basis: torch.Tensor) ->
 
 def plane(run: str | os.PathLike, out: str | os.PathLike | None = None, config: PlaneConfig | None = None,
           engine_config: EngineConfig | None = None, progress: bool = True) -> dict:
-    """Evaluate the plane grid; writes ``/plane`` into the results file (resumable).
+    """Evaluate the plane grid; writes ``/plane`` (``/plane_fig1`` for that preset) into the results file (resumable).
 
     BN modes: ``recompute`` at every grid point; ``stored``: the first anchor's statistics everywhere;
     ``interpolate``: the three anchors' statistics interpolated affinely with the plane coordinates.
@@ -122,45 +151,72 @@ def plane(run: str | os.PathLike, out: str | os.PathLike | None = None, config: 
         return _run(ctx, results, config, progress)
 
 
+def grid_around(xy: np.ndarray, grid: tuple[int, int], margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """Grid coordinates along u ``[NU]`` and v ``[NV]`` covering the points ``xy [N, 2]`` with a margin.
+
+    The margin is a fraction of the larger extent, on both axes, so a thin point cloud still gets a
+    grid with room on its short side.
+    """
+    lo, hi = xy.min(0), xy.max(0)
+    pad = margin * max(float((hi - lo).max()), 1e-12)
+    return (np.linspace(lo[0] - pad, hi[0] + pad, grid[0]), np.linspace(lo[1] - pad, hi[1] + pad, grid[1]))
+
+
+def trajectory_projections(t: Trajectory, origin: torch.Tensor, basis: torch.Tensor) -> dict[str, np.ndarray]:
+    """Every snapshot and both solutions projected onto the plane ``origin + span(basis)``, with off-plane distances."""
+    proj_xy, off = [], []
+    for i in range(0, t.n, 256):  # chunk by chunk: a run's snapshots need not fit in memory
+        xy, o = project(t.weights(slice(i, min(i + 256, t.n))), origin, basis)
+        proj_xy.append(xy)
+        off.append(o)
+    sol = [s for s in ("sgd", "swa") if t.has_solution(s)]
+    sxy, soff = project(torch.stack([t.solution(s)[0] for s in sol]), origin, basis)
+    return {"projection_xy": np.concatenate(proj_xy) if proj_xy else np.zeros((0, 2)),
+            "off_plane": np.concatenate(off) if off else np.zeros(0),
+            "projected_indices": np.arange(t.n), "projected_branch": t.meta("branch").astype("S3"),
+            "projected_captured": t.meta("captured"),
+            "solutions_xy": sxy, "solutions_off_plane": soff, "solutions": np.array(sol, dtype="S3")}
+
+
+def evaluate_plane(ctx: RunContext, results: ShardedResults, group: str, points_of, xs: np.ndarray, ys: np.ndarray,
+                   cfg: dict, scalars: dict, progress: bool) -> dict:
+    """Evaluate a plane's grid into ``group`` (resumable) and return its arrays.
+
+    Args:
+        points_of: ``coords [NU * NV, 2] -> PointSet`` of the plane.
+        xs, ys: Grid coordinates along the two basis vectors.
+        cfg: The analysis settings (a different config restarts the group).
+        scalars: Datasets written with the group (projections, anchors...).
+    """
+    gx, gy = np.meshgrid(xs, ys, indexing="ij")
+    coords = torch.as_tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float64)
+    arrays = {k: ((len(xs), len(ys)), "f8", np.nan) for k in VALUES}
+    done = results.prepare(group, {**cfg, "engine": ctx.engine_dict()}, arrays, {"x": xs, "y": ys, **scalars})
+    n_new = evaluate_missing(ctx, results, group, points_of(coords), done, progress, group)
+    with results.read() as f:
+        g = f[group]
+        summary = {k: g[k][()] for k in g}
+    summary["computed"] = n_new
+    return summary
+
+
 def _run(ctx: RunContext, results: ShardedResults, config: PlaneConfig, progress: bool) -> dict:
     t = ctx.traj
     names = resolve_anchors(t, config.anchors)
     pts = [point(t, a) for a in names]
     basis, anchor_xy = plane_basis(pts[0][0], pts[1][0], pts[2][0])
-    lo, hi = anchor_xy.min(0), anchor_xy.max(0)
-    ext = hi - lo
-    xs = np.linspace(lo[0] - config.margin * ext[0], hi[0] + config.margin * ext[0], config.grid[0])
-    ys = np.linspace(lo[1] - config.margin * ext[1], hi[1] + config.margin * ext[1], config.grid[1])
-    gx, gy = np.meshgrid(xs, ys, indexing="ij")
-    coords = torch.as_tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float64)
     w1 = pts[0][0].double()
     b0, bb = affine_buffers(torch.as_tensor(anchor_xy), torch.stack([p[1] for p in pts]))  # through the 3 anchors
-    points = PointSet.affine(w1, basis, coords, b0, bb)
-    # projections of every snapshot, chunk by chunk, and of both solutions
-    proj_xy, off = [], []
-    for i in range(0, t.n, 256):
-        xy, o = project(t.weights(slice(i, min(i + 256, t.n))), w1, basis)
-        proj_xy.append(xy)
-        off.append(o)
-    sol = [s for s in ("sgd", "swa") if t.has_solution(s)]
-    sxy, soff = project(torch.stack([t.solution(s)[0] for s in sol]), w1, basis)
-    cfg = {**asdict(config), "anchors": names, "engine": ctx.engine_dict()}
-    shape = (len(xs), len(ys))
-    arrays = {k: (shape, "f8", np.nan) for k in ("train_loss", "train_error", "test_loss", "test_error")}
-    scalars = {"x": xs, "y": ys, "anchor_xy": anchor_xy,
-               "projection_xy": np.concatenate(proj_xy) if proj_xy else np.zeros((0, 2)),
-               "off_plane": np.concatenate(off) if off else np.zeros(0),
-               "projected_indices": np.arange(t.n), "projected_branch": t.meta("branch").astype("S3"),
-               "projected_captured": t.meta("captured"),
-               "solutions_xy": sxy, "solutions_off_plane": soff, "solutions": np.array(sol, dtype="S3")}
-    done = results.prepare("plane", cfg, arrays, scalars)
-    n_new = evaluate_missing(ctx, results, "plane", points, done, progress, "plane")
-    results.write("plane", {}, {"anchors": json.dumps(names)})
-    with results.read() as f:
-        g = f["plane"]
-        summary = {k: g[k][:] for k in ("x", "y", "train_loss", "test_error", "anchor_xy", "solutions_xy",
-                                        "solutions_off_plane", "off_plane")}
-    summary.update(anchors=names, computed=n_new, solutions=sol)
+    proj = trajectory_projections(t, w1, basis)
+    # the grid holds the anchors, both solutions and the SWA branch's snapshots, with the margin around them
+    swa = proj["projected_branch"].astype(str) == "swa"
+    xs, ys = grid_around(np.concatenate([anchor_xy, proj["solutions_xy"], proj["projection_xy"][swa]]),
+                         config.grid, config.margin)
+    cfg = {**asdict(config), "anchors": names}
+    summary = evaluate_plane(ctx, results, group_name(config), lambda c: PointSet.affine(w1, basis, c, b0, bb),
+                             xs, ys, cfg, {"anchor_xy": anchor_xy, **proj}, progress)
+    results.write(group_name(config), {}, {"anchors": json.dumps(names)})
+    summary.update(anchors=names, solutions=[s.decode() for s in summary["solutions"]])
     return summary
 
 

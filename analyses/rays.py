@@ -8,7 +8,9 @@ directions (Li et al. 2018), for which t is in units of the filter norms.
 
 from __future__ import annotations
 
+import hashlib
 import os
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -19,10 +21,10 @@ from landscape.errors import UserError
 from landscape.layout import Layout
 from landscape.points import PointSet
 
-from .common import RunContext, analysis, check_bn_mode, evaluate_missing
+from .common import VALUES, RunContext, analysis, check_bn_mode, evaluate_missing
 from .distributed import ShardedResults, barrier
 
-__all__ = ["RaysConfig", "random_directions", "filter_normalize", "first_crossing", "rays"]
+__all__ = ["RaysConfig", "random_directions", "filter_normalize", "first_crossing", "group_name", "rays"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,9 @@ class RaysConfig:
             Crossings closer than ``MIN_STEPS`` grid steps to t = 0 are resolved on finer grids.
         seed: Seed of the directions (stored).
         filter_normalize: Li et al. filter normalisation, per origin.
+        hessian: Follow the top Hessian eigenvectors of each origin (``analyze hessian`` stores them)
+            instead of random directions: the width along the sharpest directions; ``directions`` and
+            ``seed`` are then unused.
         margin_error: Width: distance at which test error first exceeds its t = 0 value by this (fraction).
         margin_loss: Width: distance at which train loss first exceeds its t = 0 value by this (nats).
     """
@@ -48,8 +53,11 @@ class RaysConfig:
     filter_normalize: bool = False
     margin_error: float = 0.05
     margin_loss: float = 0.1
+    hessian: bool = False
 
     def __post_init__(self) -> None:
+        if self.hessian and self.filter_normalize:
+            raise UserError("rays along Hessian eigenvectors are not filter-normalised (pick one)")
         if self.directions < 1 or self.steps < 2:
             raise UserError("rays need at least 1 direction and 2 steps")
         if self.t_max is not None and self.t_max <= 0:
@@ -170,9 +178,27 @@ def _resolve_early(ctx: RunContext, w: torch.Tensor, b: torch.Tensor, dirs: torc
     return widths, steps
 
 
+def group_name(config: RaysConfig) -> str:
+    """The results group of rays with these settings: ``rays`` (raw), ``rays_filter`` or ``rays_hessian``."""
+    return "rays_hessian" if config.hessian else "rays_filter" if config.filter_normalize else "rays"
+
+
+def _hessian_directions(results: ShardedResults, name: str) -> torch.Tensor:
+    """The unit eigenvectors ``[k, P]`` stored by ``analyze hessian`` at solution ``name``."""
+    key = f"hessian/{name}/eigenvectors"
+    with (results.read() if results.path.exists() else nullcontext()) as f:
+        if f is None or key not in f:
+            raise UserError(f"rays along Hessian eigenvectors need the eigenvectors at {name.upper()}: run "
+                            f"'swa-landscape analyze RUN hessian' first (into {results.path})")
+        d = torch.from_numpy(f[key][:]).double()
+    return d / d.norm(dim=1, keepdim=True)
+
+
 def rays(run: str | os.PathLike, out: str | os.PathLike | None = None, config: RaysConfig | None = None,
          engine_config: EngineConfig | None = None, progress: bool = True) -> dict:
-    """Rays from both solutions; writes ``/rays/{swa,sgd}`` into the results file.
+    """Rays from both solutions; writes ``/rays/{swa,sgd}`` (``/rays_filter/...`` when filter-normalised).
+
+    Raw and filter-normalised rays live in separate groups, so one results file holds both.
 
     Returns:
         Summary ``{origin: {"width_error": [D], "width_loss": [D], "t": [T]}}``.
@@ -187,23 +213,29 @@ def _run(ctx: RunContext, results: ShardedResults, config: RaysConfig, progress:
     w_swa, b_swa = ctx.traj.solution("swa")
     w_sgd, b_sgd = ctx.traj.solution("sgd")
     layout = ctx.traj.param_layout
-    base_dirs = random_directions(config.directions, layout.size, config.seed)
-    used = {name: filter_normalize(base_dirs, w, layout) if config.filter_normalize else base_dirs
-            for name, w in (("swa", w_swa), ("sgd", w_sgd))}
+    if config.hessian:
+        used = {name: _hessian_directions(results, name).float() for name in ("swa", "sgd")}
+    else:
+        base_dirs = random_directions(config.directions, layout.size, config.seed)
+        used = {name: filter_normalize(base_dirs, w, layout) if config.filter_normalize else base_dirs
+                for name, w in (("swa", w_swa), ("sgd", w_sgd))}
+    n_dirs = len(used["swa"])
     # searched on the directions the rays follow (filter-normalised ones have norm ~ ||w||, not 1)
     t_max = config.t_max or _auto_t_max(ctx, w_swa, b_swa, used["swa"], config.margin_error)
     t = np.linspace(0.0, t_max, config.steps)
     summary = {}
     for name, w, b in (("swa", w_swa, b_swa), ("sgd", w_sgd, b_sgd)):
         dirs = used[name]
-        coords = torch.zeros(config.directions * config.steps, config.directions, dtype=torch.float64)
-        for i in range(config.directions):
+        coords = torch.zeros(n_dirs * config.steps, n_dirs, dtype=torch.float64)
+        for i in range(n_dirs):
             coords[i * config.steps:(i + 1) * config.steps, i] = torch.as_tensor(t, dtype=torch.float64)
         points = PointSet.affine(w, dirs, coords, buffer_origin=b)  # stored: the solution's statistics
-        group = f"rays/{name}"
-        shape = (config.directions, config.steps)
+        group = f"{group_name(config)}/{name}"
+        shape = (n_dirs, config.steps)
         cfg = {**asdict(config), "t_max": t_max, "origin": name, "engine": ctx.engine_dict()}
-        done = results.prepare(group, cfg, {k: (shape, "f8", np.nan) for k in _VALUES},
+        if config.hessian:  # new eigenvectors (a rerun of hessian) restart the rays
+            cfg["directions_sha1"] = hashlib.sha1(dirs.numpy().tobytes()).hexdigest()
+        done = results.prepare(group, cfg, {k: (shape, "f8", np.nan) for k in VALUES},
                                {"t": t, "directions_seed": config.seed})
         _evaluate_rays(ctx, results, group, points, done, config.steps, progress, f"rays from {name}")
         with results.read() as f:
@@ -220,7 +252,6 @@ def _run(ctx: RunContext, results: ShardedResults, config: RaysConfig, progress:
     return summary
 
 
-_VALUES = ("train_loss", "train_error", "test_loss", "test_error")
 
 
 def _evaluate_rays(ctx: RunContext, results: ShardedResults, group: str, points: PointSet, done: np.ndarray, steps: int,
@@ -237,7 +268,7 @@ def _evaluate_rays(ctx: RunContext, results: ShardedResults, group: str, points:
     missing = shared[~done[shared]]
     if missing.size:
         with results.read() as f:
-            origin = {k: f[group][k][0, 0] for k in _VALUES}
+            origin = {k: f[group][k][0, 0] for k in VALUES}
         results.write_points(group, missing, {k: np.full(missing.size, v) for k, v in origin.items()})
     barrier()  # every rank reads the filled rows
     return n

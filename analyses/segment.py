@@ -16,7 +16,7 @@ from landscape.engine import EngineConfig
 from landscape.errors import UserError
 from landscape.points import PointSet, affine_buffers
 
-from .common import RunContext, analysis, evaluate_missing
+from .common import VALUES, RunContext, analysis, evaluate_missing
 from .distributed import ShardedResults
 
 __all__ = ["SegmentConfig", "segment", "describe"]
@@ -71,7 +71,7 @@ def _run(ctx: RunContext, results: ShardedResults, config: SegmentConfig, progre
     b0, bb = affine_buffers(torch.tensor([[0.0], [1.0]]), torch.stack([b_swa, b_sgd]))  # t = 0: SWA, t = 1: SGD
     points = PointSet.affine(w_swa.double(), direction, torch.as_tensor(t, dtype=torch.float64)[:, None], b0, bb)
     cfg = {**asdict(config), "engine": ctx.engine_dict()}
-    arrays = {k: ((len(t),), "f8", np.nan) for k in ("train_loss", "train_error", "test_loss", "test_error")}
+    arrays = {k: ((len(t),), "f8", np.nan) for k in VALUES}
     done = results.prepare("segment", cfg, arrays, {"t": t, "distance": t * length})
     evaluate_missing(ctx, results, "segment", points, done, progress, "segment")
     with results.read() as f:

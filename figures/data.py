@@ -1,4 +1,5 @@
-"""Read what the figures need from run and results files with h5py alone (no model or training code)."""
+"""Read what the figures need from run and results files with h5py alone (no model or training code; the
+learning rate of every step is computed from the stored config by :func:`swa.schedules.lr_trace`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import numpy as np
 
 from landscape.errors import UserError
 from landscape.files import open_hdf5
+from swa.schedules import lr_trace
 
 __all__ = ["RunSummary", "read_run", "read_results"]
 
@@ -32,6 +34,8 @@ class RunSummary:
     train_loss: np.ndarray
     solutions: dict[str, dict[str, float]]
     status: str
+    lr_trace: dict[str, tuple[list[int], list[float]]]
+    """The lr of every step of both branches, computed from the config (:func:`swa.schedules.lr_trace`)."""
 
 
 _FORMAT_VERSION = 1  # of both file kinds this module reads
@@ -61,7 +65,16 @@ def read_run(path: str | os.PathLike) -> RunSummary:
             str(path), json.loads(f.attrs["config"]), json.loads(f.attrs["model"]), json.loads(f.attrs["dataset"]),
             s["iteration"][:n], s["epoch"][:n], s["lr"][:n], s["branch"][:n].astype(str), s["captured"][:n],
             s["test_acc"][:n], s["train_loss"][:n], sols, f["state/status"][()].decode(),
+            _trace(json.loads(f.attrs["config"]), s["iteration"][:n], s["epoch"][:n]),
         )
+
+
+def _trace(config: dict, iteration: np.ndarray, epoch: np.ndarray) -> dict:
+    """The lr at every step; steps per epoch read off the snapshots (iteration / epoch)."""
+    ok = epoch > 0
+    if not ok.any():
+        return {}
+    return lr_trace(config, int(round(float(iteration[ok][-1] / epoch[ok][-1]))))
 
 
 def read_results(path: str | os.PathLike) -> dict[str, dict]:

@@ -1,10 +1,10 @@
-"""The paper's figures: matplotlib for papers, plotly for interactive exploration.
+"""The paper's line figures: schedule (Figure 2), rays (Figure 4), segment (Figure 5), FGE (section 3.5).
 
-Each ``*_figure`` function takes what :mod:`figures.data` reads and returns a
-matplotlib figure; each ``*_plotly`` the interactive version. Non-finite values
-(divergent points) are clipped to the largest finite value and marked, never
-passed to a plot. Colour maps are viridis/cividis: monotone in lightness, so they
-read in greyscale and for colour-blind readers.
+Each ``*_figure`` function takes what :mod:`figures.data` reads and returns a matplotlib figure;
+each ``*_plotly`` the interactive version. Non-finite values (divergent points) are clipped to the
+largest finite value and marked, never passed to a plot. Colour maps are viridis/cividis: monotone
+in lightness, so they read in greyscale and for colour-blind readers. Planes are in
+:mod:`figures.planes`, the Hessian spectrum in :mod:`figures.spectrum`.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
-from matplotlib.colors import LogNorm  # noqa: E402
 from plotly.subplots import make_subplots  # noqa: E402
 
 from .data import RunSummary  # noqa: E402
 
-__all__ = ["clip_finite", "schedule_figure", "plane_figure", "rays_figure", "segment_figure", "fge_figure",
-           "plane_plotly", "rays_plotly", "segment_plotly", "schedule_plotly"]
+__all__ = ["SWA_C", "SGD_C", "clip_finite", "compact", "compact_ticks", "log_levels", "train_loss_key", "schedule_figure",
+           "rays_figure", "segment_figure", "fge_figure", "rays_plotly", "segment_plotly", "schedule_plotly",
+           "fge_plotly"]
 
 SWA_C, SGD_C = "#0072B2", "#D55E00"  # Okabe-Ito blue / vermillion: distinct for colour-blind readers
 
@@ -37,115 +37,104 @@ def clip_finite(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return out, bad
 
 
-def _log_levels(z: np.ndarray, n: int = 12) -> np.ndarray:
+def compact(v: float) -> str:
+    """A short tick or label number: three significant digits, no trailing zeros (``0.00555``, ``1.2e+03``)."""
+    return f"{v:.3g}"
+
+
+def compact_ticks(ax) -> None:
+    """Short labels on both ticks of a log-scaled y axis (matplotlib writes minor ones as ``8.6 x 10^1``)."""
+    fmt = matplotlib.ticker.FuncFormatter(lambda v, _: compact(v))
+    ax.yaxis.set_major_formatter(fmt)
+    ax.yaxis.set_minor_formatter(fmt)
+
+
+def log_levels(z: np.ndarray, n: int = 12) -> np.ndarray:
     lo, hi = max(float(np.min(z)), 1e-6), max(float(np.max(z)), 1e-6)
     if hi <= lo * 1.0001:
         hi = lo * 1.01
     return np.geomspace(lo, hi, n)
 
 
+def train_loss_key(g: dict) -> tuple[str, str]:
+    """The train loss a figure draws: the L2-regularised one where stored (the paper's), else plain cross-entropy."""
+    if "train_loss_l2" in g:
+        return "train_loss_l2", "train loss + L2 (the paper's)"
+    return "train_loss", "train loss (cross-entropy)"
+
+
 def schedule_figure(run: RunSummary) -> plt.Figure:
-    """Learning rate and test error against iteration, both branches, captured models marked (paper Figure 2)."""
-    fig, (a1, a2) = plt.subplots(2, 1, figsize=(7, 5), sharex=True)
+    """Learning rate at every step from the run's config, captured models marked; test error on a log axis (Figure 2)."""
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(7.5, 5.5), sharex=True, layout="constrained")
     for br, c, lab in (("sgd", SGD_C, "conventional SGD"), ("swa", SWA_C, "SWA branch")):
-        m = run.branch == br
-        a1.plot(run.iteration[m], run.lr[m], ".-", color=c, ms=3, lw=1, label=lab)
-        ok = m & np.isfinite(run.test_acc)
-        a2.plot(run.iteration[ok], 100 * (1 - run.test_acc[ok]), ".-", color=c, ms=3, lw=1, label=lab)
-    cap = run.captured & np.isfinite(run.test_acc)
-    a1.plot(run.iteration[run.captured], run.lr[run.captured], "o", mfc="none", mec="k", label="captured")
-    a2.plot(run.iteration[cap], 100 * (1 - run.test_acc[cap]), "o", mfc="none", mec="k", label="captured")
-    if "swa" in run.solutions:
-        a2.axhline(100 * (1 - run.solutions["swa"]["test_acc"]), color=SWA_C, ls="--", lw=1, label="SWA average")
+        it, lr = run.lr_trace.get(br, ([], []))
+        a1.plot(it, lr, "-", color=c, lw=1, label=lab)
+        m = (run.branch == br) & np.isfinite(run.test_acc)
+        a2.plot(run.iteration[m], 100 * (1 - run.test_acc[m]), ".-", color=c, ms=3, lw=1, label=lab)
+    cap = run.captured & (run.branch == "swa")
+    a1.plot(run.iteration[cap], run.lr[cap], "o", mfc="none", mec="k", ms=5, label="captured (averaged)")
+    ok = cap & np.isfinite(run.test_acc)
+    a2.plot(run.iteration[ok], 100 * (1 - run.test_acc[ok]), "o", mfc="none", mec="k", ms=5, label="captured")
+    for name, c, ls in (("swa", SWA_C, "--"), ("sgd", SGD_C, ":")):
+        if name in run.solutions:
+            a2.axhline(100 * (1 - run.solutions[name]["test_acc"]), color=c, ls=ls, lw=1.2,
+                       label=f"{name.upper()} solution {100 * (1 - run.solutions[name]['test_acc']):.2f}%")
     a1.set_ylabel("learning rate")
     a1.set_yscale("log")
-    a2.set_ylabel("test error (%)")
+    a2.set_yscale("log")  # the end of training (a few %) is visible next to the first epochs (tens of %)
+    compact_ticks(a2)
+    a2.set_ylabel("test error (%, log)")
     a2.set_xlabel("iteration")
-    a1.legend(fontsize=8)
-    a2.legend(fontsize=8)
-    fig.tight_layout()
+    a1.legend(fontsize=8, loc="lower left")
+    a2.legend(fontsize=8, loc="upper right", ncol=2)
     return fig
 
 
-def plane_figure(p: dict) -> plt.Figure:
-    """Train loss and test error on the plane, anchors, projected trajectory with off-plane distance (Figures 1, 3)."""
-    x, y = p["x"], p["y"]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
-    for ax, key, title, cmap in ((axes[0], "train_loss", "train loss", "viridis"),
-                                 (axes[1], "test_error", "test error", "cividis")):
-        z, bad = clip_finite(p[key])
-        zt = z.T  # arrays are [x, y]; contourf wants [y, x]
-        if key == "test_error":
-            zt = np.maximum(zt, 1e-4)
-        cs = ax.contourf(x, y, zt, levels=_log_levels(zt), norm=LogNorm(), cmap=cmap, extend="both")
-        fig.colorbar(cs, ax=ax, label=title + " (log levels)")
-        if bad.any():
-            gx, gy = np.meshgrid(x, y, indexing="ij")
-            ax.plot(gx[bad], gy[bad], "x", color="red", ms=5, label="diverged (clipped)")
-        pxy, off = p["projection_xy"], p["off_plane"]
-        if len(pxy):
-            br = p.get("projected_branch", np.array([b"swa"] * len(pxy))).astype(str)
-            m = br == "swa"
-            sc = ax.scatter(pxy[m, 0], pxy[m, 1], c=off[m], s=14, cmap="magma", edgecolors="white", linewidths=0.4,
-                            zorder=3)
-            ax.plot(pxy[m, 0], pxy[m, 1], "-", color="white", lw=0.6, alpha=0.7, zorder=2)
-            if key == "test_error":
-                fig.colorbar(sc, ax=ax, label="snapshot distance from plane")
-        ax.plot(p["anchor_xy"][:, 0], p["anchor_xy"][:, 1], "k+", ms=12, mew=2, label="anchors (in the plane)", zorder=4)
-        for name, xy, o in zip(p.get("solutions", []), p.get("solutions_xy", []), p.get("solutions_off_plane", [])):
-            name = name.decode() if isinstance(name, bytes) else str(name)
-            ax.plot(*xy, "D" if name == "swa" else "s", color=SWA_C if name == "swa" else SGD_C, mec="white",
-                    ms=8, zorder=5, label=f"{name.upper()} ({o:.2g} off plane)")
-        ax.set_title(title)
-        ax.set_xlabel("u (parameter-space L2)")
-        ax.set_ylabel("v (parameter-space L2)")
-        ax.legend(fontsize=7, loc="upper right")
-    fig.tight_layout()
-    return fig
-
-
-def rays_figure(r: dict) -> plt.Figure:
-    """Train loss and test error along random rays from SWA and SGD on shared axes, widths annotated (Figure 4)."""
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.5))
+def rays_figure(r: dict, title: str = "random rays w + t d (width: first distance where the margin is exceeded)"
+                ) -> plt.Figure:
+    """Train loss and test error along rays from SWA and SGD on shared axes, widths annotated (Figure 4)."""
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
     for name, c in (("swa", SWA_C), ("sgd", SGD_C)):
         if name not in r:
             continue
         g = r[name]
         t = g["t"]
         loss, lbad = clip_finite(g["train_loss"])
-        err, ebad = clip_finite(g["test_error"])
+        err, _ = clip_finite(g["test_error"])
         for i in range(loss.shape[0]):
             a1.plot(t, loss[i], color=c, lw=1, alpha=0.6, label=name.upper() if i == 0 else None)
             a2.plot(t, 100 * err[i], color=c, lw=1, alpha=0.6, label=name.upper() if i == 0 else None)
-        if lbad.any() or ebad.any():
+        if lbad.any():
             a1.plot(np.broadcast_to(t, loss.shape)[lbad], loss[lbad], "x", color="red")
-        we = g["width_error"][np.isfinite(g["width_error"])]
-        wl = g["width_loss"][np.isfinite(g["width_loss"])]
-        if we.size:
-            a2.axvline(we.mean(), color=c, ls="--", lw=1.5,
-                       label=f"{name.upper()} width {we.mean():.3g} ± {we.std():.2g}")
-        if wl.size:
-            a1.axvline(wl.mean(), color=c, ls="--", lw=1.5, label=f"{name.upper()} width {wl.mean():.3g}")
+        for ax, key in ((a2, "width_error"), (a1, "width_loss")):
+            w = g[key][np.isfinite(g[key])]
+            if w.size:
+                ax.axvline(w.mean(), color=c, ls="--", lw=1.5, label=f"{name.upper()} width {compact(w.mean())} ± "
+                                                                    f"{compact(w.std())}")
     a1.set_yscale("log")
-    a1.set_xlabel("distance t (parameter-space L2)")
-    a2.set_xlabel("distance t (parameter-space L2)")
-    a1.set_ylabel("train loss")
+    compact_ticks(a1)
+    for ax in (a1, a2):
+        ax.set_xlabel("distance t")
+        ax.legend(fontsize=8, loc="upper left")
+    a1.set_ylabel("train loss (cross-entropy)")
     a2.set_ylabel("test error (%)")
-    a1.legend(fontsize=8)
-    a2.legend(fontsize=8)
-    fig.suptitle("random rays w + t d (width: first distance where the margin is exceeded)")
-    fig.tight_layout()
+    fig.suptitle(title)
     return fig
 
 
 def segment_figure(s: dict) -> plt.Figure:
     """Train loss and test error along w(t) = t w_SGD + (1-t) w_SWA against signed distance (Figure 5)."""
     d = s["distance"]
-    loss, _ = clip_finite(s["train_loss"])
+    key, label = train_loss_key(s)
+    loss, _ = clip_finite(s[key])
     err, _ = clip_finite(s["test_error"])
-    fig, a1 = plt.subplots(figsize=(7, 4.5))
-    a1.plot(d, loss, "o-", color="#009E73", ms=3, label="train loss")
+    fig, a1 = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
+    a1.plot(d, loss, "o-", color="#009E73", ms=3, label=label)
+    if key != "train_loss":
+        a1.plot(d, clip_finite(s["train_loss"])[0], "-", color="#009E73", lw=0.8, alpha=0.5,
+                label="train loss (cross-entropy only)")
     a1.set_yscale("log")
+    compact_ticks(a1)
     a1.set_ylabel("train loss", color="#009E73")
     a2 = a1.twinx()
     a2.plot(d, 100 * err, "s-", color="#CC79A7", ms=3, label="test error")
@@ -153,24 +142,30 @@ def segment_figure(s: dict) -> plt.Figure:
     length = float(s["length"]) if "length" in s else float(np.max(np.abs(d)))
     for x, name, c in ((0.0, "SWA", SWA_C), (length, "SGD", SGD_C)):
         a1.axvline(x, color=c, ls="--", lw=1.2)
-        a1.annotate(name, (x, 1), xycoords=("data", "axes fraction"), ha="center", va="bottom", color=c)
+        a1.annotate(name, (x, 1.01), xycoords=("data", "axes fraction"), ha="center", va="bottom", color=c)
+    h1, l1 = a1.get_legend_handles_labels()
+    h2, l2 = a2.get_legend_handles_labels()
+    a1.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper center")
     a1.set_xlabel("signed distance from w_SWA toward w_SGD (parameter-space L2)")
-    fig.tight_layout()
     return fig
+
+
+_FGE = ["prob_diff_consecutive", "prob_diff_swa_ensemble", "agree_consecutive", "agree_swa_ensemble"]
+_FGE_LABELS = ["‖p_i − p_i+1‖\n(consecutive)", "‖p_SWA − p_FGE‖", "label agreement\nconsecutive",
+               "label agreement\nSWA vs FGE"]
 
 
 def fge_figure(f: dict) -> plt.Figure:
     """The four SWA-vs-FGE quantities with the paper's CIFAR-100 values, and accuracies."""
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    names = ["prob_diff_consecutive", "prob_diff_swa_ensemble", "agree_consecutive", "agree_swa_ensemble"]
-    labels = ["‖p_i − p_i+1‖\n(consecutive)", "‖p_SWA − p_FGE‖", "label agreement\nconsecutive",
-              "label agreement\nSWA vs FGE"]
-    vals = [float(np.mean(f[n])) for n in names]
-    a1.bar(range(4), vals, color=[SGD_C, SWA_C, SGD_C, SWA_C], hatch=["", "//", "", "//"], edgecolor="k")
-    paper = [f["_attrs"].get(f"paper_{n}", np.nan) for n in names]  # the analysis stores the paper's values
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
+    vals = [float(np.mean(f[n])) for n in _FGE]
+    a1.bar(range(4), vals, color=[SGD_C, SWA_C, SGD_C, SWA_C], hatch=["", "//", "", "//"], edgecolor="k",
+           label="this run")
+    paper = [f["_attrs"].get(f"paper_{n}", np.nan) for n in _FGE]  # the analysis stores the paper's values
     a1.plot(range(4), paper, "k_", ms=30, mew=3, label="paper (PreResNet-110, CIFAR-100)")
-    a1.set_xticks(range(4), labels, fontsize=8)
-    a1.legend(fontsize=8)
+    a1.set_xticks(range(4), _FGE_LABELS, fontsize=8)
+    a1.set_ylim(0, 1.35)  # room above the bars for the legend
+    a1.legend(fontsize=8, loc="upper center", ncol=2, markerscale=0.4)
     a1.set_title("this run vs paper")
     acc = f["acc_proposals"]
     a2.plot(range(1, len(acc) + 1), 100 * acc, "o-", color=SGD_C, label="FGE proposals")
@@ -179,41 +174,14 @@ def fge_figure(f: dict) -> plt.Figure:
     a2.set_xlabel("proposal")
     a2.set_ylabel("test accuracy (%)")
     a2.legend(fontsize=8)
-    fig.tight_layout()
     return fig
 
 
 # --- plotly -----------------------------------------------------------------------------------------
 
 
-def plane_plotly(p: dict) -> go.Figure:
-    """Interactive contours and a 3-D surface of the plane, with hover values and the projected trajectory."""
-    x, y = p["x"], p["y"]
-    loss, _ = clip_finite(p["train_loss"])
-    err, _ = clip_finite(p["test_error"])
-    fig = make_subplots(rows=1, cols=3, specs=[[{}, {}, {"type": "surface"}]],
-                        subplot_titles=("log10 train loss", "test error", "log10 train loss (surface)"))
-    fig.add_trace(go.Contour(x=x, y=y, z=np.log10(np.maximum(loss.T, 1e-12)), colorscale="Viridis",
-                             colorbar={"x": 0.28}, hovertemplate="u %{x:.3g}<br>v %{y:.3g}<br>log10 loss %{z:.3f}"), 1, 1)
-    fig.add_trace(go.Contour(x=x, y=y, z=err.T, colorscale="Cividis", colorbar={"x": 0.63},
-                             hovertemplate="u %{x:.3g}<br>v %{y:.3g}<br>test error %{z:.4f}"), 1, 2)
-    fig.add_trace(go.Surface(x=x, y=y, z=np.log10(np.maximum(loss.T, 1e-12)), colorscale="Viridis", showscale=False), 1, 3)
-    pxy, off = p["projection_xy"], p["off_plane"]
-    for col in (1, 2):
-        fig.add_trace(go.Scatter(x=pxy[:, 0], y=pxy[:, 1], mode="markers+lines",
-                                 marker={"size": 5, "color": off, "colorscale": "Magma"}, line={"width": 0.5},
-                                 customdata=np.stack([p["projected_indices"], off], 1),
-                                 hovertemplate="snapshot %{customdata[0]}<br>%{customdata[1]:.3g} off the plane",
-                                 name="projected snapshots", showlegend=col == 1), 1, col)
-        fig.add_trace(go.Scatter(x=p["anchor_xy"][:, 0], y=p["anchor_xy"][:, 1], mode="markers",
-                                 marker={"symbol": "cross", "size": 12, "color": "black"}, name="anchors",
-                                 showlegend=col == 1), 1, col)
-    fig.update_layout(height=480, width=1400, title="plane through three points (coordinates: parameter-space L2)")
-    return fig
-
-
-def rays_plotly(r: dict) -> go.Figure:
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("train loss", "test error"))
+def rays_plotly(r: dict, title: str = "random rays from SWA (blue) and SGD (vermillion)") -> go.Figure:
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("train loss (cross-entropy)", "test error"))
     for name, c in (("swa", SWA_C), ("sgd", SGD_C)):
         if name not in r:
             continue
@@ -226,29 +194,46 @@ def rays_plotly(r: dict) -> go.Figure:
             fig.add_trace(go.Scatter(x=g["t"], y=err[i], line={"color": c, "width": 1}, name=f"{name} d{i}",
                                      legendgroup=name, showlegend=False), 1, 2)
     fig.update_yaxes(type="log", row=1, col=1)
-    fig.update_layout(height=420, width=1100, title="random rays from SWA (blue) and SGD (vermillion)")
+    fig.update_layout(height=420, width=1100, title=title)
     return fig
 
 
 def segment_plotly(s: dict) -> go.Figure:
-    loss, _ = clip_finite(s["train_loss"])
+    key, label = train_loss_key(s)
     err, _ = clip_finite(s["test_error"])
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_trace(go.Scatter(x=s["distance"], y=loss, name="train loss"), secondary_y=False)
+    fig.add_trace(go.Scatter(x=s["distance"], y=clip_finite(s[key])[0], name=label), secondary_y=False)
+    if key != "train_loss":
+        fig.add_trace(go.Scatter(x=s["distance"], y=clip_finite(s["train_loss"])[0], name="train loss (CE only)",
+                                 visible="legendonly"), secondary_y=False)
     fig.add_trace(go.Scatter(x=s["distance"], y=err, name="test error"), secondary_y=True)
     fig.update_yaxes(type="log", secondary_y=False)
-    fig.update_layout(height=420, width=800, title="segment: signed distance from SWA toward SGD")
+    fig.update_layout(height=420, width=800, title="segment: signed distance from SWA (0) toward SGD")
     return fig
 
 
 def schedule_plotly(run: RunSummary) -> go.Figure:
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, subplot_titles=("learning rate", "test error"))
     for br, c in (("sgd", SGD_C), ("swa", SWA_C)):
-        m = run.branch == br
-        fig.add_trace(go.Scatter(x=run.iteration[m], y=run.lr[m], name=f"lr {br}", line={"color": c}), 1, 1)
-        ok = m & np.isfinite(run.test_acc)
+        it, lr = run.lr_trace.get(br, ([], []))
+        fig.add_trace(go.Scatter(x=it, y=lr, name=f"lr {br}", line={"color": c}), 1, 1)
+        ok = (run.branch == br) & np.isfinite(run.test_acc)
         fig.add_trace(go.Scatter(x=run.iteration[ok], y=1 - run.test_acc[ok], name=f"test error {br}",
                                  line={"color": c}), 2, 1)
+    cap = run.captured & (run.branch == "swa")
+    fig.add_trace(go.Scatter(x=run.iteration[cap], y=run.lr[cap], mode="markers", name="captured",
+                             marker={"symbol": "circle-open", "color": "black"}), 1, 1)
     fig.update_yaxes(type="log", row=1, col=1)
-    fig.update_layout(height=500, width=900)
+    fig.update_yaxes(type="log", row=2, col=1)
+    fig.update_layout(height=520, width=900)
+    return fig
+
+
+def fge_plotly(f: dict) -> go.Figure:
+    fig = go.Figure(go.Bar(x=[lab.replace("\n", " ") for lab in _FGE_LABELS], y=[float(np.mean(f[n])) for n in _FGE],
+                           name="this run", marker_color=[SGD_C, SWA_C, SGD_C, SWA_C]))
+    fig.add_trace(go.Scatter(x=[lab.replace("\n", " ") for lab in _FGE_LABELS],
+                             y=[f["_attrs"].get(f"paper_{n}", None) for n in _FGE], mode="markers",
+                             marker={"symbol": "line-ew-open", "size": 40, "color": "black"}, name="paper"))
+    fig.update_layout(height=420, width=800, title="FGE ensemble versus SWA")
     return fig

@@ -6,7 +6,7 @@ iteration ``i`` (1-based within its phase) is the lr of the i-th SGD step.
 
 from __future__ import annotations
 
-__all__ = ["conventional_lr", "cyclic_lr", "is_cycle_end"]
+__all__ = ["conventional_lr", "cyclic_lr", "is_cycle_end", "lr_trace"]
 
 
 def conventional_lr(epoch: float, budget: float, lr: float, final_ratio: float = 0.01) -> float:
@@ -52,3 +52,42 @@ def cyclic_lr(i: int, cycle: int, lr_max: float, lr_min: float) -> float:
 def is_cycle_end(i: int, cycle: int) -> bool:
     """True after the last step of a cycle (mod(i, c) = 0): where models are captured."""
     return i % cycle == 0
+
+
+def lr_trace(config: dict, batches_per_epoch: int) -> dict[str, tuple[list[int], list[float]]]:
+    """The learning rate of every SGD step of a run, from its stored config alone (for the schedule figure).
+
+    Args:
+        config: The run's :class:`~swa.config.TrainConfig` as a dict (the run file's ``config``).
+        batches_per_epoch: Steps per epoch.
+
+    Returns:
+        ``{"sgd": (iterations, lrs), "swa": (iterations, lrs)}``: global 1-based iteration numbers (the SWA
+        branch continues the count from its fork) and the lr of that step.
+    """
+    nb = batches_per_epoch
+    start = 0 if config.get("init") else (round(0.75 * config["epochs"]) if config["swa_start"] is None
+                                          else config["swa_start"])
+    length = max(1, round(0.25 * config["epochs"])) if config["swa_epochs"] is None else config["swa_epochs"]
+    sgd_it = list(range(1, (0 if config.get("init") else config["epochs"]) * nb + 1))
+    sgd_lr = [conventional_lr((i - 1) / nb, config["epochs"], config["lr"]) for i in sgd_it]
+    swa_it = list(range(start * nb + 1, (start + length) * nb + 1))
+    kind = config["swa_schedule"]
+    if kind == "cyclic":
+        cycle = max(1, round(config["swa_cycle"] * nb))
+        swa_lr = [cyclic_lr(i, cycle, config["swa_lr"], config["swa_lr_min"]) for i in range(1, len(swa_it) + 1)]
+    elif kind == "constant":
+        swa_lr = [config["swa_lr"]] * len(swa_it)
+    else:  # torch's SWALR, created at the fork on the lr the conventional schedule last set, stepped per epoch
+        import torch
+        from torch.optim.swa_utils import SWALR
+
+        last = sgd_lr[start * nb - 1] if start > 0 else config["lr"]
+        opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=last)
+        sched = SWALR(opt, config["swa_lr"], config["swa_anneal_epochs"], config["swa_anneal_strategy"])
+        swa_lr = []
+        for _ in range(length):
+            swa_lr += [opt.param_groups[0]["lr"]] * nb
+            opt.step()
+            sched.step()
+    return {"sgd": (sgd_it, sgd_lr), "swa": (swa_it, swa_lr)}

@@ -378,8 +378,8 @@ class Trajectory:
         bad = arr[(arr < 0) | (arr >= self.n)]
         if bad.size:
             raise UserError(f"snapshot index {int(bad[0])} out of range: {self.path} has {self.n} snapshots")
-        if not arr.size:
-            return torch.zeros(0, d.shape[1])
+        if not arr.size or not d.shape[1]:  # h5py cannot select rows of a dataset without columns
+            return torch.zeros(arr.size, d.shape[1])
         rows, inverse = np.unique(arr, return_inverse=True)  # h5py reads increasing unique indices
         return torch.from_numpy(d[rows][inverse].astype(np.float32))
 

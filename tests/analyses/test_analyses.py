@@ -58,6 +58,11 @@ def test_segment_endpoints_reproduce_the_solutions(tiny_run, results_path):
         assert s["train_loss"][i] == pytest.approx(ref["train"].loss, rel=1e-10)
         assert s["test_error"][i] == pytest.approx(1 - ref["test"].acc, abs=1e-12)
     assert s["test_error"][i0] == pytest.approx(1 - swa_acc, abs=1e-9)  # trainer recomputed BN the same way
+    with h5py.File(results_path, "r") as f, Trajectory(tiny_run) as t:  # the paper's L2-regularised loss
+        wd = t.config["weight_decay"]
+        for i, w in ((i0, w_swa), (i1, w_sgd)):
+            l2 = f["segment/train_loss_l2"][i] - f["segment/train_loss"][i]
+            assert wd > 0 and l2 == pytest.approx(0.5 * wd * float(w.double().pow(2).sum()), rel=1e-9)
     with h5py.File(results_path, "r") as f:
         assert f["segment/train_loss"].shape == (len(t_),) and "t_min_test_error" in f["segment"]
 
@@ -268,8 +273,12 @@ def test_cli_analyze_all(tiny_run, tmp_path):
     for word in ("rays:", "segment:", "plane through", "fge:", "results:"):
         assert word in r.stdout
     assert _sha(tiny_run) == before
-    with h5py.File(out, "r") as f:
-        assert set(f) == {"rays", "segment", "plane", "fge"}
+    with h5py.File(out, "r") as f, Trajectory(tiny_run) as t:
+        assert set(f) == {"rays", "segment", "plane", "plane_fig1", "fge"}
+        sgd, swa, start = json.loads(f["plane_fig1"].attrs["anchors"])  # the paper's Figure 1 plane
+        assert (sgd, swa) == ("sgd", "swa")
+        assert t.meta("branch")[start] == "sgd" and t.meta("epoch")[start] == t.config["swa_start"]
+        assert json.loads(f["plane"].attrs["anchors"]) != [sgd, swa, start]
     r = subprocess.run([sys.executable, "-m", "swa_landscape", "analyze", tiny_run, "plane", "--anchors", "0,1,100000",
                         "--out", str(out)], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "out of range" in r.stderr
@@ -359,9 +368,10 @@ def test_analyze_all_completes_in_every_bn_mode(tiny_run, tmp_path, mode):
                 f[g]["swa"].attrs["config"])
             assert cfg["engine"]["bn_mode"] == mode
     if mode == "interpolate":  # said before any work, the others done
-        assert lines[0].startswith("rays skipped: bn_mode 'interpolate'") and groups == {"segment", "plane", "fge"}
+        assert lines[0].startswith("rays skipped: bn_mode 'interpolate'") and groups == {"segment", "plane",
+                                                                                          "plane_fig1", "fge"}
     else:
-        assert groups == {"rays", "segment", "plane", "fge"}
+        assert groups == {"rays", "segment", "plane", "plane_fig1", "fge"}
 
 
 def test_filter_normalized_t_max_is_searched_on_the_directions_used(tiny_run, tmp_path):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from analyses import PlaneConfig, ResultsFile, plane
+from analyses.common import VALUES
 from analyses.journal import Journal
 from landscape.engine import EngineConfig
 from tests.factories import torchrun
@@ -21,7 +22,7 @@ def _torchrun(n, *args):
 
 def _arrays(path):
     with h5py.File(path, "r") as f:
-        return {k: f[f"plane/{k}"][:] for k in ("train_loss", "test_error", "test_loss", "train_error", "done")}
+        return {k: f[f"plane/{k}"][:] for k in (*VALUES, "done")}
 
 
 @pytest.fixture(scope="module")
@@ -63,13 +64,12 @@ def test_resume_with_another_number_of_ranks(tiny_run, tmp_path, single, monkeyp
     with h5py.File(out, "r") as f:
         config = f["plane"].attrs["config"]
     left = np.array([6, 9])
-    Journal(out).append("plane", config, left, {k: single[k].reshape(-1)[left] for k in
-                                                ("train_loss", "test_error", "test_loss", "train_error")}, rank=2)
+    Journal(out).append("plane", config, left, {k: single[k].reshape(-1)[left] for k in VALUES}, rank=2)
     stdout = _torchrun(2, tiny_run, *PLANE_ARGS, "--out", str(out))
     assert re.search(r"\((\d+) points computed now\)", stdout).group(1) == "5"  # 12 - 5 done - 2 merged
     got = _arrays(out)
     assert got["done"].all()
-    for k in ("train_loss", "test_error"):
+    for k in ("train_loss", "test_error", "train_loss_l2"):
         np.testing.assert_allclose(got[k], single[k], rtol=1e-12)
 
 
@@ -85,3 +85,19 @@ def test_fge_sharded_over_two_ranks_equals_one_process(tiny_run, tmp_path):
         np.testing.assert_allclose(f["fge/acc_proposals"][:], one["acc_proposals"], atol=1e-12)
         for k in ("prob_diff_consecutive", "agree_consecutive", "prob_diff_swa_ensemble", "acc_swa"):
             np.testing.assert_allclose(f[f"fge/{k}"][()], one[k], rtol=1e-6)
+
+
+def test_hessian_sharded_over_two_ranks_equals_one_process(tiny_run, tmp_path):
+    """Each rank takes its own points; rank 0 writes every point's group (same numbers as one process)."""
+    from analyses import HessianConfig, hessian
+
+    cfg = HessianConfig(points=("swa", "sgd", "t=0.5"), top_k=2, trace_probes=6, tol=1e-10)
+    one = hessian(tiny_run, tmp_path / "one.h5", cfg, ENG, progress=False)
+    out = tmp_path / "two.h5"
+    _torchrun(2, tiny_run, "hessian", "--points", "swa,sgd,t=0.5", "--top-k", "2", "--trace-probes", "6", "--tol",
+              "1e-10", "--dtype", "float64", "--strategy", "loop", "--no-progress", "--out", str(out))
+    with h5py.File(out, "r") as f:
+        assert set(f["hessian"]) == {"swa", "sgd", "t=0.5"}
+        for name, s in one.items():
+            np.testing.assert_allclose(f[f"hessian/{name}/eigenvalues"][:], s["eigenvalues"], rtol=1e-8)
+            np.testing.assert_allclose(f[f"hessian/{name}/trace"][()], s["trace"], rtol=1e-8)

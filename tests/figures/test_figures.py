@@ -7,8 +7,11 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from analyses import FGEConfig, PlaneConfig, RaysConfig, SegmentConfig, fge, plane, rays, segment
-from figures import plots
+from matplotlib.text import Text
+
+from analyses import (FGEConfig, HessianConfig, PCAConfig, PlaneConfig, RaysConfig, SegmentConfig, fge, hessian, pca,
+                      plane, rays, segment)
+from figures import planes, plots, spectrum
 from figures.data import read_results, read_run
 from figures.report import make_figures
 from landscape.engine import EngineConfig
@@ -23,8 +26,48 @@ def results(tiny_run, tmp_path_factory):
     rays(tiny_run, out, RaysConfig(directions=3, steps=5, t_max=3.0), ENG, progress=False)
     segment(tiny_run, out, SegmentConfig(-0.5, 1.5, 6), ENG, progress=False)
     plane(tiny_run, out, PlaneConfig(grid=(5, 4)), ENG, progress=False)
+    plane(tiny_run, out, PlaneConfig(("paper-fig1",), grid=(5, 4)), ENG, progress=False)
     fge(tiny_run, out, FGEConfig(scales=(1.0, 0.5)), ENG, progress=False)
+    hessian(tiny_run, out, HessianConfig(top_k=2, trace_probes=4), ENG, progress=False)
+    pca(tiny_run, out, PCAConfig(grid=(4, 4)), ENG, progress=False)
     return str(out)
+
+
+FIGURES = ("plane_fig1", "schedule", "plane", "rays", "segment", "fge", "hessian", "pca")  # the report's order
+
+
+def _draw(name, run, res):
+    if name == "schedule":
+        return plots.schedule_figure(run), plots.schedule_plotly(run)
+    if name in ("plane", "plane_fig1", "pca"):
+        return planes.plane_figure(res[name]), planes.plane_plotly(res[name])
+    if name == "hessian":
+        return spectrum.hessian_figure(res[name]), spectrum.hessian_plotly(res[name])
+    return getattr(plots, f"{name}_figure")(res[name]), getattr(plots, f"{name}_plotly")(res[name])
+
+
+def text_overlaps(fig) -> list[tuple[str, str]]:
+    """Pairs of drawn, non-empty text labels of a matplotlib figure whose rendered extents overlap.
+
+    Tick labels count only for ticks inside their axis's view interval: matplotlib keeps label objects
+    for ticks outside it (not drawn, with stale positions).
+    """
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    ticks, drawn = set(), []
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            lo, hi = sorted(axis.get_view_interval())
+            eps = 1e-9 * max(abs(lo), abs(hi), 1e-30)
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                for label in (tick.label1, tick.label2):
+                    ticks.add(id(label))
+                    if label.get_visible() and lo - eps <= tick.get_loc() <= hi + eps:
+                        drawn.append(label)
+    texts = [t for t in fig.findobj(Text) if id(t) not in ticks and t.get_visible()] + drawn
+    boxes = [(t.get_text(), t.get_window_extent(r)) for t in texts if t.get_text().strip()]
+    boxes = [(s, b) for s, b in boxes if b.width > 0 and b.height > 0]
+    return [(a, c) for i, (a, b) in enumerate(boxes) for c, d in boxes[i + 1:] if b.overlaps(d)]
 
 
 def _check_png(path):
@@ -33,15 +76,48 @@ def _check_png(path):
     assert img[..., :3].std() > 0.05  # not a blank canvas
 
 
-@pytest.mark.parametrize("name", ["schedule", "plane", "rays", "segment", "fge"])
-def test_each_figure_renders(tiny_run, results, tmp_path, name):
-    run, res = read_run(tiny_run), read_results(results)
-    fig = plots.schedule_figure(run) if name == "schedule" else getattr(plots, f"{name}_figure")(res[name])
+@pytest.mark.parametrize("name", FIGURES)
+def test_each_figure_renders_without_overlapping_text(tiny_run, results, tmp_path, name):
+    fig, pf = _draw(name, read_run(tiny_run), read_results(results))
+    assert text_overlaps(fig) == []
     fig.savefig(tmp_path / "f.png")
     _check_png(tmp_path / "f.png")
-    if hasattr(plots, f"{name}_plotly"):
-        pf = getattr(plots, f"{name}_plotly")(run if name == "schedule" else res[name])
-        assert len(pf.data) >= 2 and all(len(t.x) > 0 for t in pf.data if getattr(t, "x", None) is not None)
+    assert len(pf.data) >= 2 and all(len(t.x) > 0 for t in pf.data if getattr(t, "x", None) is not None)
+
+
+def test_text_overlap_check_catches_overlaps():
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.text(0.5, 0.5, "label one")
+    ax.text(0.51, 0.5, "label two")
+    assert text_overlaps(fig) == [("label one", "label two")]
+
+
+def test_schedule_draws_the_lr_of_every_step(tiny_run):
+    run = read_run(tiny_run)
+    fig = plots.schedule_figure(run)
+    line = next(ln for ln in fig.axes[0].lines if ln.get_label() == "SWA branch")
+    captures = int((run.captured & (run.branch == "swa")).sum())
+    assert len(set(np.round(line.get_ydata(), 12))) > captures  # the cycles show, not only the captured points
+    assert fig.axes[1].get_yscale() == "log"
+
+
+def test_planes_have_equal_scales_and_hold_the_swa_branch(results):
+    res = read_results(results)
+    for name in ("plane", "plane_fig1", "pca"):
+        p = res[name]
+        ax = planes.plane_figure(p).axes[0]
+        assert ax.get_aspect() == 1.0
+        swa = p["projected_branch"].astype(str) == "swa"
+        xy = np.concatenate([p["projection_xy"][swa], p["solutions_xy"]])
+        assert (xy[:, 0] >= p["x"][0]).all() and (xy[:, 0] <= p["x"][-1]).all()
+        assert (xy[:, 1] >= p["y"][0]).all() and (xy[:, 1] <= p["y"][-1]).all()
+        pf = planes.plane_plotly(p)
+        assert pf.layout.yaxis.scaleanchor == "x" and pf.layout.yaxis2.scaleanchor == "x2"
+    clipped, out = planes.clip_to_grid(np.array([[0.5, 0.5], [9.0, -9.0]]), np.linspace(0, 1, 3), np.linspace(0, 1, 3))
+    np.testing.assert_array_equal(clipped, [[0.5, 0.5], [1.0, 0.0]])
+    np.testing.assert_array_equal(out, [False, True])
 
 
 def test_divergent_points_are_clipped_and_marked(results, tmp_path):
@@ -51,10 +127,10 @@ def test_divergent_points_are_clipped_and_marked(results, tmp_path):
     p["test_error"][0, 0] = np.nan
     r = res["rays"]
     r["swa"]["train_loss"][0, -1] = np.nan
-    for fig in (plots.plane_figure(p), plots.rays_figure(r)):
+    for fig in (planes.plane_figure(p), plots.rays_figure(r)):
         fig.savefig(tmp_path / "d.png")
         _check_png(tmp_path / "d.png")
-    contours = [t for t in plots.plane_plotly(p).data if t.type in ("contour", "surface")]
+    contours = [t for t in planes.plane_plotly(p).data if t.type in ("contour", "surface")]
     assert len(contours) == 3 and all(np.isfinite(np.asarray(t.z, dtype=float)).all() for t in contours)
     clipped, bad = plots.clip_finite(np.array([1.0, np.inf, 3.0, np.nan]))
     np.testing.assert_array_equal(clipped, [1.0, 3.0, 3.0, 3.0])
@@ -63,13 +139,18 @@ def test_divergent_points_are_clipped_and_marked(results, tmp_path):
 
 def test_report_files(tiny_run, results, tmp_path):
     index = make_figures(tiny_run, results, tmp_path / "rep")
-    names = ("schedule", "plane", "rays", "segment", "fge")
-    for n in names:
+    for n in FIGURES:
         _check_png(tmp_path / "rep" / f"{n}.png")
         assert (tmp_path / "rep" / f"{n}.pdf").stat().st_size > 1000
+        assert (tmp_path / "rep" / f"{n}.html").stat().st_size > 100_000  # interactive, plotly.js embedded
     html = index.read_text()
-    assert "SWA test accuracy" in html and "paper 0.126" in html
+    assert "SWA test accuracy" in html and "The paper's findings on this run" in html
+    positions = [html.index(f'<section id="{n}">') for n in FIGURES]
+    assert positions == sorted(positions) and html.index("Summary") < positions[0]
+    for finding in ("SWA generalises better", "SWA is wider", "SGD lies at the edge", "SWA approximates"):
+        assert finding in html
     assert "<script src=" not in html and 'src="http' not in html  # plotly.js embedded, nothing loaded remotely
+    assert html.count("Plotly.newPlot") >= len(FIGURES) and html.count("plotly.js v") <= 2
     # a run without results still gets its schedule figure
     only = make_figures(tiny_run, None, tmp_path / "only")
     assert "no analysis results yet" in only.read_text()
@@ -87,8 +168,13 @@ def test_report_renders_in_headless_chromium_offline(tiny_run, results, tmp_path
     attrs = dict(a.split("=") for a in body.replace('"', "").split()[1:])
     assert attrs["data-js-errors"] == "0"
     assert attrs["data-network"] == "0"
-    assert attrs["data-images"] == "5"  # every figure's PNG loaded
-    assert int(attrs["data-plotly"]) >= 4  # the interactive figures were drawn by the embedded plotly.js
+    assert attrs["data-images"] == str(len(FIGURES))  # every figure's PNG loaded
+    assert int(attrs["data-plotly"]) >= len(FIGURES)  # the interactive figures were drawn by the embedded plotly.js
+    assert float(attrs["data-contour-fill"]) > 0.95  # each plane's contour fills its plot area
+    shot = tmp_path / "report.png"
+    subprocess.run([*cmd[:-2], "--window-size=1400,2400", f"--screenshot={shot}", index.as_uri()],
+                   capture_output=True, timeout=180)
+    _check_png(shot)
 
 
 def test_figures_cli_and_demo_end_to_end(tmp_path):
@@ -98,10 +184,11 @@ def test_figures_cli_and_demo_end_to_end(tmp_path):
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     assert str(out / "index.html") in r.stdout.splitlines()[-1]
-    for n in ("schedule", "plane", "rays", "segment", "fge"):
+    for n in ("schedule", "plane", "plane_fig1", "rays", "rays_filter", "segment", "fge"):
         _check_png(out / f"{n}.png")
     with h5py.File(out / "run.landscape.h5", "r") as f:
-        assert set(f) == {"rays", "segment", "plane", "fge"}
+        assert set(f) == {"rays", "rays_filter", "segment", "plane", "plane_fig1", "fge"}
+    assert "findings of this run" in r.stdout
     r = subprocess.run([sys.executable, "-m", "swa_landscape", "figures", str(out / "run.h5"), "--out", str(tmp_path / "f")],
                        capture_output=True, text=True)
     assert r.returncode == 0 and (tmp_path / "f" / "plane.png").exists()

@@ -246,3 +246,13 @@ def test_rows_read_only_what_is_asked_and_in_the_order_asked(tiny_run):
         torch.testing.assert_close(t.weights(slice(-3, None)), full[-3:], rtol=0, atol=0)
         torch.testing.assert_close(t.weights([4, 1, 4, 0]), full[[4, 1, 4, 0]], rtol=0, atol=0)
         assert t.weights(slice(5, 2)).shape == (0, full.shape[1])
+
+
+def test_rows_of_a_model_without_buffers(tmp_path):
+    """A network without BN stores zero-width buffer rows; selecting some of them gives [k, 0] (it used to fail)."""
+    run = tmp_path / "mlp.h5"
+    train(tiny_config(model="mlp", model_kwargs={"width": 8}), run, progress=False, log=lambda s: None)
+    with Trajectory(run) as t:
+        assert t.buffer_layout.size == 0
+        assert t.buffers([3, 0, 3]).shape == (3, 0) and t.buffers(slice(1, 4)).shape == (3, 0)
+        assert t.weights([3, 0]).shape == (2, t.param_layout.size)

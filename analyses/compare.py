@@ -1,0 +1,306 @@
+"""The paper's four findings measured over several runs (seeds or configurations), with verdicts.
+
+Reads each run file and its results file (never modifies either) and collects, per run:
+
+* test accuracy of w_SGD and w_SWA and their difference (points);
+* ray widths from both solutions (mean over directions; a direction whose values never cross the
+  margin within the ray counts with the ray's length, a lower bound), for the test-error and the
+  train-loss margin, raw (``/rays``) and filter-normalised (``/rays_filter``) directions;
+* along the segment (t = 0 SWA, t = 1 SGD): where train loss and test error are minimal, and the
+  slopes of the L2-regularised train loss (the paper's Figure 5 quantity; plain cross-entropy for
+  results written before it was stored) just beyond each endpoint, ``(L(1.5) - L(1)) / 0.5`` beyond SGD and
+  ``(L(-0.5) - L(0)) / 0.5`` beyond SWA (linear interpolation on the stored grid);
+* the four FGE numbers of the paper's section 3.5;
+* where ``analyze hessian`` ran: the top Hessian eigenvalue and the trace at both solutions.
+
+Each finding gets a verdict per run and overall, by the criteria in :data:`FINDINGS`.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from landscape.errors import UserError
+from landscape.files import default_results_path
+from swa.trajectory import Trajectory
+
+from .results import ResultsFile
+
+__all__ = ["Finding", "FINDINGS", "Verdict", "Comparison", "run_metrics", "compare", "MIN_ACC_GAIN"]
+
+MIN_ACC_GAIN = 0.5
+"""Finding 1 needs SWA's test accuracy above SGD's by at least this many points on average."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One of the paper's findings and the criterion it is judged by."""
+
+    key: str
+    title: str
+    criterion: str
+
+
+FINDINGS = (
+    Finding("accuracy", "SWA generalises better",
+            f"SWA test accuracy above SGD's on every run, by >= {MIN_ACC_GAIN} points on average"),
+    Finding("width", "SWA is wider",
+            "ray width from SWA above that from SGD on every run, for the test-error and the train-loss margin, "
+            "with raw and with filter-normalised directions"),
+    Finding("segment", "SGD lies at the edge",
+            "on every run, the test-error minimum of the segment lies closer to SWA than to SGD (t < 0.5), and the "
+            "L2-regularised train loss rises more steeply beyond SGD (t 1 -> 1.5) than beyond SWA (t 0 -> -0.5)"),
+    Finding("fge", "SWA approximates the FGE ensemble",
+            "on every run, ||p_SWA - p_FGE|| is below the mean consecutive-proposal gap ||p_i - p_i+1||"),
+)
+"""The paper's findings (sections 3.4-3.5, Figures 4-5) in the order the verdicts are printed."""
+
+_RAYS = (("rays", "raw"), ("rays_filter", "filter-normalised"))
+_LABELS: dict[str, str] = {
+    "sgd_acc": "SGD test accuracy (%)", "swa_acc": "SWA test accuracy (%)", "acc_diff": "SWA - SGD accuracy (points)",
+    **{f"{g}_{o}_width_{m}": f"width from {o.upper()}, {what} margin, {kind}"
+       for g, kind in _RAYS for m, what in (("error", "test-error"), ("loss", "train-loss")) for o in ("swa", "sgd")},
+    "seg_t_min_test_error": "segment: t of minimal test error", "seg_t_min_train_loss": "segment: t of minimal train loss",
+    "seg_slope_beyond_sgd": "segment: L2-reg. train-loss slope beyond SGD (t 1 -> 1.5)",
+    "seg_slope_beyond_swa": "segment: L2-reg. train-loss slope beyond SWA (t 0 -> -0.5)",
+    "fge_prob_diff_consecutive": "FGE: mean ||p_i - p_i+1||", "fge_prob_diff_swa_ensemble": "FGE: ||p_SWA - p_FGE||",
+    "fge_agree_consecutive": "FGE: label agreement consecutive (%)",
+    "fge_agree_swa_ensemble": "FGE: label agreement SWA vs FGE (%)",
+    **{f"hessian_{o}_{q}": f"Hessian at {o.upper()}: {what}" for o in ("swa", "sgd")
+       for q, what in (("top_eigenvalue", "top eigenvalue"), ("trace", "trace (Hutchinson)"))},
+}
+"""Every quantity a comparison can hold, in table order, with its label."""
+
+
+def _ray_width(g) -> dict[str, float]:
+    """Mean width over directions, a direction that never crosses counted at the ray's end (a lower bound)."""
+    end = float(g["t"][-1])
+    return {m: float(np.mean(np.where(np.isfinite(w := g[f"width_{m}"][:]), w, end))) for m in ("error", "loss")}
+
+
+def run_metrics(run: str | os.PathLike, results: str | os.PathLike | None = None) -> tuple[dict[str, float], dict]:
+    """The quantities of one run (``NaN`` where an analysis has not been run) and its ray settings.
+
+    Args:
+        run: Run file (read-only).
+        results: Its results file (default ``RUN.landscape.h5``); must belong to this run.
+
+    Returns:
+        ``(values, rays)``: values by key of :data:`_LABELS`; rays maps each ray group present to
+        ``(directions seed, number of directions, parameter count)``, to check comparability.
+    """
+    v = dict.fromkeys(_LABELS, np.nan)
+    rays: dict[str, tuple] = {}
+    with Trajectory(run) as t:
+        for name in ("sgd", "swa"):
+            if not t.has_solution(name):
+                raise UserError(f"{run} has no {name.upper()} solution yet (training unfinished)")
+            v[f"{name}_acc"] = 100 * t.solution_scalar(name, "test_acc")
+        v["acc_diff"] = v["swa_acc"] - v["sgd_acc"]
+        results = Path(results) if results else default_results_path(t.path)
+        if not results.exists():
+            return v, rays
+        with ResultsFile(results, t).read() as f:
+            for g, _ in _RAYS:
+                for o in ("swa", "sgd"):
+                    if f"{g}/{o}/width_error" in f:
+                        for m, w in _ray_width(f[f"{g}/{o}"]).items():
+                            v[f"{g}_{o}_width_{m}"] = w
+                if f"{g}/swa/directions_seed" in f:
+                    rays[g] = (int(f[f"{g}/swa/directions_seed"][()]), f[f"{g}/swa/width_error"].shape[0],
+                               t.param_layout.size)
+            if "segment/t_min_test_error" in f:
+                s = f["segment"]
+                ts = s["t"][:]
+                loss = s["train_loss_l2" if "train_loss_l2" in s else "train_loss"][:]  # the paper's Figure 5 loss
+                v["seg_t_min_test_error"] = float(s["t_min_test_error"][()])
+                v["seg_t_min_train_loss"] = float(s["t_min_train_loss"][()])
+                if ts[0] <= -0.5 and ts[-1] >= 1.5:
+                    at = lambda x: float(np.interp(x, ts, loss))  # noqa: E731
+                    v["seg_slope_beyond_sgd"] = (at(1.5) - at(1.0)) / 0.5
+                    v["seg_slope_beyond_swa"] = (at(-0.5) - at(0.0)) / 0.5
+            if "fge/prob_diff_swa_ensemble" in f:
+                g = f["fge"]
+                v["fge_prob_diff_consecutive"] = float(np.mean(g["prob_diff_consecutive"][:]))
+                v["fge_prob_diff_swa_ensemble"] = float(g["prob_diff_swa_ensemble"][()])
+                v["fge_agree_consecutive"] = 100 * float(np.mean(g["agree_consecutive"][:]))
+                v["fge_agree_swa_ensemble"] = 100 * float(g["agree_swa_ensemble"][()])
+            for o in ("swa", "sgd"):
+                if f"hessian/{o}/eigenvalues" in f:
+                    v[f"hessian_{o}_top_eigenvalue"] = float(f[f"hessian/{o}/eigenvalues"][0])
+                    v[f"hessian_{o}_trace"] = float(f[f"hessian/{o}/trace"][()])
+    return v, rays
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A finding judged over the runs.
+
+    Attributes:
+        finding: What is judged.
+        per_run: Per run: True (holds), False (does not) or None (not measured: an analysis is missing).
+        holds: Overall: every run holds (and, for accuracy, the mean gain is large enough).
+        margin: The numbers behind the verdict, in words.
+    """
+
+    finding: Finding
+    per_run: tuple[bool | None, ...]
+    holds: bool
+    margin: str
+
+    @property
+    def word(self) -> str:
+        if any(r is None for r in self.per_run):
+            return "not measured"
+        return "holds" if self.holds else "does not hold"
+
+
+def _per_run(ok: np.ndarray, measured: np.ndarray) -> tuple[bool | None, ...]:
+    return tuple(bool(o) if m else None for o, m in zip(ok, measured))
+
+
+def _judge(v: dict[str, np.ndarray]) -> list[Verdict]:
+    """The four verdicts from the per-run values ``v[key] [R]``."""
+    out = []
+    diff = v["acc_diff"]
+    per = _per_run(diff > 0, np.isfinite(diff))
+    out.append(Verdict(FINDINGS[0], per, all(per) and float(np.mean(diff)) >= MIN_ACC_GAIN,
+                       f"mean {np.mean(diff):+.2f} points, smallest {np.min(diff):+.2f}"))
+    # width: SWA/SGD ratios of the eight widths; every one above 1 on every run
+    ratios = np.stack([v[f"{g}_swa_width_{m}"] / v[f"{g}_sgd_width_{m}"] for g, _ in _RAYS for m in ("error", "loss")])
+    measured = np.isfinite(ratios).all(0)
+    per = _per_run((ratios > 1).all(0), measured)
+    names = [f"{kind} {m}" for _, kind in _RAYS for m in ("test error", "train loss")]
+    fin = np.where(np.isfinite(ratios), ratios, np.inf)
+    worst = int(np.argmin(fin.min(1)))
+    margin = ("smallest width ratio SWA/SGD " + f"{fin.min():.3f} ({names[worst]}); mean ratios " +
+              ", ".join(f"{n} {np.nanmean(r):.3f}" for n, r in zip(names, ratios))) if np.isfinite(fin.min()) \
+        else "rays not measured (run rays with and without --filter-normalize)"
+    out.append(Verdict(FINDINGS[1], per, all(per), margin))
+    t_err, up_sgd, up_swa = v["seg_t_min_test_error"], v["seg_slope_beyond_sgd"], v["seg_slope_beyond_swa"]
+    per = _per_run((t_err < 0.5) & (up_sgd > up_swa), np.isfinite(t_err) & np.isfinite(up_sgd) & np.isfinite(up_swa))
+    out.append(Verdict(FINDINGS[2], per, all(per),
+                       f"largest t of minimal test error {np.max(t_err):.3g}; slope beyond SGD minus beyond SWA: "
+                       f"smallest {np.min(up_sgd - up_swa):+.3g} (mean {np.mean(up_sgd) :.3g} vs {np.mean(up_swa):.3g})"))
+    gap, cons = v["fge_prob_diff_swa_ensemble"], v["fge_prob_diff_consecutive"]
+    per = _per_run(gap < cons, np.isfinite(gap) & np.isfinite(cons))
+    out.append(Verdict(FINDINGS[3], per, all(per), f"largest ratio gap/consecutive {np.max(gap / cons):.3f}"))
+    return out
+
+
+@dataclass
+class Comparison:
+    """The quantities and verdicts of several runs.
+
+    Attributes:
+        runs: Run files ``[R]``.
+        results: Their results files ``[R]``.
+        values: Quantity key to per-run values ``[R]`` (NaN: not measured).
+        verdicts: One per finding, in the order of :data:`FINDINGS`.
+        notes: Warnings about comparability (e.g. rays with different direction seeds).
+    """
+
+    runs: list[str]
+    results: list[str]
+    values: dict[str, np.ndarray]
+    verdicts: list[Verdict]
+    notes: list[str] = field(default_factory=list)
+
+    def stat(self, key: str) -> tuple[float, float]:
+        """Mean and standard deviation (ddof 1; 0 for one run) over the runs of a quantity."""
+        x = self.values[key]
+        return float(np.mean(x)), float(np.std(x, ddof=1)) if len(x) > 1 else 0.0
+
+    def verdict(self, key: str) -> Verdict:
+        return next(v for v in self.verdicts if v.finding.key == key)
+
+    @property
+    def all_hold(self) -> bool:
+        return all(v.holds for v in self.verdicts)
+
+    def rows(self) -> list[tuple[str, str, list[str]]]:
+        """Measured quantities as ``(label, "mean +- std", per-run values)``, in table order."""
+        out = []
+        for key, label in _LABELS.items():
+            x = self.values[key]
+            if not np.isfinite(x).any():
+                continue
+            m, s = self.stat(key)
+            out.append((label, f"{m:.4g} ± {s:.2g}", [f"{a:.4g}" for a in x]))
+        return out
+
+    def format_table(self) -> str:
+        """The terminal table: quantities with mean +- std and per-run values, then the verdicts."""
+        rows = self.rows()
+        heads = [f"run {i + 1}" for i in range(len(self.runs))]
+        w0 = max(len(r[0]) for r in rows) if rows else 10
+        w1 = max([len(r[1]) for r in rows] + [len("mean ± std")])
+        lines = [f"{len(self.runs)} runs: " + ", ".join(f"run {i + 1} = {r}" for i, r in enumerate(self.runs)),
+                 f"{'quantity':<{w0}}  {'mean ± std':>{w1}}  " + "  ".join(f"{h:>9}" for h in heads)]
+        lines += [f"{a:<{w0}}  {b:>{w1}}  " + "  ".join(f"{c:>9}" for c in cs) for a, b, cs in rows]
+        lines.append("findings (criterion; verdict per run; margins):")
+        for v in self.verdicts:
+            per = " ".join({True: "yes", False: "no", None: "-"}[p] for p in v.per_run)
+            lines.append(f"  {v.finding.title}: {v.word.upper()}  [{per}]\n    criterion: {v.finding.criterion}\n"
+                         f"    {v.margin}")
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def format_markdown(self) -> str:
+        """The table and verdicts as Markdown (the README's findings section is this, generated)."""
+        heads = " | ".join(f"run {i + 1}" for i in range(len(self.runs)))
+        lines = [f"| quantity | mean ± std | {heads} |", "|---|---|" + "---|" * len(self.runs)]
+        lines += [f"| {a} | {b} | " + " | ".join(cs) + " |" for a, b, cs in self.rows()]
+        lines += ["", "| finding | verdict | per run | criterion | margins |", "|---|---|---|---|---|"]
+        for v in self.verdicts:
+            per = " ".join({True: "yes", False: "no", None: "–"}[p] for p in v.per_run)
+            lines.append(f"| {v.finding.title} | **{v.word}** | {per} | {v.finding.criterion} | {v.margin} |")
+        lines += [f"\nnote: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def write_csv(self, path: str | os.PathLike) -> Path:
+        """One row per quantity (key, label, mean, std, per-run values), then one per finding's verdict."""
+        path = Path(path)
+        with open(path, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["quantity", "label", "mean", "std", *self.runs])
+            for key, label in _LABELS.items():
+                if np.isfinite(self.values[key]).any():
+                    w.writerow([key, label, *self.stat(key), *self.values[key]])
+            for v in self.verdicts:
+                w.writerow([f"finding_{v.finding.key}", v.finding.criterion, v.word, v.margin,
+                            *({True: "holds", False: "does not hold", None: "not measured"}[p] for p in v.per_run)])
+        return path
+
+
+def compare(runs: Sequence[str | os.PathLike | tuple[str | os.PathLike, str | os.PathLike]]) -> Comparison:
+    """Collect and judge several runs.
+
+    Args:
+        runs: Run files (results next to them, ``RUN.landscape.h5``) or ``(run, results)`` pairs.
+
+    Raises:
+        UserError: No runs, a missing or unfinished run, or results of another run.
+    """
+    if not runs:
+        raise UserError("compare needs at least one run")
+    pairs = [r if isinstance(r, tuple) else (r, None) for r in runs]
+    per, notes, seen = [], [], {}
+    for run, res in pairs:
+        v, rays = run_metrics(run, res)
+        per.append(v)
+        for g, setting in rays.items():
+            seen.setdefault(g, set()).add(setting)
+    for g, settings in seen.items():
+        if len({s[2] for s in settings}) == 1 and len(settings) > 1:
+            notes.append(f"{g}: runs used different direction seeds or counts {sorted(settings)}; widths are "
+                         "comparable as numbers, but not along the same directions")
+    values = {k: np.array([p[k] for p in per], dtype=float) for k in _LABELS}
+    results = [str(res or default_results_path(run)) for run, res in pairs]
+    return Comparison([str(r) for r, _ in pairs], results, values, _judge(values), notes)

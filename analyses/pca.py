@@ -1,0 +1,105 @@
+"""The trajectory's own principal plane: the first two principal components of its snapshots.
+
+The snapshots ``W [n, P]`` (the SWA branch by default, or the whole trajectory) are centred at their
+mean ``m``; the plane is ``m + span(v_1, v_2)`` with v_1, v_2 the top right-singular vectors of
+``W - m`` (orthonormal), and the explained variance ratio of component i is ``s_i^2 / sum_j s_j^2``.
+Plane coordinates are parameter-space L2 distances from the mean. Every snapshot and both solutions
+are projected onto the plane with their distance from it, as in :mod:`analyses.plane`, and the
+losses are evaluated through the engine on a grid covering the chosen snapshots and both solutions.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from landscape.engine import BNMode, EngineConfig
+from landscape.errors import UserError
+from landscape.points import PointSet
+
+from .common import RunContext, analysis, check_bn_mode
+from .distributed import ShardedResults
+from .plane import evaluate_plane, grid_around, trajectory_projections
+
+__all__ = ["PCAConfig", "principal_plane", "pca", "describe", "UNSUPPORTED_BN_MODES"]
+
+UNSUPPORTED_BN_MODES = {BNMode.INTERPOLATE: "the PCA plane has no anchors whose statistics could be interpolated "
+                                            "(use recompute, or stored: the snapshots' mean statistics)"}
+"""BN modes the PCA plane cannot honour, with the reason."""
+
+
+@dataclass(frozen=True)
+class PCAConfig:
+    """Settings of the PCA plane.
+
+    Attributes:
+        snapshots: ``"swa"`` (the SWA branch's snapshots) or ``"all"`` (the whole trajectory).
+        grid: Grid points along the two components.
+        margin: Margin around the snapshots and both solutions, as a fraction of their larger extent.
+    """
+
+    snapshots: str = "swa"
+    grid: tuple[int, int] = (21, 21)
+    margin: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.snapshots not in ("swa", "all"):
+            raise UserError(f"pca snapshots must be 'swa' or 'all', got {self.snapshots!r}")
+        if min(self.grid) < 2 or self.margin < 0:
+            raise UserError("the pca grid needs at least 2 points per axis and a non-negative margin")
+
+
+def principal_plane(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """Mean ``[P]``, the top two principal directions ``[2, P]`` and every component's explained variance ratio.
+
+    Args:
+        w: Snapshots ``[n, P]`` (n >= 3).
+    """
+    w = w.double()
+    mean = w.mean(0)
+    _, s, vh = torch.linalg.svd(w - mean, full_matrices=False)
+    var = (s ** 2).numpy()
+    return mean, vh[:2].contiguous(), var / var.sum()
+
+
+def pca(run: str | os.PathLike, out: str | os.PathLike | None = None, config: PCAConfig | None = None,
+        engine_config: EngineConfig | None = None, progress: bool = True) -> dict:
+    """Evaluate the PCA plane of the snapshots; writes ``/pca`` into the results file (resumable).
+
+    BN modes: ``recompute`` at every grid point; ``stored``: the mean of the chosen snapshots' statistics.
+    """
+    config = config or PCAConfig()
+    check_bn_mode("pca", engine_config, UNSUPPORTED_BN_MODES)
+    with analysis(run, out, engine_config) as (ctx, results):
+        return _run(ctx, results, config, progress)
+
+
+def _run(ctx: RunContext, results: ShardedResults, config: PCAConfig, progress: bool) -> dict:
+    t = ctx.traj
+    idx = np.flatnonzero(t.meta("branch") == "swa") if config.snapshots == "swa" else np.arange(t.n)
+    if idx.size < 3:
+        raise UserError(f"pca needs at least three snapshots ({config.snapshots}); {t.path} has {idx.size}")
+    mean, basis, ratio = principal_plane(t.weights(idx))
+    b_mean = t.buffers(idx).double().mean(0)
+    proj = trajectory_projections(t, mean, basis)
+    chosen = proj["projection_xy"][idx]
+    xs, ys = grid_around(np.concatenate([chosen, proj["solutions_xy"]]), config.grid, config.margin)
+    summary = evaluate_plane(ctx, results, "pca", lambda c: PointSet.affine(mean, basis, c, b_mean), xs, ys,
+                             asdict(config), {**proj, "explained_variance_ratio": ratio, "snapshot_indices": idx,
+                                              "anchor_xy": np.zeros((1, 2))}, progress)
+    summary["solutions"] = [s.decode() for s in summary["solutions"]]
+    return summary
+
+
+def describe(s: dict) -> str:
+    r = s["explained_variance_ratio"]
+    sol = ", ".join(f"{n.upper()} at ({xy[0]:.3g}, {xy[1]:.3g}) {o:.3g} off the plane"
+                    for n, xy, o in zip(s["solutions"], s["solutions_xy"], s["solutions_off_plane"]))
+    own = s["off_plane"][s["snapshot_indices"]]
+    return (f"pca plane of {len(s['snapshot_indices'])} snapshots: components explain {100 * r[0]:.1f}% and "
+            f"{100 * r[1]:.1f}% of their variance; {len(s['x'])}x{len(s['y'])} grid ({s['computed']} points computed "
+            f"now), test error {np.nanmin(s['test_error']):.4f}..{np.nanmax(s['test_error']):.4f}; the snapshots lie "
+            f"up to {own.max():.3g} off the plane\n  {sol}")
