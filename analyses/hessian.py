@@ -111,7 +111,7 @@ def hessian_operator(ctx: RunContext, name: str, vectors: int = 10) -> tuple[Hes
     w = pts.chunk(0, 1, dtype=torch.float64)[0]
     x, y = ctx.splits["train"]
     eng = ctx.engine
-    op = HessianOperator(eng._template, w, res.buffers[0], x, y, eng.device, eng.dtype, eng.config.memory_budget,
+    op = HessianOperator(eng.template, w, res.buffers[0], x, y, eng.device, eng.dtype, eng.config.memory_budget,
                          eng.act_bytes, vectors)
     return op, float(res.loss["train"][0])
 

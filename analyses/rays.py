@@ -246,7 +246,7 @@ def _run(ctx: RunContext, results: ShardedResults, config: RaysConfig, progress:
         results.write(group, {"width_error": we, "width_loss": wl, "resolution_error": se, "resolution_loss": sl},
                       {"margin_error": config.margin_error, "margin_loss": config.margin_loss,
                        "filter_normalized": config.filter_normalize})
-        summary[name] = {"width_error": we, "width_loss": wl, "resolution_error": se, "resolution_loss": sl, "t": t,
+        summary[name] = {"kind": group_name(config), "width_error": we, "width_loss": wl, "resolution_error": se, "resolution_loss": sl, "t": t,
                          "test_error0": float(err[0, 0]),
                          "train_loss0": float(loss[0, 0])}
     return summary
@@ -275,7 +275,8 @@ def _evaluate_rays(ctx: RunContext, results: ShardedResults, group: str, points:
 
 
 def describe(summary: dict) -> str:
-    lines = [f"rays: {len(summary['swa']['t'])} distances up to {summary['swa']['t'][-1]:.3g}"]
+    kind = {"rays": "random ", "rays_filter": "filter-normalised ", "rays_hessian": "Hessian eigen-"}[summary["swa"]["kind"]]
+    lines = [f"rays ({kind}directions): {len(summary['swa']['t'])} distances up to {summary['swa']['t'][-1]:.3g}"]
     for name in ("swa", "sgd"):
         s = summary[name]
         fe = s["width_error"][np.isfinite(s["width_error"])]

@@ -101,7 +101,7 @@ def main() -> None:
         est = hutchinson_trace(op, 100)
         ours = time.perf_counter() - t0
         bufs = [b.reshape(-1).float() for b in op.buffers.values()]
-        model = load_point(ctx.engine._template, op.w, torch.cat(bufs) if bufs else None)
+        model = load_point(ctx.engine.template, op.w, torch.cat(bufs) if bufs else None)
         model.eval()
         x, y = ctx.splits["train"]
         t0 = time.perf_counter()

@@ -108,6 +108,11 @@ class Engine:
 
     # --- public --------------------------------------------------------------------------------
     @property
+    def template(self) -> nn.Module:
+        """The network the engine was built on (not modified; copy it before changing it)."""
+        return self._template
+
+    @property
     def strategy(self) -> Strategy | None:
         """The strategy of the last evaluation's plan (None before the first)."""
         return None if self._report is None else self._report.choice.strategy

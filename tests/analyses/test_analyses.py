@@ -270,7 +270,7 @@ def test_cli_analyze_all(tiny_run, tmp_path):
                         "--directions", "2", "--ray-steps", "3", "--t-max", "1", "--segment-steps", "3",
                         "--grid", "3", "3", "--no-progress"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    for word in ("rays:", "segment:", "plane through", "fge:", "results:"):
+    for word in ("rays (random directions):", "segment:", "plane through", "fge:", "results:"):
         assert word in r.stdout
     assert _sha(tiny_run) == before
     with h5py.File(out, "r") as f, Trajectory(tiny_run) as t:
