@@ -14,7 +14,7 @@ from .common import default_engine_config
 from .distributed import init_from_env, rank, world
 from .fge import UNSUPPORTED_BN_MODES as FGE_BN
 from .hessian import UNSUPPORTED_BN_MODES as HESSIAN_BN
-from .hessian import HessianConfig, hessian
+from .hessian import EigenPlaneConfig, HessianConfig, describe_eigen_plane, eigen_plane, hessian
 from .hessian import describe as describe_hessian
 from .pca import UNSUPPORTED_BN_MODES as PCA_BN
 from .pca import PCAConfig, pca
@@ -68,7 +68,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r = p.add_argument_group("rays")
     r.add_argument("--directions", type=_directions, default=10,
                    help="number of random directions (default: 10), or 'hessian': the top Hessian eigenvectors of "
-                        "each solution (run the hessian analysis first)")
+                        "each solution (run the hessian analysis first); with plane: the plane of each solution's "
+                        "top two eigenvectors, over +-T_MAX (default: the SGD-SWA distance)")
     r.add_argument("--ray-steps", type=int, default=30, help="distances per ray, including 0 (default: 30)")
     r.add_argument("--t-max", type=float, help="largest ray distance (default: searched)")
     r.add_argument("--seed", type=int, default=0, help="seed of the ray directions")
@@ -135,6 +136,8 @@ def _run_one(name: str, args: argparse.Namespace, t: Trajectory, out: str, eng: 
     if name == "segment":
         cfg = SegmentConfig(args.t_range[0], args.t_range[1], args.segment_steps)
         return describe_segment(segment(t, out, cfg, eng, progress))
+    if name == "plane" and args.directions == "hessian":
+        return describe_eigen_plane(eigen_plane(t, out, EigenPlaneConfig(tuple(args.grid), args.t_max), eng, progress))
     if name in ("plane", "plane_fig1"):
         anchors = ("paper-fig1",) if name == "plane_fig1" else anchors
         return describe_plane(plane(t, out, PlaneConfig(anchors, tuple(args.grid), args.margin), eng, progress))

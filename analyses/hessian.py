@@ -17,6 +17,7 @@ already there with the same settings); under torchrun the points are shared out 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -27,14 +28,16 @@ import numpy as np
 import torch
 
 from landscape.curvature import HessianOperator, hutchinson_trace, top_eigen
-from landscape.engine import EngineConfig
+from landscape.engine import BNMode, EngineConfig
 from landscape.errors import UserError
 from landscape.points import PointSet, affine_buffers
 
-from .common import RunContext, analysis
+from .common import RunContext, analysis, check_bn_mode
 from .distributed import ShardedResults, rank, world
+from .plane import evaluate_plane, trajectory_projections
 
-__all__ = ["HessianConfig", "hessian", "hessian_operator", "describe", "UNSUPPORTED_BN_MODES"]
+__all__ = ["HessianConfig", "hessian", "hessian_operator", "stored_eigenvectors", "EigenPlaneConfig", "eigen_plane",
+           "describe", "UNSUPPORTED_BN_MODES", "EIGEN_PLANE_UNSUPPORTED_BN_MODES"]
 
 UNSUPPORTED_BN_MODES: dict = {}
 """BN modes this analysis cannot honour: none (segment points interpolate like the segment analysis)."""
@@ -175,6 +178,78 @@ def _run(ctx: RunContext, results: ShardedResults, config: HessianConfig, progre
     return {n: summary[n] for n in config.points}
 
 
+def stored_eigenvectors(results: ShardedResults, name: str) -> torch.Tensor:
+    """The unit eigenvectors ``[k, P]`` (float64) that ``analyze hessian`` stored at point ``name``.
+
+    Raises:
+        UserError: The results file holds none there.
+    """
+    key = f"hessian/{name}/eigenvectors"
+    with (results.read() if results.path.exists() else nullcontext()) as f:
+        if f is None or key not in f:
+            raise UserError(f"directions along Hessian eigenvectors need the eigenvectors at {name.upper()}: run "
+                            f"'swa-landscape analyze RUN hessian' first (into {results.path})")
+        d = torch.from_numpy(f[key][:]).double()
+    return d / d.norm(dim=1, keepdim=True)
+
+
+@dataclass(frozen=True)
+class EigenPlaneConfig:
+    """Settings of the planes spanned by each solution's top two Hessian eigenvectors.
+
+    Attributes:
+        grid: Grid points along the first and second eigenvector.
+        extent: The grid spans [-extent, extent] on both axes (parameter-space L2); None: ||w_SGD - w_SWA||,
+            the same for both solutions so their planes compare.
+    """
+
+    grid: tuple[int, int] = (21, 21)
+    extent: float | None = None
+
+    def __post_init__(self) -> None:
+        if min(self.grid) < 2 or (self.extent is not None and self.extent <= 0):
+            raise UserError("the eigen-direction plane needs at least 2 grid points per axis and a positive extent")
+
+
+EIGEN_PLANE_UNSUPPORTED_BN_MODES = {BNMode.INTERPOLATE: "a plane through one solution has one anchor, so there is "
+                                                        "nothing to interpolate toward (use recompute or stored)"}
+
+
+def eigen_plane(run: str | os.PathLike, out: str | os.PathLike | None = None, config: EigenPlaneConfig | None = None,
+                engine_config: EngineConfig | None = None, progress: bool = True) -> dict:
+    """At w_SWA and w_SGD, the plane ``w + x v_1 + y v_2`` of the point's top two Hessian eigenvectors.
+
+    Writes ``/plane_hessian_swa`` and ``/plane_hessian_sgd`` (the same groups as the other planes: grid,
+    values, every snapshot projected). BN: ``recompute`` at every grid point, ``stored``: the solution's.
+
+    Returns:
+        ``{origin: plane summary}``.
+    """
+    config = config or EigenPlaneConfig()
+    check_bn_mode("the eigen-direction plane", engine_config, EIGEN_PLANE_UNSUPPORTED_BN_MODES)
+    with analysis(run, out, engine_config) as (ctx, results):
+        t = ctx.traj
+        (w_swa, _), (w_sgd, _) = t.solution("swa"), t.solution("sgd")
+        extent = config.extent or float((w_sgd.double() - w_swa.double()).norm())
+        axis = np.linspace(-extent, extent, config.grid[0]), np.linspace(-extent, extent, config.grid[1])
+        out_ = {}
+        for name in ("swa", "sgd"):
+            vecs = stored_eigenvectors(results, name)
+            if len(vecs) < 2:
+                raise UserError(f"the eigen-direction plane needs two eigenvectors at {name.upper()} (--top-k >= 2)")
+            basis = torch.linalg.qr(vecs[:2].T)[0].T  # orthonormal to float64 precision (stored vectors are f4)
+            basis = (basis * torch.sign((basis * vecs[:2]).sum(1, keepdim=True))).contiguous()  # QR's signs undone
+            w, b = t.solution(name)
+            w = w.double()
+            cfg = {**asdict(config), "extent": extent, "origin": name,
+                   "directions_sha1": hashlib.sha1(vecs[:2].numpy().tobytes()).hexdigest()}
+            out_[name] = evaluate_plane(ctx, results, f"plane_hessian_{name}",
+                                        lambda c: PointSet.affine(w, basis, c, b), *axis, cfg,
+                                        {**trajectory_projections(t, w, basis), "anchor_xy": np.zeros((1, 2))},
+                                        progress)
+        return out_
+
+
 def describe(summary: dict) -> str:
     lines = ["hessian of the training loss (BN eval, the point's statistics):"]
     for name, s in summary.items():
@@ -185,4 +260,13 @@ def describe(summary: dict) -> str:
             parts.append(f"trace {float(s['trace']):.4g} +- {float(s['trace_se']):.2g} (Hutchinson, 1 SE)")
         parts.append(f"{int(s['hvps'])} Hessian-vector products in {float(s['seconds']):.1f} s")
         lines.append("; ".join(parts))
+    return "\n".join(lines)
+
+
+def describe_eigen_plane(summary: dict) -> str:
+    lines = []
+    for name, s in summary.items():
+        lines.append(f"plane of the top two Hessian eigenvectors at {name.upper()}: {len(s['x'])}x{len(s['y'])} grid "
+                     f"over +-{s['x'][-1]:.3g} ({s['computed']} points computed now); test error "
+                     f"{np.nanmin(s['test_error']):.4f}..{np.nanmax(s['test_error']):.4f}")
     return "\n".join(lines)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -23,6 +22,7 @@ from landscape.points import PointSet
 
 from .common import VALUES, RunContext, analysis, check_bn_mode, evaluate_missing
 from .distributed import ShardedResults, barrier
+from .hessian import stored_eigenvectors
 
 __all__ = ["RaysConfig", "random_directions", "filter_normalize", "first_crossing", "group_name", "rays"]
 
@@ -183,17 +183,6 @@ def group_name(config: RaysConfig) -> str:
     return "rays_hessian" if config.hessian else "rays_filter" if config.filter_normalize else "rays"
 
 
-def _hessian_directions(results: ShardedResults, name: str) -> torch.Tensor:
-    """The unit eigenvectors ``[k, P]`` stored by ``analyze hessian`` at solution ``name``."""
-    key = f"hessian/{name}/eigenvectors"
-    with (results.read() if results.path.exists() else nullcontext()) as f:
-        if f is None or key not in f:
-            raise UserError(f"rays along Hessian eigenvectors need the eigenvectors at {name.upper()}: run "
-                            f"'swa-landscape analyze RUN hessian' first (into {results.path})")
-        d = torch.from_numpy(f[key][:]).double()
-    return d / d.norm(dim=1, keepdim=True)
-
-
 def rays(run: str | os.PathLike, out: str | os.PathLike | None = None, config: RaysConfig | None = None,
          engine_config: EngineConfig | None = None, progress: bool = True) -> dict:
     """Rays from both solutions; writes ``/rays/{swa,sgd}`` (``/rays_filter/...`` when filter-normalised).
@@ -214,7 +203,7 @@ def _run(ctx: RunContext, results: ShardedResults, config: RaysConfig, progress:
     w_sgd, b_sgd = ctx.traj.solution("sgd")
     layout = ctx.traj.param_layout
     if config.hessian:
-        used = {name: _hessian_directions(results, name).float() for name in ("swa", "sgd")}
+        used = {name: stored_eigenvectors(results, name).float() for name in ("swa", "sgd")}
     else:
         base_dirs = random_directions(config.directions, layout.size, config.seed)
         used = {name: filter_normalize(base_dirs, w, layout) if config.filter_normalize else base_dirs

@@ -43,10 +43,10 @@ def compact(v: float) -> str:
 
 
 def compact_ticks(ax) -> None:
-    """Short labels on both ticks of a log-scaled y axis (matplotlib writes minor ones as ``8.6 x 10^1``)."""
-    fmt = matplotlib.ticker.FuncFormatter(lambda v, _: compact(v))
-    ax.yaxis.set_major_formatter(fmt)
-    ax.yaxis.set_minor_formatter(fmt)
+    """Plain short labels on a log-scaled y axis (not ``8.6 x 10^1``); minor ticks labelled only where the axis
+    spans little more than a decade, so labels never crowd (matplotlib's ``LogFormatter`` rules)."""
+    ax.yaxis.set_major_formatter(matplotlib.ticker.LogFormatter(labelOnlyBase=False))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.LogFormatter(labelOnlyBase=False, minor_thresholds=(1.2, 0.5)))
 
 
 def log_levels(z: np.ndarray, n: int = 12) -> np.ndarray:

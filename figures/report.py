@@ -124,6 +124,13 @@ def _sections(r, res: dict) -> list[tuple[str, str, str, object]]:
             "Beside the paper: curvature without random directions. A flatter solution has smaller top eigenvalues "
             "and a smaller trace (error bars: one standard error of Hutchinson's estimate).",
             lambda: (spectrum.hessian_figure(res["hessian"]), spectrum.hessian_plotly(res["hessian"])))
+    for name in ("swa", "sgd"):
+        g = f"plane_hessian_{name}"
+        if g in res:
+            add(g, f"The plane of the top two Hessian eigenvectors at {name.upper()}",
+                "Beside the paper: the loss along the sharpest directions, over the same extent at both solutions. "
+                "Compare how far the low-loss region reaches here and in the other solution's plane.",
+                lambda g=g: (planes.plane_figure(res[g]), planes.plane_plotly(res[g])))
     if "pca" in res:
         ratio = res["pca"]["explained_variance_ratio"]
         add("pca", f"The SWA branch's principal plane ({100 * ratio[0]:.1f}% + {100 * ratio[1]:.1f}% of the variance)",

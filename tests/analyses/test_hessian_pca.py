@@ -11,6 +11,7 @@ from torch.func import functional_call
 from torch.optim.swa_utils import update_bn
 
 from analyses import HessianConfig, PCAConfig, RaysConfig, hessian, pca, rays
+from analyses.hessian import EigenPlaneConfig, eigen_plane
 from landscape.engine import EngineConfig
 from landscape.errors import UserError
 from landscape.layout import buffer_layout, flatten, param_layout, unflatten
@@ -100,6 +101,20 @@ def test_rays_along_hessian_eigenvectors(small_run, tmp_path):
             w = t.solution(origin)[0].double() + 0.6 * v / v.norm()  # direction 1 at t = 0.6
             _, loss_here = _dense_hessian(small_run, w)
             assert g["train_loss"][1, 2] == pytest.approx(loss_here, rel=1e-9)
+    planes = eigen_plane(small_run, res, EigenPlaneConfig(grid=(3, 5), extent=0.7), ENG, progress=False)
+    with h5py.File(res, "r") as f, Trajectory(small_run) as t:
+        for origin in ("swa", "sgd"):
+            g = f[f"plane_hessian_{origin}"]
+            np.testing.assert_allclose(g["x"][:], [-0.7, 0.0, 0.7])
+            v = torch.from_numpy(f[f"hessian/{origin}/eigenvectors"][:2]).double()
+            v = v / v.norm(dim=1, keepdim=True)
+            w = t.solution(origin)[0].double() + g["x"][2] * v[0] + g["y"][1] * v[1]
+            _, loss_here = _dense_hessian(small_run, w)  # the grid point (0.7, -0.35) by hand
+            assert g["train_loss"][2, 1] == pytest.approx(loss_here, rel=1e-6)
+            i = list(g["solutions"][:].astype(str)).index(origin)
+            np.testing.assert_allclose(g["solutions_xy"][i], [0, 0], atol=1e-9)  # the plane passes through it
+            assert g["solutions_off_plane"][i] < 1e-9
+        assert planes["swa"]["computed"] == 15
 
 
 def test_pca_plane_matches_the_svd(small_run, tmp_path):

@@ -4,13 +4,14 @@ import sys
 
 import h5py
 import matplotlib.image as mpimg
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
-
 from matplotlib.text import Text
 
 from analyses import (FGEConfig, HessianConfig, PCAConfig, PlaneConfig, RaysConfig, SegmentConfig, fge, hessian, pca,
                       plane, rays, segment)
+from analyses.hessian import EigenPlaneConfig, eigen_plane
 from figures import planes, plots, spectrum
 from figures.data import read_results, read_run
 from figures.report import make_figures
@@ -29,17 +30,19 @@ def results(tiny_run, tmp_path_factory):
     plane(tiny_run, out, PlaneConfig(("paper-fig1",), grid=(5, 4)), ENG, progress=False)
     fge(tiny_run, out, FGEConfig(scales=(1.0, 0.5)), ENG, progress=False)
     hessian(tiny_run, out, HessianConfig(top_k=2, trace_probes=4), ENG, progress=False)
+    eigen_plane(tiny_run, out, EigenPlaneConfig(grid=(4, 4)), ENG, progress=False)
     pca(tiny_run, out, PCAConfig(grid=(4, 4)), ENG, progress=False)
     return str(out)
 
 
-FIGURES = ("plane_fig1", "schedule", "plane", "rays", "segment", "fge", "hessian", "pca")  # the report's order
+FIGURES = ("plane_fig1", "schedule", "plane", "rays", "segment", "fge", "hessian", "plane_hessian_swa",
+           "plane_hessian_sgd", "pca")  # the report's order
 
 
 def _draw(name, run, res):
     if name == "schedule":
         return plots.schedule_figure(run), plots.schedule_plotly(run)
-    if name in ("plane", "plane_fig1", "pca"):
+    if name in ("plane", "plane_fig1", "pca", "plane_hessian_swa", "plane_hessian_sgd"):
         return planes.plane_figure(res[name]), planes.plane_plotly(res[name])
     if name == "hessian":
         return spectrum.hessian_figure(res[name]), spectrum.hessian_plotly(res[name])
@@ -81,13 +84,12 @@ def test_each_figure_renders_without_overlapping_text(tiny_run, results, tmp_pat
     fig, pf = _draw(name, read_run(tiny_run), read_results(results))
     assert text_overlaps(fig) == []
     fig.savefig(tmp_path / "f.png")
+    plt.close(fig)
     _check_png(tmp_path / "f.png")
     assert len(pf.data) >= 2 and all(len(t.x) > 0 for t in pf.data if getattr(t, "x", None) is not None)
 
 
 def test_text_overlap_check_catches_overlaps():
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots()
     ax.text(0.5, 0.5, "label one")
     ax.text(0.51, 0.5, "label two")
@@ -189,6 +191,11 @@ def test_figures_cli_and_demo_end_to_end(tmp_path):
     with h5py.File(out / "run.landscape.h5", "r") as f:
         assert set(f) == {"rays", "rays_filter", "segment", "plane", "plane_fig1", "fge"}
     assert "findings of this run" in r.stdout
+    run, res = read_run(out / "run.h5"), read_results(out / "run.landscape.h5")
+    for name in ("plane_fig1", "schedule", "plane", "rays", "segment", "fge"):  # the demo's figures, looked at
+        fig = _draw(name, run, res)[0]
+        assert text_overlaps(fig) == [], name
+        plt.close(fig)
     r = subprocess.run([sys.executable, "-m", "swa_landscape", "figures", str(out / "run.h5"), "--out", str(tmp_path / "f")],
                        capture_output=True, text=True)
     assert r.returncode == 0 and (tmp_path / "f" / "plane.png").exists()
