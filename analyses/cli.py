@@ -13,14 +13,14 @@ from swa.trajectory import Trajectory
 from .common import default_engine_config
 from .distributed import init_from_env, rank, world
 from .fge import UNSUPPORTED_BN_MODES as FGE_BN
+from .fge import FGEConfig, fge
+from .fge import describe as describe_fge
 from .hessian import UNSUPPORTED_BN_MODES as HESSIAN_BN
 from .hessian import EigenPlaneConfig, HessianConfig, describe_eigen_plane, eigen_plane, hessian
 from .hessian import describe as describe_hessian
 from .pca import UNSUPPORTED_BN_MODES as PCA_BN
 from .pca import PCAConfig, pca
 from .pca import describe as describe_pca
-from .fge import FGEConfig, fge
-from .fge import describe as describe_fge
 from .plane import UNSUPPORTED_BN_MODES as PLANE_BN
 from .plane import PlaneConfig, plane
 from .plane import describe as describe_plane
@@ -88,9 +88,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     pl.add_argument("--grid", type=int, nargs=2, default=(21, 21), metavar=("NU", "NV"),
                     help="plane grid points along u and v (default: 21 21)")
     pl.add_argument("--margin", type=float, default=0.2,
-                    help="plane grid margin around the anchors, as a fraction of their extent (default: 0.2)")
-
-
+                    help="plane grid margin around the anchors, both solutions and the SWA branch's projections, as "
+                         "a fraction of their larger extent (default: 0.2)")
     h = p.add_argument_group("hessian")
     h.add_argument("--points", default="swa,sgd",
                    help="where: sgd, swa, snapshot indices or t=T on the segment, comma-separated (default: swa,sgd)")

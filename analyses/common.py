@@ -106,7 +106,7 @@ def evaluate_missing(ctx: RunContext, results: ShardedResults, group: str, point
 
     Stored per point (flat index order of the group's arrays): ``train_loss``, ``train_error``, ``test_loss``,
     ``test_error`` and ``train_loss_l2``, the train loss plus ``0.5 * weight_decay * ||w||^2`` (the paper's
-    regularised training objective; the engine's ``weight_decay``, the run's by default).
+    regularised training objective; :func:`open_run` sets the engine's ``weight_decay`` to the run's).
     """
     todo = np.flatnonzero(~done)
     r, w = rank(), world()

@@ -179,9 +179,10 @@ def _judge(v: dict[str, np.ndarray]) -> list[Verdict]:
     names = [f"{kind} {m}" for _, kind in _RAYS for m in ("test error", "train loss")]
     fin = np.where(np.isfinite(ratios), ratios, np.inf)
     worst = int(np.argmin(fin.min(1)))
-    margin = ("smallest width ratio SWA/SGD " + f"{fin.min():.3f} ({names[worst]}); mean ratios " +
-              ", ".join(f"{n} {np.nanmean(r):.3f}" for n, r in zip(names, ratios))) if np.isfinite(fin.min()) \
-        else "rays not measured (run rays with and without --filter-normalize)"
+    margin = "rays not measured (run rays with and without --filter-normalize)"
+    if np.isfinite(fin.min()):
+        means = ", ".join(f"{n} {np.nanmean(r):.3f}" for n, r in zip(names, ratios) if np.isfinite(r).any())
+        margin = f"smallest width ratio SWA/SGD {fin.min():.3f} ({names[worst]}); mean ratios {means}"
     out.append(Verdict(FINDINGS[1], per, all(per), margin))
     t_err, up_sgd, up_swa = v["seg_t_min_test_error"], v["seg_slope_beyond_sgd"], v["seg_slope_beyond_swa"]
     per = _per_run((t_err < 0.5) & (up_sgd > up_swa), np.isfinite(t_err) & np.isfinite(up_sgd) & np.isfinite(up_swa))
