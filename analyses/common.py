@@ -57,11 +57,9 @@ class RunContext:
 
 
 def default_engine_config(t: Trajectory, **settings) -> EngineConfig:
-    """Engine settings for a run: the BN batch size and weighting of its training, unless given in ``settings``, and
-    its weight decay (for the L2-regularised train loss the paper plots)."""
+    """Engine settings for a run: the BN batch size and weighting of its training, unless given in ``settings``."""
     cfg = t.config
-    return EngineConfig(**{"bn_batch_size": cfg["batch_size"], "bn_weighting": cfg["bn_weighting"],
-                           "weight_decay": cfg["weight_decay"], **settings})
+    return EngineConfig(**{"bn_batch_size": cfg["batch_size"], "bn_weighting": cfg["bn_weighting"], **settings})
 
 
 def open_run(t: Trajectory, engine_config: EngineConfig | None = None) -> RunContext:

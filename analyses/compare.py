@@ -32,7 +32,7 @@ from swa.trajectory import Trajectory
 
 from .results import ResultsFile
 
-__all__ = ["Finding", "FINDINGS", "Verdict", "Comparison", "run_metrics", "compare", "MIN_ACC_GAIN"]
+__all__ = ["Finding", "FINDINGS", "Verdict", "Comparison", "mean_width", "run_metrics", "compare", "MIN_ACC_GAIN"]
 
 MIN_ACC_GAIN = 0.5
 """Finding 1 needs SWA's test accuracy above SGD's by at least this many points on average."""
@@ -78,10 +78,11 @@ _LABELS: dict[str, str] = {
 """Every quantity a comparison can hold, in table order, with its label."""
 
 
-def _ray_width(g) -> dict[str, float]:
-    """Mean width over directions, a direction that never crosses counted at the ray's end (a lower bound)."""
-    end = float(g["t"][-1])
-    return {m: float(np.mean(np.where(np.isfinite(w := g[f"width_{m}"][:]), w, end))) for m in ("error", "loss")}
+def mean_width(g, margin: str) -> float:
+    """Mean width over directions of one origin's rays (``margin``: ``"error"`` or ``"loss"``), a direction that
+    never crosses counted at the ray's end (a lower bound). ``g``: the results group, h5py or as read into dicts."""
+    w = np.asarray(g[f"width_{margin}"][:], dtype=float)
+    return float(np.mean(np.where(np.isfinite(w), w, float(g["t"][-1]))))
 
 
 def run_metrics(run: str | os.PathLike, results: str | os.PathLike | None = None) -> tuple[dict[str, float], dict]:
@@ -110,8 +111,8 @@ def run_metrics(run: str | os.PathLike, results: str | os.PathLike | None = None
             for g, _ in _RAYS:
                 for o in ("swa", "sgd"):
                     if f"{g}/{o}/width_error" in f:
-                        for m, w in _ray_width(f[f"{g}/{o}"]).items():
-                            v[f"{g}_{o}_width_{m}"] = w
+                        for m in ("error", "loss"):
+                            v[f"{g}_{o}_width_{m}"] = mean_width(f[f"{g}/{o}"], m)
                 if f"{g}/swa/directions_seed" in f:
                     rays[g] = (int(f[f"{g}/swa/directions_seed"][()]), f[f"{g}/swa/width_error"].shape[0],
                                t.param_layout.size)

@@ -30,11 +30,12 @@ import torch
 from landscape.curvature import HessianOperator, hutchinson_trace, top_eigen
 from landscape.engine import BNMode, EngineConfig
 from landscape.errors import UserError
-from landscape.points import PointSet, affine_buffers
+from landscape.points import PointSet
 
 from .common import RunContext, analysis, check_bn_mode
 from .distributed import ShardedResults, rank, world
 from .plane import evaluate_plane, trajectory_projections
+from .segment import segment_points
 
 __all__ = ["HessianConfig", "hessian", "hessian_operator", "stored_eigenvectors", "EigenPlaneConfig", "eigen_plane",
            "describe", "UNSUPPORTED_BN_MODES", "EIGEN_PLANE_UNSUPPORTED_BN_MODES"]
@@ -97,10 +98,7 @@ def _point_set(ctx: RunContext, name: str) -> PointSet:
         return PointSet.explicit(w[None], b[None])
     if kind == "snapshot":
         return PointSet.explicit(t.weights([arg]), t.buffers([arg]))
-    (w_swa, b_swa), (w_sgd, b_sgd) = t.solution("swa"), t.solution("sgd")
-    b0, bb = affine_buffers(torch.tensor([[0.0], [1.0]]), torch.stack([b_swa, b_sgd]))
-    return PointSet.affine(w_swa.double(), (w_sgd.double() - w_swa.double())[None],
-                           torch.tensor([[arg]], dtype=torch.float64), b0, bb)
+    return segment_points(t, np.array([arg]))[0]
 
 
 def hessian_operator(ctx: RunContext, name: str, vectors: int = 10) -> tuple[HessianOperator, float]:

@@ -19,7 +19,7 @@ from landscape.points import PointSet, affine_buffers
 from .common import VALUES, RunContext, analysis, evaluate_missing
 from .distributed import ShardedResults
 
-__all__ = ["SegmentConfig", "segment", "describe"]
+__all__ = ["SegmentConfig", "segment_points", "segment", "describe"]
 
 UNSUPPORTED_BN_MODES: dict = {}
 """BN modes this analysis cannot honour: none (see the analysis function for their meaning)."""
@@ -48,6 +48,16 @@ def _ts(c: SegmentConfig) -> np.ndarray:
     return np.unique(np.concatenate([np.linspace(c.t_min, c.t_max, c.steps), [0.0, 1.0]]))
 
 
+def segment_points(traj, t: np.ndarray) -> tuple[PointSet, float]:
+    """The points ``w_SWA + t (w_SGD - w_SWA)`` for ``t [T]``, with buffers ``t b_SGD + (1 - t) b_SWA`` along for the
+    BN modes, and ``||w_SGD - w_SWA||``."""
+    (w_swa, b_swa), (w_sgd, b_sgd) = traj.solution("swa"), traj.solution("sgd")
+    direction = (w_sgd.double() - w_swa.double())[None]
+    b0, bb = affine_buffers(torch.tensor([[0.0], [1.0]]), torch.stack([b_swa, b_sgd]))  # t = 0: SWA, t = 1: SGD
+    points = PointSet.affine(w_swa.double(), direction, torch.as_tensor(t, dtype=torch.float64)[:, None], b0, bb)
+    return points, float(direction.norm())
+
+
 def segment(run: str | os.PathLike, out: str | os.PathLike | None = None, config: SegmentConfig | None = None,
             engine_config: EngineConfig | None = None, progress: bool = True) -> dict:
     """Evaluate the SGD-SWA line; writes ``/segment`` into the results file.
@@ -61,15 +71,10 @@ def segment(run: str | os.PathLike, out: str | os.PathLike | None = None, config
 
 
 def _run(ctx: RunContext, results: ShardedResults, config: SegmentConfig, progress: bool) -> dict:
-    w_swa, b_swa = ctx.traj.solution("swa")
-    w_sgd, b_sgd = ctx.traj.solution("sgd")
     t = _ts(config)
-    direction = (w_sgd.double() - w_swa.double())[None]
-    length = float(direction.double().norm())
+    points, length = segment_points(ctx.traj, t)
     if length == 0:
         raise UserError("w_SGD and w_SWA coincide; the segment is a point")
-    b0, bb = affine_buffers(torch.tensor([[0.0], [1.0]]), torch.stack([b_swa, b_sgd]))  # t = 0: SWA, t = 1: SGD
-    points = PointSet.affine(w_swa.double(), direction, torch.as_tensor(t, dtype=torch.float64)[:, None], b0, bb)
     cfg = {**asdict(config), "engine": ctx.engine_dict()}
     arrays = {k: ((len(t),), "f8", np.nan) for k in VALUES}
     done = results.prepare("segment", cfg, arrays, {"t": t, "distance": t * length})

@@ -1,7 +1,7 @@
 """Figures and the report of several runs: ray curves and widths on shared axes, the findings' verdicts.
 
 The comparison itself (:func:`analyses.compare.compare`) is passed in; this module only draws it and
-reads the ray arrays it draws from the results files.
+reads the ray arrays it draws from the results files (widths by the comparison's own rule, ``mean_width``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
+
+from analyses.compare import mean_width
 
 from .data import read_results
 from .plots import SGD_C, SWA_C, clip_finite
@@ -40,16 +42,6 @@ def mean_ray_curves(results: list[dict], group: str, origin: str, key: str = "te
     return t, np.stack([np.interp(t, g["t"], clip_finite(g[key])[0].mean(0)) for g in gs])
 
 
-def _widths(results: list[dict], group: str, origin: str, margin: str) -> np.ndarray:
-    """Per run, the mean width over directions (non-crossing directions at the ray's end) ``[R]``."""
-    out = []
-    for r in results:
-        g = r[group][origin]
-        w = g[f"width_{margin}"]
-        out.append(float(np.mean(np.where(np.isfinite(w), w, g["t"][-1]))))
-    return np.array(out)
-
-
 def rays_runs_figure(results: list[dict]) -> plt.Figure:
     """Per ray kind: mean test-error curves of every run with the mean and spread over runs, and the widths."""
     kinds = [(g, lab) for g, lab in _KINDS if all(g in r for r in results)]
@@ -63,7 +55,7 @@ def rays_runs_figure(results: list[dict]) -> plt.Figure:
             a1.plot(t, m, color=c, lw=2, label=f"{origin.upper()}: mean of {len(curves)} runs")
             a1.fill_between(t, m - s, m + s, color=c, alpha=0.15, lw=0)
             for j, margin in enumerate(("error", "loss")):
-                w = _widths(results, group, origin, margin)
+                w = np.array([mean_width(r[group][origin], margin) for r in results])
                 x = j + (k - 0.5) * 0.3
                 a2.plot(np.full(len(w), x), w, "o", color=c, mfc="none", ms=6)
                 a2.errorbar(x, w.mean(), yerr=w.std(ddof=1) if len(w) > 1 else 0, fmt="_", color=c, ms=18,

@@ -13,6 +13,16 @@ def tiny_config(**kw) -> TrainConfig:
     return TrainConfig(**base)
 
 
+def plane_arrays(path) -> dict:
+    """Every per-point array of ``/plane`` in a results file, and its ``done`` mask."""
+    import h5py
+
+    from analyses.common import VALUES
+
+    with h5py.File(path, "r") as f:
+        return {k: f[f"plane/{k}"][:] for k in (*VALUES, "done")}
+
+
 def torchrun(n: int, *args: str, timeout: int = 300, check: bool = True):
     """Run ``swa-landscape ARGS`` as ``n`` real processes (torchrun, gloo on localhost).
 

@@ -90,6 +90,22 @@ def test_compare_values_and_verdicts_match_the_files(analysed_runs):
                                                                                                ddof=1))
 
 
+def test_a_direction_that_never_crosses_counts_at_the_rays_end(analysed_runs, tmp_path):
+    """The tiny runs' rays all cross; here one direction's width is made inf (no crossing within the ray)."""
+    import shutil
+
+    run, res = analysed_runs[0]
+    copy = tmp_path / "res.h5"
+    shutil.copy(res, copy)
+    with h5py.File(copy, "r+") as f:
+        w = f["rays_filter/sgd/width_loss"]
+        w[1] = np.inf
+        widths, end = w[:], f["rays_filter/sgd/t"][-1]
+    expected = (widths[0] + end + widths[2:].sum()) / len(widths)
+    c = compare([(run, str(copy))])
+    assert c.values["rays_filter_sgd_width_loss"][0] == pytest.approx(expected, rel=1e-12)
+
+
 def test_judge_flips_with_each_criterion():
     """Random values made to satisfy every criterion; then each one broken on one run alone."""
     rng = np.random.default_rng(11)

@@ -6,11 +6,11 @@ import h5py
 import numpy as np
 import pytest
 
-from analyses import PlaneConfig, ResultsFile, plane
+from analyses import PlaneConfig, plane
 from analyses.common import VALUES
 from analyses.journal import Journal
 from landscape.engine import EngineConfig
-from tests.factories import torchrun
+from tests.factories import plane_arrays, torchrun
 
 PLANE_ARGS = ["plane", "--grid", "4", "3", "--dtype", "float64", "--strategy", "loop", "--no-progress"]
 ENG = EngineConfig(dtype="float64", strategy="loop", workers=1, bn_batch_size=64)
@@ -20,23 +20,18 @@ def _torchrun(n, *args):
     return torchrun(n, "analyze", *args)
 
 
-def _arrays(path):
-    with h5py.File(path, "r") as f:
-        return {k: f[f"plane/{k}"][:] for k in (*VALUES, "done")}
-
-
 @pytest.fixture(scope="module")
 def single(tiny_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("single") / "single.h5"
     plane(tiny_run, out, PlaneConfig(grid=(4, 3)), ENG, progress=False)
-    return _arrays(out)
+    return plane_arrays(out)
 
 
 def test_two_ranks_equal_one_process(tiny_run, tmp_path, single):
     out = tmp_path / "two.h5"
     stdout = _torchrun(2, tiny_run, *PLANE_ARGS, "--out", str(out))
     assert "(2 ranks)" in stdout and "(12 points computed now)" in stdout
-    got = _arrays(out)
+    got = plane_arrays(out)
     assert got["done"].all()
     for k in ("train_loss", "test_error", "test_loss", "train_error"):
         np.testing.assert_allclose(got[k], single[k], rtol=1e-12)
@@ -67,7 +62,7 @@ def test_resume_with_another_number_of_ranks(tiny_run, tmp_path, single, monkeyp
     Journal(out).append("plane", config, left, {k: single[k].reshape(-1)[left] for k in VALUES}, rank=2)
     stdout = _torchrun(2, tiny_run, *PLANE_ARGS, "--out", str(out))
     assert re.search(r"\((\d+) points computed now\)", stdout).group(1) == "5"  # 12 - 5 done - 2 merged
-    got = _arrays(out)
+    got = plane_arrays(out)
     assert got["done"].all()
     for k in ("train_loss", "test_error", "train_loss_l2"):
         np.testing.assert_allclose(got[k], single[k], rtol=1e-12)

@@ -6,28 +6,23 @@ import subprocess
 import sys
 import time
 
-import h5py
 import numpy as np
 import pytest
 
+from analyses.common import VALUES
 from analyses.journal import Journal
+from tests.factories import plane_arrays
 
 CLI = [sys.executable, "-m", "swa_landscape", "analyze"]
 ARGS = ["plane", "--grid", "12", "12", "--chunk-size", "3", "--dtype", "float64", "--strategy", "loop", "--no-progress"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-KEYS = ("train_loss", "train_error", "test_loss", "test_error")
-
-
-def _arrays(path):
-    with h5py.File(path, "r") as f:
-        return {k: f[f"plane/{k}"][:] for k in (*KEYS, "done")}
 
 
 @pytest.fixture(scope="module")
 def full(tiny_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("kill") / "full.h5"
     subprocess.run(CLI + [tiny_run, *ARGS, "--out", str(out)], check=True, env=ENV, capture_output=True)
-    return _arrays(out)
+    return plane_arrays(out)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -43,12 +38,12 @@ def test_killed_analysis_restarts_with_identical_results(tiny_run, tmp_path, ful
     killed = proc.poll() is None
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done_before = Journal(out).points("plane") + (int(_arrays(out)["done"].sum()) if out.exists() else 0)
+    done_before = Journal(out).points("plane") + (int(plane_arrays(out)["done"].sum()) if out.exists() else 0)
     r = subprocess.run(CLI + [tiny_run, *ARGS, "--out", str(out)], env=ENV, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    got = _arrays(out)
+    got = plane_arrays(out)
     assert got["done"].all() and not Journal(out).dir.exists()
-    for k in KEYS:
+    for k in VALUES:
         np.testing.assert_array_equal(got[k], full[k])
     if killed and done_before:  # the restart computed only what the killed run had not made durable
         assert f"({144 - done_before} points computed now)" in r.stdout
