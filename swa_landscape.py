@@ -19,6 +19,7 @@ import argparse
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,11 +161,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _notice(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line each (the engine's guard and vmap fall-backs say what they did)."""
+    sys.stderr.write(f"swa-landscape: notice: {message}\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; a :class:`UserError` becomes one line on stderr and exit code 2."""
     args = build_parser().parse_args(argv)
     try:
-        args._run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _notice
+            args._run(args)
     except UserError as e:  # one write per line: ranks sharing a stderr pipe cannot interleave within it
         sys.stderr.write(f"swa-landscape: error: {e}\n")
         sys.stderr.flush()

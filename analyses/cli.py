@@ -65,6 +65,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     e.add_argument("--dtype", default="float32", choices=("float32", "float64"),
                    help="evaluation precision (default: float32)")
+    e.add_argument("--no-guard", action="store_true",
+                   help="skip the check of one point against the reference path before the first evaluation "
+                        "(the guard switches to exact paths for networks the fast path gets wrong)")
     r = p.add_argument_group("rays")
     r.add_argument("--directions", type=_directions, default=10,
                    help="number of random directions (default: 10), or 'hessian': the top Hessian eigenvectors of "
@@ -116,7 +119,7 @@ def engine_config(args: argparse.Namespace, t: Trajectory) -> EngineConfig:
     given = {"bn_weighting": args.bn_weighting} if args.bn_weighting else {}
     return default_engine_config(t, bn_mode=args.bn_mode, bn_batches=args.bn_batches, strategy=args.strategy,
                                  chunk_size=args.chunk_size, memory_budget=int(args.memory_budget_gib * (1 << 30)),
-                                 device=args.device, dtype=args.dtype, **given)
+                                 device=args.device, dtype=args.dtype, guard=not args.no_guard, **given)
 
 
 def _run_one(name: str, args: argparse.Namespace, t: Trajectory, out: str, eng: EngineConfig, anchors: tuple,

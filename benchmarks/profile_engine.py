@@ -2,7 +2,7 @@
 
 Buckets, as fractions of the evaluation's wall time:
   forwards      the network's own ops (conv, linear, relu, pooling) in every pass
-  BN stats      the grouped train-mode statistics of the BN recomputation pass (``GroupedBN._grouped_train_norm``)
+  BN stats      the grouped train-mode statistics of the BN recomputation pass (``grouped_batch_norm``)
   loss/acc      cross-entropy (logsumexp, gather) and accuracy (argmax) per point
   points        materialising points (``PointSet.chunk``) and copying them into the model
   Python/other  the rest: module dispatch, functional bookkeeping, result assembly
@@ -35,7 +35,7 @@ _FORWARD = ("linear", "conv1d", "conv2d", "relu", "max_pool", "avg_pool", "adapt
 def buckets(stats: pstats.Stats, wall: float) -> dict[str, float]:
     out = {"forwards": 0.0, "BN stats": 0.0, "loss/acc": 0.0, "points": 0.0}
     for (file, _line, func), (_cc, _nc, tt, ct, _callers) in stats.stats.items():
-        if func == "_grouped_train_norm":
+        if func == "grouped_batch_norm":
             out["BN stats"] += ct
         elif func in ("chunk", "load") and ("points.py" in file or "grouped_bn.py" in file):
             out["points"] += ct

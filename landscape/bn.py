@@ -8,18 +8,24 @@ Two weightings of the per-batch statistics are offered:
 * ``"sample"``: every sample counts equally, as in the original SWA code, which
   sets each BN momentum to ``b / (n + b)`` before a batch of size ``b`` after
   ``n`` samples. Only a smaller last batch makes the two differ.
+
+During the pass only the BatchNorm layers are in train mode; every other module
+(dropout, stochastic depth, ...) stays in eval mode, so the statistics are a
+deterministic function of the weights and the data. (``update_bn`` alone would put the
+whole model in train mode and draw dropout masks into the statistics.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from enum import Enum
 
 import torch
 from torch import nn
 from torch.optim.swa_utils import update_bn
 
-__all__ = ["BNWeighting", "has_bn", "recompute_bn"]
+__all__ = ["BNWeighting", "bn_modules", "has_bn", "recompute_bn"]
 
 
 class BNWeighting(str, Enum):
@@ -31,8 +37,40 @@ class BNWeighting(str, Enum):
     """Equal weight per sample (original SWA code's momentum ``b / (n + b)``)."""
 
 
+def bn_modules(model: nn.Module) -> list[tuple[str, nn.modules.batchnorm._BatchNorm]]:
+    """Every BatchNorm layer (any subclass of ``_BatchNorm``) with its name, in module order."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
 def has_bn(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    return bool(bn_modules(model))
+
+
+class _OnlyBNTrains(nn.Module):
+    """``model`` seen through a wrapper whose ``train()`` switches its BN layers only (everything else: eval)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def train(self, mode: bool = True) -> _OnlyBNTrains:
+        self.model.eval()
+        for _, m in bn_modules(self.model):
+            m.training = mode  # the layer alone: a fused layer's own dropout child stays in eval mode
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+@contextmanager
+def _modes_restored(model: nn.Module) -> Iterator[None]:
+    modes = {m: m.training for m in model.modules()}
+    try:
+        yield
+    finally:
+        for m, t in modes.items():
+            m.training = t
 
 
 @torch.no_grad()
@@ -41,34 +79,33 @@ def recompute_bn(model: nn.Module, batches: Iterable, weighting: BNWeighting | s
     """Recompute the running statistics of every BatchNorm layer in place.
 
     Args:
-        model: Model whose BN buffers are replaced; its train/eval mode and the BN
+        model: Model whose BN buffers are replaced; the mode of every module and the BN
             momenta are restored afterwards.
         batches: Iterable of inputs or ``(inputs, targets)`` pairs.
         weighting: See :class:`BNWeighting`.
         device: Move inputs there first (as ``update_bn`` does).
     """
     weighting = BNWeighting(weighting)
-    if weighting is BNWeighting.BATCH:
-        update_bn(batches, model, device=device)
-        return
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not bns:
-        return
-    momenta = {m: m.momentum for m in bns}
-    for m in bns:
-        m.reset_running_stats()
-    was_training = model.training
-    model.train()
-    n = 0
-    for batch in batches:
-        x = batch[0] if isinstance(batch, (list, tuple)) else batch
-        if device is not None:
-            x = x.to(device)
-        b = x.shape[0]
+    with _modes_restored(model):
+        if weighting is BNWeighting.BATCH:
+            update_bn(batches, _OnlyBNTrains(model), device=device)
+            return
+        bns = [m for _, m in bn_modules(model)]
+        if not bns:
+            return
+        momenta = {m: m.momentum for m in bns}
         for m in bns:
-            m.momentum = b / (n + b)
-        model(x)
-        n += b
-    for m in bns:
-        m.momentum = momenta[m]
-    model.train(was_training)
+            m.reset_running_stats()
+        _OnlyBNTrains(model).train()
+        n = 0
+        for batch in batches:
+            x = batch[0] if isinstance(batch, (list, tuple)) else batch
+            if device is not None:
+                x = x.to(device)
+            b = x.shape[0]
+            for m in bns:
+                m.momentum = b / (n + b)
+            model(x)
+            n += b
+        for m in bns:
+            m.momentum = momenta[m]

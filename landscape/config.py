@@ -80,6 +80,9 @@ class EngineConfig:
         workers: Threads evaluating different points at once, each with its own model copy
             and ``torch.get_num_threads() // workers`` intra-op threads. None: 1 (the plain
             plan), with one per core among the CPU candidates of ``auto``.
+        guard: Before the first evaluation of a network with BatchNorm, evaluate one point through the
+            fast path and the reference path and fall back to exact paths where they differ
+            (:mod:`landscape.guard`); costs one reference evaluation of one point per engine.
     """
 
     bn_mode: BNMode = BNMode.RECOMPUTE
@@ -97,6 +100,7 @@ class EngineConfig:
     tune_allocator: bool = True
     workers: int | None = None
     probe_min_seconds: float = 3.0
+    guard: bool = True
 
     def __post_init__(self) -> None:
         coerce_enums(self, {"bn_mode": BNMode, "bn_weighting": BNWeighting, "strategy": Strategy})

@@ -2,9 +2,11 @@
 
 The parts, each in its own module:
 
-* :mod:`landscape.grouped_bn`: the engine's private model copy, whose BN layers compute
-  grouped train-mode statistics in one forward (exactly ``update_bn``) or apply running
-  statistics, folded into the preceding conv/linear where possible.
+* :mod:`landscape.grouped_bn`: the engine's private model copy, whose BN layers (any kind) compute
+  grouped train-mode statistics in one forward (exactly ``update_bn``) by intercepting
+  ``F.batch_norm``, and whose plain conv -> BN pairs are folded where provably exact.
+* :mod:`landscape.guard`: before the first evaluation one point is compared with the reference
+  path; where they differ the engine uses exact paths for this model (or refuses).
 * :mod:`landscape.passes`: the forwards of a chunk of points (per-point loop or ``vmap``),
   the BN statistics pass and the evaluation pass.
 * :mod:`landscape.probe`: candidate plans, timed on the evaluation's own first points; the
@@ -19,7 +21,12 @@ Dropout is off throughout; evaluation data is never shuffled.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+
+import copy
+import time
+import warnings
 
 import numpy as np
 import torch
@@ -28,10 +35,12 @@ from tqdm.auto import tqdm
 
 from .config import BNMode, EngineConfig, resolve_device
 from .errors import UserError
-from .grouped_bn import Replica, engine_copy
+from .grouped_bn import GroupingError, Replica, engine_copy
+from .guard import GuardReport, discrepancy, tolerance
 from .layout import Layout, buffer_layout, param_layout, unflatten
 from .memory import activation_bytes, chunk_points, is_oom, superbatch_cap
-from .passes import Strategy, evaluate_split, recompute_buffers
+from .passes import Strategy, evaluate_split, recompute_buffers, recompute_buffers_exact
+from .reference import reference_point
 from .points import PointSet
 from .probe import DEFAULT_CACHE, Plan, ProbeCache, ProbeKey, ProbeReport, run_probe, warn_vmap_failed
 from .result import EvalResult, concat_results, flops_per_sample
@@ -76,6 +85,8 @@ class Engine:
         self.template_buffers = torch.cat([b.detach().reshape(-1).to(self.dtype) for b in model.buffers()]) \
             if self.b_layout.size else torch.zeros(0, dtype=self.dtype)
         self._template = model
+        self._fold, self._exact_bn = True, False  # the guard may turn folding off and exact BN statistics on
+        self._guard: GuardReport | None = None
         self._replicas: list[Replica] = [engine_copy(model, self.dtype, self.device)]
         self.model, self.bn_names = self._replicas[0].model, self._replicas[0].bn_names
         for name, (x, y) in splits.items():
@@ -93,7 +104,7 @@ class Engine:
             bn_data = bn_data[: cfg.bn_batches * cfg.bn_batch_size]
         self.splits = {k: (self._place(x), y.to(self.device)) for k, (x, y) in splits.items()}
         self.bn_data = self._place(bn_data) if bn_data is not None else None
-        example = next(iter(self.splits.values()))[0][: max(2, cfg.bn_batch_size)].to(self.device, self.dtype)
+        example = self._place(next(iter(self.splits.values()))[0][: max(2, cfg.bn_batch_size)]).to(self.device)
         self.act_bytes = activation_bytes(self.model, example)
         offs = np.cumsum((0,) + self.b_layout.numels)
         where = {n: slice(int(offs[i]), int(offs[i + 1])) for i, n in enumerate(self.b_layout.names)}
@@ -120,6 +131,11 @@ class Engine:
     def explain(self) -> ProbeReport | None:
         """How the last evaluation was run: the candidates, their times and the choice (``print`` it)."""
         return self._report
+
+    @property
+    def guard_report(self) -> GuardReport | None:
+        """What the guard found (None before the first evaluation, for a network without BN, or when turned off)."""
+        return self._guard
 
     def check_points(self, points: PointSet) -> None:
         """Raise :class:`UserError` if the point set does not fit the model or the BN mode."""
@@ -163,6 +179,8 @@ class Engine:
                 raise UserError(f"unknown split {s!r}; the engine has {', '.join(self.splits)}")
         K = len(points)
         recompute = bool(self.bn_names) and self.config.bn_mode is BNMode.RECOMPUTE
+        if self._guard is None and self.config.guard and self.bn_names and K:
+            self._guard = self._run_guard(points, splits, recompute)
         parts: list[EvalResult] = []
         bar = tqdm(total=K, desc=desc, disable=not progress, leave=False)
 
@@ -181,6 +199,8 @@ class Engine:
                 return self._parallel_chunk(pools, plan.workers, points, lo, hi, plan, splits, probs)
 
             plan, lo = self._choose(K, splits, probs, recompute, run, deliver)
+            if self._guard is not None:
+                self._report.guard = str(self._guard)
             k = max(self._chunk(plan, K), min(plan.workers, K))
             while lo < K:
                 hi = min(lo + k, K)
@@ -262,7 +282,8 @@ class Engine:
         key = ProbeKey(type(self._template).__qualname__, self.p_layout.shapes, str(self.device), cfg.dtype, recompute,
                        cfg.bn_batch_size, None if self.bn_data is None else self.bn_data.shape[0],
                        tuple((s, self.splits[s][0].shape[0]) for s in splits), tuple(probs), cfg.superbatch,
-                       cfg.workers, cfg.memory_budget, cfg.cpu_cache_bytes, torch.get_num_threads())
+                       cfg.workers, cfg.memory_budget, cfg.cpu_cache_bytes, torch.get_num_threads(),
+                       (self._fold, self._exact_bn))
         cached = self.cache.get(key)
         if cached is not None:
             self._report = ProbeReport(cached.trials, cached.choice, cached.reason, cached=True)
@@ -280,6 +301,51 @@ class Engine:
         self._report = report
         return report.choice, done
 
+    # --- the guard ------------------------------------------------------------------------------
+    def _run_guard(self, points: PointSet, splits: tuple[str, ...], recompute: bool) -> GuardReport:
+        """Point 0 through the fast path and the reference path; switch to exact paths where they differ.
+
+        Raises:
+            UserError: Even the exact paths differ from the reference (the network is refused).
+        """
+        t0 = time.perf_counter()
+        tol = tolerance(self.dtype)
+        w = points.chunk(0, 1, self.device, self.dtype)[0]
+        b = points.buffer_chunk(0, 1, self.device, self.dtype, interpolate=self.config.bn_mode is not BNMode.STORED)
+        reference = copy.deepcopy(self._template).to(device=self.device, dtype=self.dtype)
+        ref, ref_buf = reference_point(reference, w, {s: self.splits[s] for s in splits},
+                                       self.bn_data if recompute else None, self.config.bn_batch_size,
+                                       self.config.bn_weighting, buffers=None if b is None else b[0])
+        plain = self._plain(splits, (), recompute)
+        first, culprit = math.nan, None
+        for action in ("fast path", "exact BN statistics", "exact BN statistics, no folding"):
+            try:
+                res = self._evaluate_chunk(self._replicas[0], points, 0, 1, plain, splits, ())
+                diffs = discrepancy(res.loss, res.buffers, ref, ref_buf, self._bn_slices)
+            except GroupingError as e:
+                diffs = [(math.inf, str(e).split(":")[0])]
+            worst = max(d for d, _ in diffs)
+            if worst <= tol:
+                report = GuardReport(tol, worst, culprit, action, time.perf_counter() - t0, first)
+                if culprit is not None:
+                    warnings.warn(f"{culprit} differs from the reference path on the fast path by {first:.2g}; "
+                                  f"using {action} for this model", stacklevel=3)
+                return report
+            where = next(wh for d, wh in diffs if d > tol)  # BN layers in module order, then the evaluation pass
+            if culprit is None:
+                first, culprit = worst, where
+            if not self._exact_bn and recompute and where != "the evaluation pass":
+                self._exact_bn = True
+            elif self._fold:
+                self._fold = False
+                self._replicas = [engine_copy(self._template, self.dtype, self.device, fold=False)]
+                self.model = self._replicas[0].model
+            else:
+                break
+        raise UserError(f"this network cannot be evaluated exactly: even the exact paths differ from the reference "
+                        f"path by {worst:.2g} at {where} (turn the guard off with guard=False / --no-guard to "
+                        "evaluate it anyway)")
+
     def _vmap_failed(self, e: Exception, splits, probs, recompute: bool) -> Plan:
         warn_vmap_failed(e)
         plain = self._plain(splits, probs, recompute)
@@ -289,7 +355,7 @@ class Engine:
     # --- one chunk -----------------------------------------------------------------------------
     def _replica(self, i: int) -> Replica:
         while len(self._replicas) <= i:
-            self._replicas.append(engine_copy(self._template, self.dtype, self.device))
+            self._replicas.append(engine_copy(self._template, self.dtype, self.device, fold=self._fold))
         return self._replicas[i]
 
     def _parallel_chunk(self, pools: WorkerPools, workers: int, points: PointSet, lo: int, hi: int, plan: Plan,
@@ -312,7 +378,12 @@ class Engine:
         if bflat is None:
             bflat = self.template_buffers.to(self.device).expand(hi - lo, -1)
         bflat = bflat.contiguous()
-        if self.bn_names and cfg.bn_mode is BNMode.RECOMPUTE:
+        if self.bn_names and cfg.bn_mode is BNMode.RECOMPUTE and self._exact_bn:
+            if rep.exact_model is None:
+                rep.exact_model = copy.deepcopy(self._template).to(device=self.device, dtype=self.dtype)
+            bflat = recompute_buffers_exact(rep, params, bflat, self.bn_data, cfg.bn_batch_size, cfg.bn_weighting,
+                                            self.b_layout, self.device)
+        elif self.bn_names and cfg.bn_mode is BNMode.RECOMPUTE:
             bflat = recompute_buffers(rep, plan.strategy, params, bflat, self.bn_data, cfg.bn_batch_size,
                                       cfg.bn_weighting, plan.superbatch, self._bn_slices, self.b_layout, self.device)
         buffers = unflatten(bflat, self.b_layout)

@@ -2,7 +2,8 @@
 
 Data is the outer loop (super-batches, read once per chunk), points the inner one:
 either a plain per-point loop or ``torch.func.vmap`` over stacked weights. Every
-function here is pure apart from the replica's :class:`~landscape.grouped_bn.BNContext`.
+function here is pure apart from the replica's :class:`~landscape.grouped_bn.BNContext` (and the
+exact pass, which loads each point into the replica's unmodified copy).
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from enum import Enum
 import torch
 from torch.func import functional_call, vmap
 
-from .bn import BNWeighting
+from .bn import BNWeighting, recompute_bn
 from .errors import UserError
 from .grouped_bn import Replica
 from .layout import Layout, unflatten
 
-__all__ = ["Strategy", "forward", "recompute_buffers", "evaluate_split", "loss_and_correct"]
+__all__ = ["Strategy", "forward", "recompute_buffers", "recompute_buffers_exact", "evaluate_split", "loss_and_correct"]
 
 
 class Strategy(str, Enum):
@@ -31,19 +32,23 @@ class Strategy(str, Enum):
     """``torch.func.vmap`` over stacked weights."""
 
 
-def _call(rep: Replica, params: dict | None, buffers: dict | None, x: torch.Tensor, mode: str, group: int):
+def _call(rep: Replica, params: dict | None, buffers: dict | None, x: torch.Tensor, mode: str, groups: int):
     """One forward of the replica: functional (``params``/``buffers`` given) or on the loaded point (None)."""
     ctx = rep.ctx
-    ctx.mode, ctx.group, ctx.stats, ctx.names = mode, group, [], []
+    ctx.reset(mode, groups)
     try:
-        out = rep.model(x) if params is None else functional_call(rep.model, (params, buffers), (x,))
+        if mode == "stats":
+            with rep.mode:
+                out = rep.model(x) if params is None else functional_call(rep.model, (params, buffers), (x,))
+        else:
+            out = rep.model(x) if params is None else functional_call(rep.model, (params, buffers), (x,))
         stats = ctx.stats
-    finally:
-        ctx.mode, ctx.stats = "eval", None
+    finally:  # ctx.names stays: the caller reads it after vmap
+        ctx.mode, ctx.stats, ctx.stack, ctx.skip = "eval", None, [], None
     return out, stats
 
 
-def forward(rep: Replica, strategy: Strategy, params: dict, buffers: dict, x: torch.Tensor, mode: str, group: int
+def forward(rep: Replica, strategy: Strategy, params: dict, buffers: dict, x: torch.Tensor, mode: str, groups: int
             ) -> tuple[torch.Tensor, list[tuple[str, torch.Tensor, torch.Tensor]]]:
     """One forward of ``k`` points on the same inputs.
 
@@ -54,30 +59,35 @@ def forward(rep: Replica, strategy: Strategy, params: dict, buffers: dict, x: to
         buffers: Name to stacked buffers ``[k, ...]``.
         x: Inputs ``[n, ...]``.
         mode: ``"eval"`` or ``"stats"`` (see :class:`~landscape.grouped_bn.BNContext`).
-        group: Samples per BN group in ``"stats"`` mode.
+        groups: BN groups (consecutive batches of samples) in ``x`` in ``"stats"`` mode.
 
     Returns:
-        Logits ``[k, n, C]`` and, per BN call, ``(name, mean sums [k, C], variance sums [k, C])``.
+        Logits ``[k, n, C]`` and, per intercepted BN call, ``(layer name, mean sums [k, C], variance sums [k, C])``.
     """
     if strategy is Strategy.VMAP:
-        logits, stats = vmap(lambda p, b: _call(rep, p, b, x, mode, group), in_dims=(0, 0))(params, buffers)
+        logits, stats = vmap(lambda p, b: _call(rep, p, b, x, mode, groups), in_dims=(0, 0))(params, buffers)
+        names = list(rep.ctx.names)
     else:
         k = next(iter(params.values())).shape[0]
-        outs = []
+        outs, names = [], []
         for i in range(k):  # copy the point into the replica, then a plain forward (no functional_call overhead)
             rep.load({n: t[i] for n, t in (params | buffers).items()})
-            outs.append(_call(rep, None, None, x, mode, group))
+            outs.append(_call(rep, None, None, x, mode, groups))
+            names = list(rep.ctx.names)
         logits = torch.stack([o[0] for o in outs])
         stats = [(torch.stack([o[1][j][0] for o in outs]), torch.stack([o[1][j][1] for o in outs]))
                  for j in range(len(outs[0][1]))]
-    return logits, [(name, m, v) for name, (m, v) in zip(rep.ctx.names, stats, strict=True)]
+    return logits, [(name, m, v) for name, (m, v) in zip(names, stats, strict=True)]
 
 
 @torch.no_grad()
 def recompute_buffers(rep: Replica, strategy: Strategy, params: dict, buffers_flat: torch.Tensor, bn_data: torch.Tensor,
                       bn_batch_size: int, weighting: BNWeighting, superbatch: int,
                       slices: dict[str, dict[str, slice]], layout: Layout, device: torch.device) -> torch.Tensor:
-    """The BN statistics pass (``update_bn`` semantics) for ``k`` points.
+    """The BN statistics pass (``update_bn`` semantics) for ``k`` points, many BN batches per forward.
+
+    A BN layer called several times per forward (a shared layer) averages over all its calls, as
+    ``update_bn`` does; its ``num_batches_tracked`` counts the calls.
 
     Args:
         rep, strategy, params: As in :func:`forward`.
@@ -92,37 +102,64 @@ def recompute_buffers(rep: Replica, strategy: Strategy, params: dict, buffers_fl
 
     Returns:
         Buffers ``[k, Q]`` with the recomputed running statistics.
+
+    Raises:
+        UserError: Per-sample weighting of a BN layer called several times per forward (no clean weighting).
+        GroupingError: A BN layer whose rows do not split into the forward's BN batches.
     """
     b, n = bn_batch_size, bn_data.shape[0]
     buffers = unflatten(buffers_flat, layout)
-    sums: dict[str, list[torch.Tensor]] = {}
+    sums: dict[str, list] = {}
     n_full = n // b * b
     pieces = [(i, min(i + superbatch, n_full), b) for i in range(0, n_full, superbatch)]
     if n_full < n:
         pieces.append((n_full, n, n - n_full))
-    groups = samples = 0
     for lo, hi, grp in pieces:
         xb = bn_data[lo:hi].to(device, non_blocking=True)
-        _, stats = forward(rep, strategy, params, buffers, xb, "stats", grp)
-        seen = set()
+        groups = (hi - lo) // grp
+        _, stats = forward(rep, strategy, params, buffers, xb, "stats", groups)
+        names = [name for name, _, _ in stats]
+        if weighting is BNWeighting.SAMPLE and len(set(names)) < len(names):
+            twice = next(x for x in names if names.count(x) > 1)
+            raise UserError(f"BatchNorm layer {twice!r} is called several times per forward; per-sample BN weighting "
+                            "has no single meaning then (use --bn-weighting batch)")
+        w = grp if weighting is BNWeighting.SAMPLE else 1
         for name, m, v in stats:
-            if name in seen:
-                raise UserError(f"BatchNorm layer {name!r} is called twice in one forward; not supported")
-            seen.add(name)
-            w = grp if weighting is BNWeighting.SAMPLE else 1
-            acc = sums.setdefault(name, [torch.zeros_like(m, dtype=torch.float64), torch.zeros_like(v, dtype=torch.float64)])
+            acc = sums.setdefault(name, [torch.zeros_like(m, dtype=torch.float64),
+                                         torch.zeros_like(v, dtype=torch.float64), 0, 0])
             acc[0] += w * m.double()
             acc[1] += w * v.double()
-        groups += (hi - lo) // grp
-        samples += hi - lo
-    denom = samples if weighting is BNWeighting.SAMPLE else groups
+            acc[2] += w * groups  # total weight
+            acc[3] += groups  # calls of the layer, as update_bn counts them
     out = buffers_flat.clone()
-    for name, (m, v) in sums.items():
+    for name, (m, v, weight, calls) in sums.items():
         sl = slices[name]
-        out[:, sl["running_mean"]] = (m / denom).to(out.dtype)
-        out[:, sl["running_var"]] = (v / denom).to(out.dtype)
-        out[:, sl["num_batches_tracked"]] = groups
+        out[:, sl["running_mean"]] = (m / weight).to(out.dtype)
+        out[:, sl["running_var"]] = (v / weight).to(out.dtype)
+        out[:, sl["num_batches_tracked"]] = calls
     return out
+
+
+@torch.no_grad()
+def recompute_buffers_exact(rep: Replica, params: dict, buffers_flat: torch.Tensor, bn_data: torch.Tensor,
+                            bn_batch_size: int, weighting: BNWeighting, layout: Layout, device: torch.device
+                            ) -> torch.Tensor:
+    """The BN statistics pass point by point through the modules' own train-mode forwards (the reference
+    semantics, :func:`landscape.bn.recompute_bn`): exact for any layer, one BN batch per forward.
+
+    Args: as :func:`recompute_buffers`. Returns buffers ``[k, Q]``.
+    """
+    model = rep.exact_model
+    tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    batches = [bn_data[i:i + bn_batch_size] for i in range(0, bn_data.shape[0], bn_batch_size)]
+    buffers = unflatten(buffers_flat, layout)
+    out = []
+    for i in range(buffers_flat.shape[0]):
+        for name, t in (params | buffers).items():
+            tensors[name].copy_(t[i])
+        recompute_bn(model, batches, weighting, device)
+        out.append(torch.cat([t.detach().reshape(-1).to(buffers_flat.dtype) for t in model.buffers()]))
+    return torch.stack(out)
 
 
 def loss_and_correct(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -90,6 +90,8 @@ class ProbeReport:
     choice: Plan
     reason: str
     cached: bool = False
+    guard: str = ""
+    """What the guard (:mod:`landscape.guard`) found for this engine, if it ran."""
 
     def __str__(self) -> str:
         lines = [f"{'candidate':<52} {'points':>6} {'seconds':>8} {'points/s':>9}  note"]
@@ -99,6 +101,8 @@ class ProbeReport:
             rate = f"{t.rate:9.1f}" if not math.isnan(t.rate) else f"{'-':>9}"
             lines.append(f"{mark}{str(t.plan):<51} {t.points:>6} {sec} {rate}  {t.note}")
         lines.append(f"choice: {self.choice} ({self.reason}{'; from the cache' if self.cached else ''})")
+        if self.guard:
+            lines.append(self.guard)
         return "\n".join(lines)
 
 
@@ -120,6 +124,8 @@ class ProbeKey(NamedTuple):
     memory_budget: int
     cpu_cache_bytes: int
     threads: int
+    paths: tuple[bool, bool] = (True, False)
+    """Folding on, exact BN statistics on (the guard's choice for the model)."""
 
 
 @dataclass

@@ -1,0 +1,91 @@
+"""The guard against silently wrong numbers: one point through the fast path and through the reference path.
+
+The engine's fast paths rest on assumptions about a network (its BN layers normalise through
+``F.batch_norm``; a layer's rows follow its samples in order; a folded conv/linear feeds only its
+BN). A network that breaks one would give plausible but wrong numbers. So before its first
+evaluation the engine evaluates one point both ways (:func:`landscape.reference.reference_point`
+is the slow, obviously-correct path) and compares the recomputed BN statistics layer by layer and
+the losses. Where they differ the engine switches to an exact path for this model (per-point BN
+statistics through the modules' own train-mode forwards; no folding) and checks again; where even
+that differs it refuses. :class:`GuardReport` says what was compared, found and done, and what it cost.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .reference import Metrics
+
+__all__ = ["GuardReport", "tolerance", "discrepancy"]
+
+
+@dataclass
+class GuardReport:
+    """What the guard found for one engine.
+
+    Attributes:
+        tolerance: Largest accepted relative difference (see :func:`tolerance`).
+        max_difference: Largest relative difference of the path finally used (BN statistics per layer,
+            scaled by the layer's largest value; losses).
+        culprit: Where the fast path differed (a BN layer name, or ``"the evaluation pass"``), or None.
+        action: ``"fast path"``, ``"exact BN statistics"``, ``"exact BN statistics, no folding"``.
+        seconds: Time the guard took (reference evaluations and the re-checks).
+        first_difference: The fast path's difference where it failed (NaN when it passed).
+    """
+
+    tolerance: float
+    max_difference: float
+    culprit: str | None
+    action: str
+    seconds: float
+    first_difference: float = math.nan
+
+    def __str__(self) -> str:
+        if self.culprit is None:
+            return (f"guard: one point matched the reference path to {self.max_difference:.1e} (tolerance "
+                    f"{self.tolerance:.0e}) in {self.seconds:.2f} s; fast path kept")
+        return (f"guard: the fast path differed from the reference path by {self.first_difference:.2e} at "
+                f"{self.culprit}; using {self.action} for this model (then matched to {self.max_difference:.1e}; "
+                f"{self.seconds:.2f} s)")
+
+
+def tolerance(dtype: torch.dtype) -> float:
+    """Accepted relative difference between the fast and the reference path: rounding, not a different function."""
+    return 1e-9 if dtype == torch.float64 else 1e-4
+
+
+def discrepancy(losses: dict[str, torch.Tensor], buffers: torch.Tensor, ref: dict[str, Metrics],
+                ref_buffers: torch.Tensor, bn_slices: dict[str, dict[str, slice]]) -> list[tuple[float, str]]:
+    """Relative differences of one point's results from the reference, each with where it arose.
+
+    Args:
+        losses: Split name to the fast path's loss ``[1]``.
+        buffers: The fast path's buffers ``[1, Q]``.
+        ref: The reference metrics per split.
+        ref_buffers: The reference buffers ``[Q]``.
+        bn_slices: BN layer name to the slices of its statistics in Q, in module order.
+
+    Returns:
+        ``(difference, where)`` for every BN layer's statistics, then for the evaluation pass (the losses);
+        NaN or inf counts as an infinite difference.
+    """
+    out = []
+    b, r = buffers[0].double().cpu(), ref_buffers.double().cpu()
+    for name, sl in bn_slices.items():
+        d = 0.0
+        for key in ("running_mean", "running_var"):
+            a, e = b[sl[key]], r[sl[key]]
+            scale = float(e.abs().max()) if e.numel() else 0.0
+            diff = float((a - e).abs().max()) / max(scale, 1e-12) if e.numel() else 0.0
+            d = max(d, diff if math.isfinite(diff) else math.inf)
+        out.append((d, f"BatchNorm layer {name!r}"))
+    d = 0.0
+    for split, metrics in ref.items():
+        loss = float(losses[split][0])
+        diff = abs(loss - metrics.loss) / max(abs(metrics.loss), 1e-12)
+        d = max(d, diff if math.isfinite(diff) else math.inf)
+    out.append((d, "the evaluation pass"))
+    return out

@@ -1,0 +1,153 @@
+"""The engine on networks no one here wrote (:mod:`tests.landscape.zoo`) against a plain reference written out here.
+
+The reference is what a careful user would write: copy the point into the network, reset every BN layer's
+statistics, run train-mode BN passes over batches of ``BN_BATCH`` with everything else in eval mode (momentum
+None: the cumulative average), then evaluate in eval mode. Every entry is checked for the loop and for vmap, in
+float32 (1e-5) and float64 (1e-10), or its refusal is asserted.
+"""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from landscape.engine import Engine, EngineConfig
+from landscape.errors import UserError
+from landscape.layout import buffer_layout, flatten, param_layout, unflatten
+from landscape.points import PointSet
+from tests.landscape.zoo import ZOO, data_for
+
+BN_BATCH = 16
+TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
+
+
+def plain_reference(model: nn.Module, w: torch.Tensor, data: dict) -> tuple[dict[str, float], torch.Tensor]:
+    """Loss per split and flat buffers at flat weights ``w``, the obvious way (see the module docstring)."""
+    m = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, t in unflatten(w, param_layout(m)).items():
+            m.get_parameter(name).copy_(t)
+        bns = [x for x in m.modules() if isinstance(x, nn.modules.batchnorm._BatchNorm)]
+        m.eval()
+        for bn in bns:
+            bn.reset_running_stats()
+            bn.momentum = None
+            bn.training = True
+        x = data["train"][0]
+        for i in range(0, x.shape[0], BN_BATCH):
+            m(x[i:i + BN_BATCH])
+        m.eval()
+        loss = {s: F.cross_entropy(m(xs).double(), ys).item() for s, (xs, ys) in data.items()}
+    return loss, flatten(list(m.buffers()), torch.float64)
+
+
+def _plane(model: nn.Module, dtype: torch.dtype, seed: int) -> torch.Tensor:
+    """Four points of a small random plane through the network's weights ``[4, P]``."""
+    w0 = flatten(list(model.parameters()), torch.float64)
+    g = torch.Generator().manual_seed(seed)
+    basis = torch.randn(2, w0.numel(), generator=g, dtype=torch.float64) * 0.1 * w0.abs().mean()
+    coords = torch.tensor([[0.0, 0.0], [1.0, 0.5], [-0.7, 1.2], [0.4, -1.5]], dtype=torch.float64)
+    return (w0 + coords @ basis).to(dtype)
+
+
+def _setup(entry, dtype, seed):
+    torch.manual_seed(seed)
+    model = entry.build().to(dtype)
+    with torch.no_grad():  # non-default statistics and affine parameters, so that nothing matches by accident
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                if m.affine:
+                    m.weight.uniform_(0.5, 1.5)
+                    m.bias.uniform_(-0.3, 0.3)
+    return model, data_for(entry, seed + 1, dtype), _plane(model, dtype, seed + 2)
+
+
+@pytest.mark.parametrize("strategy", ["loop", "vmap"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("entry", ZOO, ids=[e.name for e in ZOO])
+def test_zoo_matches_the_plain_reference_or_is_refused(entry, dtype, strategy):
+    model, data, pts = _setup(entry, dtype, seed=hash(entry.name) % 1000)
+    cfg = EngineConfig(dtype=str(dtype).removeprefix("torch."), strategy=strategy, bn_batch_size=BN_BATCH,
+                       superbatch=2 * BN_BATCH, workers=1)
+    if entry.refusal:
+        with pytest.raises(UserError, match=entry.refusal):
+            Engine(model, data, config=cfg).evaluate(PointSet.explicit(pts))
+        return
+    eng = Engine(model, data, config=cfg)
+    res = eng.evaluate(PointSet.explicit(pts))
+    assert res.strategy == strategy
+    tol = TOL[dtype]
+    for i in range(len(pts)):
+        ref_loss, ref_buf = plain_reference(model, pts[i], data)
+        for split in data:
+            torch.testing.assert_close(res.loss[split][i].item(), ref_loss[split], rtol=tol, atol=0)
+        torch.testing.assert_close(res.buffers[i].double(), ref_buf, rtol=tol, atol=tol)
+    has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if has_bn:
+        assert (eng.guard_report.culprit is not None) == entry.guard_needed, str(eng.guard_report)
+
+
+@pytest.mark.parametrize("entry", [e for e in ZOO if e.guard_needed], ids=lambda e: e.name)
+def test_without_the_guard_these_networks_would_be_wrong(entry):
+    """The guard is what makes them exact: with it turned off, the fast path differs from the reference."""
+    model, data, pts = _setup(entry, torch.float64, seed=5)
+    cfg = EngineConfig(dtype="float64", bn_batch_size=BN_BATCH, superbatch=2 * BN_BATCH, guard=False)
+    res = Engine(model, data, config=cfg).evaluate(PointSet.explicit(pts))
+    ref_loss, _ = plain_reference(model, pts[1], data)
+    assert abs(res.loss["train"][1].item() - ref_loss["train"]) > 1e-5 * abs(ref_loss["train"])  # exact: 1e-10
+
+
+def test_guard_names_the_layer_and_the_fallback_in_one_notice():
+    entry = next(e for e in ZOO if e.name == "manual_bn")
+    model, data, pts = _setup(entry, torch.float64, seed=6)
+    eng = Engine(model, data, config=EngineConfig(dtype="float64", bn_batch_size=BN_BATCH))
+    with pytest.warns(UserWarning, match=r"BatchNorm layer '1' differs .* using exact BN statistics"):
+        eng.evaluate(PointSet.explicit(pts))
+    assert "'1'" in str(eng.guard_report) and "exact BN statistics" in str(eng.guard_report)
+    assert "guard:" in str(eng.explain())
+
+
+def test_shared_bn_with_per_sample_weighting_is_refused():
+    entry = next(e for e in ZOO if e.name == "shared_bn")
+    model, data, pts = _setup(entry, torch.float64, seed=7)
+    eng = Engine(model, data, config=EngineConfig(dtype="float64", bn_batch_size=BN_BATCH, bn_weighting="sample",
+                                                  guard=False))
+    with pytest.raises(UserError, match="called several times per forward"):
+        eng.evaluate(PointSet.explicit(pts))
+
+
+def test_folding_only_for_plain_pytorch_pairs():
+    from landscape.grouped_bn import engine_copy
+
+    class MyConv(nn.Conv2d):
+        pass
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), MyConv(4, 4, 3), nn.BatchNorm2d(4),
+                        nn.Conv2d(4, 4, 3), nn.SyncBatchNorm(4), nn.Linear(2, 4), nn.BatchNorm1d(4))
+    rep = engine_copy(net, torch.float32, torch.device("cpu"))
+    folded = [i for i, m in enumerate(rep.model) if "forward" in vars(m)]
+    assert folded == [0, 1, 6, 7]
+    # a linear layer before BN1d folds only for 2-D inputs; on [N, 4, 2] the BN's channels are not its features
+    lin = nn.Sequential(nn.Linear(2, 4), nn.BatchNorm1d(4)).double().eval()
+    lin[1].running_mean.uniform_(-1, 1)
+    x = torch.randn(5, 4, 2, dtype=torch.float64)
+    rep = engine_copy(lin, torch.float64, torch.device("cpu"))
+    with torch.no_grad():
+        torch.testing.assert_close(rep.model(x), lin(x), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(rep.model(x[:, 0]), lin(x[:, 0]), rtol=1e-12, atol=1e-12)
+
+
+def test_guard_cost_is_one_reference_point_and_it_can_be_turned_off():
+    entry = next(e for e in ZOO if e.name == "residual")
+    model, data, pts = _setup(entry, torch.float64, seed=8)
+    on = Engine(model, data, config=EngineConfig(dtype="float64", bn_batch_size=BN_BATCH))
+    off = Engine(model, data, config=EngineConfig(dtype="float64", bn_batch_size=BN_BATCH, guard=False))
+    a, b = on.evaluate(PointSet.explicit(pts)), off.evaluate(PointSet.explicit(pts))
+    torch.testing.assert_close(a.loss["test"], b.loss["test"], rtol=0, atol=0)
+    assert on.guard_report.culprit is None and on.guard_report.seconds > 0 and off.guard_report is None
+    on.evaluate(PointSet.explicit(pts[:1]))  # once per engine
+    assert on.guard_report is not None
