@@ -26,7 +26,7 @@ from pathlib import Path
 import analyses.cli
 import figures.cli
 import swa.cli
-from landscape.errors import UserError
+from landscape.errors import UserError, bounded, check_bounds
 from landscape.files import default_results_path
 from swa import TrainConfig, train
 
@@ -41,12 +41,15 @@ class DemoConfig:
     for 20 epochs (the paper's 1.25 budget) with the cyclical schedule from 0.1 to 0.01, one cycle per epoch
     (each cycle's end is an FGE proposal)."""
 
-    epochs: int = 40
-    num_samples: int = 4000
-    seed: int = 0
-    grid: int = 21
-    directions: int = 10
-    ray_steps: int = 30
+    epochs: int = bounded(40, ge=1)
+    num_samples: int = bounded(4000, ge=10)
+    seed: int = bounded(0, meaning="any integer seeds the training run")
+    grid: int = bounded(21, ge=2)
+    directions: int = bounded(10, ge=1)
+    ray_steps: int = bounded(30, ge=2)
+
+    def __post_init__(self) -> None:
+        check_bounds(self)
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(model="convnet", dataset="mnist1d", num_samples=self.num_samples, epochs=self.epochs,
@@ -68,6 +71,8 @@ def demo(config: DemoConfig, out: str | os.PathLike, progress: bool = True) -> P
     from figures.report import make_figures
 
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; the demo needs an output directory")
     out.mkdir(parents=True, exist_ok=True)
     run = out / "run.h5"
     results = default_results_path(run)
@@ -107,9 +112,9 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_demo(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
-    index = demo(DemoConfig(epochs=args.epochs, num_samples=args.num_samples, seed=args.seed, grid=args.grid,
-                            directions=args.directions, ray_steps=args.ray_steps), args.out,
-                 progress=not args.no_progress)
+    config = DemoConfig(epochs=args.epochs, num_samples=args.num_samples, seed=args.seed, grid=args.grid,
+                        directions=args.directions, ray_steps=args.ray_steps)
+    index = demo(config, args.out, progress=not args.no_progress)
     print(f"demo finished in {time.perf_counter() - t0:.0f} s; open {index}")
 
 
@@ -173,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = _notice
             args._run(args)
+        sys.stdout.flush()  # a reader that closed the pipe is noticed here, not at interpreter exit
     except UserError as e:  # one write per line: ranks sharing a stderr pipe cannot interleave within it
         sys.stderr.write(f"swa-landscape: error: {e}\n")
         sys.stderr.flush()
@@ -181,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write("swa-landscape: interrupted\n")
         sys.stderr.flush()
         return 130
+    except BrokenPipeError:  # `swa-landscape info RUN | head -1`: the reader has all it wants; end quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+        return 141  # 128 + SIGPIPE, as Unix tools end
     finally:
         import torch.distributed as dist
 

@@ -60,8 +60,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--strategy", default="auto", choices=("auto", "loop", "vmap"),
                    help="how points go through the network: auto times candidates (default), loop, vmap")
     e.add_argument("--chunk-size", type=int, help="points per chunk (default: chosen under the memory budget)")
-    e.add_argument("--memory-budget-gib", type=float, default=2.0,
-                   help="memory the engine may use for activations and points, GiB (default: 2)")
+    e.add_argument("--memory-budget-gib", type=float,
+                   help="memory the engine may use for activations and points, GiB (default: 2 on a CPU, 70%% of "
+                        "the free memory of a GPU)")
+    e.add_argument("--tf32", action="store_true",
+                   help="on a GPU, allow TF32 products and convolutions (faster, about 1e-3 relative error)")
     e.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     e.add_argument("--dtype", default="float32", choices=("float32", "float64"),
                    help="evaluation precision (default: float32)")
@@ -118,32 +121,34 @@ def engine_config(args: argparse.Namespace, t: Trajectory) -> EngineConfig:
     """The engine settings of the flags, with the run's own defaults for what they leave open."""
     given = {"bn_weighting": args.bn_weighting} if args.bn_weighting else {}
     return default_engine_config(t, bn_mode=args.bn_mode, bn_batches=args.bn_batches, strategy=args.strategy,
-                                 chunk_size=args.chunk_size, memory_budget=int(args.memory_budget_gib * (1 << 30)),
-                                 device=args.device, dtype=args.dtype, guard=not args.no_guard, **given)
+                                 chunk_size=args.chunk_size, memory_budget=None if args.memory_budget_gib is None else int(args.memory_budget_gib * (1 << 30)),
+                                 device=args.device, dtype=args.dtype, guard=not args.no_guard, tf32=args.tf32, **given)
 
 
-def _run_one(name: str, args: argparse.Namespace, t: Trajectory, out: str, eng: EngineConfig, anchors: tuple,
-             progress: bool) -> str:
+def _config(name: str, args: argparse.Namespace):
+    """The analysis' config from the flags (built before any analysis runs, so a bad value changes nothing)."""
     if name == "rays":
         along_hessian = args.directions == "hessian"
-        cfg = RaysConfig(2 if along_hessian else args.directions, args.ray_steps, args.t_max, args.seed,
-                         args.filter_normalize, args.margin_error, args.margin_loss, along_hessian)
-        return describe_rays(rays(t, out, cfg, eng, progress))
+        return RaysConfig(2 if along_hessian else args.directions, args.ray_steps, args.t_max, args.seed,
+                          args.filter_normalize, args.margin_error, args.margin_loss, along_hessian)
     if name == "hessian":
         points = tuple(x.strip() for x in args.points.split(",") if x.strip())
-        cfg = HessianConfig(points, args.top_k, args.trace_probes, args.tol, args.seed)
-        return describe_hessian(hessian(t, out, cfg, eng, progress))
+        return HessianConfig(points, args.top_k, args.trace_probes, args.tol, args.seed)
     if name == "pca":
-        return describe_pca(pca(t, out, PCAConfig(args.snapshots, tuple(args.grid), args.margin), eng, progress))
+        return PCAConfig(args.snapshots, tuple(args.grid), args.margin)
     if name == "segment":
-        cfg = SegmentConfig(args.t_range[0], args.t_range[1], args.segment_steps)
-        return describe_segment(segment(t, out, cfg, eng, progress))
+        return SegmentConfig(args.t_range[0], args.t_range[1], args.segment_steps)
     if name == "plane" and args.directions == "hessian":
-        return describe_eigen_plane(eigen_plane(t, out, EigenPlaneConfig(tuple(args.grid), args.t_max), eng, progress))
+        return EigenPlaneConfig(tuple(args.grid), args.t_max)
     if name in ("plane", "plane_fig1"):
-        anchors = ("paper-fig1",) if name == "plane_fig1" else anchors
-        return describe_plane(plane(t, out, PlaneConfig(anchors, tuple(args.grid), args.margin), eng, progress))
-    return describe_fge(fge(t, out, FGEConfig(), eng, progress))
+        anchors = tuple(a.strip() for a in args.anchors.split(",")) if args.anchors else ()
+        return PlaneConfig(("paper-fig1",) if name == "plane_fig1" else anchors, tuple(args.grid), args.margin)
+    return FGEConfig()
+
+
+_RUN = {RaysConfig: (rays, describe_rays), HessianConfig: (hessian, describe_hessian), PCAConfig: (pca, describe_pca),
+        SegmentConfig: (segment, describe_segment), EigenPlaneConfig: (eigen_plane, describe_eigen_plane),
+        PlaneConfig: (plane, describe_plane), FGEConfig: (fge, describe_fge)}
 
 
 def run_analyses(args: argparse.Namespace) -> None:
@@ -153,17 +158,18 @@ def run_analyses(args: argparse.Namespace) -> None:
     todo = ("rays", "segment", "plane", "plane_fig1", "fge") if args.analysis == "all" else (args.analysis,)
     with Trajectory(args.run) as t:
         eng = engine_config(args, t)
+        configs = {name: _config(name, args) for name in todo}
         out = args.out or str(default_results_path(t.path))
         # `all` names the analyses that cannot honour the mode and runs the others; a single one refuses by itself
         refused = {n: UNSUPPORTED[n][eng.bn_mode] for n in todo if eng.bn_mode in UNSUPPORTED.get(n, {})} \
             if args.analysis == "all" else {}
         for name, why in refused.items():
             say(f"{name} skipped: bn_mode {eng.bn_mode.value!r}: {why}")
-        anchors = tuple(a.strip() for a in args.anchors.split(",")) if args.anchors else ()
         progress = not args.no_progress and rank() == 0
         for name in (n for n in todo if n not in refused):
+            fn, describe = _RUN[type(configs[name])]
             try:
-                say(_run_one(name, args, t, out, eng, anchors, progress))
+                say(describe(fn(t, out, configs[name], eng, progress)))
             except UserError as e:
                 if args.analysis != "all" or name not in ("plane", "plane_fig1", "fge"):
                     raise

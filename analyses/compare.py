@@ -106,7 +106,8 @@ def run_metrics(run: str | os.PathLike, results: str | os.PathLike | None = None
         v["acc_diff"] = v["swa_acc"] - v["sgd_acc"]
         results = Path(results) if results else default_results_path(t.path)
         if not results.exists():
-            return v, rays
+            raise UserError(f"{run} has no results file {results}: run 'swa-landscape analyze {run} all' first "
+                            "(or name it as RUN=RESULTS)")
         with ResultsFile(results, t).read() as f:
             for g, _ in _RAYS:
                 for o in ("swa", "sgd"):
@@ -166,33 +167,52 @@ def _per_run(ok: np.ndarray, measured: np.ndarray) -> tuple[bool | None, ...]:
     return tuple(bool(o) if m else None for o, m in zip(ok, measured))
 
 
+_NEEDS = {"accuracy": "the run's solutions", "width": "rays, with and without --filter-normalize",
+          "segment": "segment", "fge": "fge (a cyclic run's proposals)"}
+"""What each finding needs, for the reason of a "not measured" verdict."""
+
+
+def _unmeasured(per: tuple[bool | None, ...], key: str) -> str | None:
+    """The reason a finding is not measured (which runs lack which analysis), or None when it is."""
+    missing = [str(i + 1) for i, p in enumerate(per) if p is None]
+    if not missing:
+        return None
+    return f"not measured on run {', '.join(missing)}: run the {_NEEDS[key]} analysis there"
+
+
 def _judge(v: dict[str, np.ndarray]) -> list[Verdict]:
     """The four verdicts from the per-run values ``v[key] [R]``."""
     out = []
+
+    def add(finding: Finding, per: tuple[bool | None, ...], holds: bool, margin) -> None:
+        """The verdict; the margins (a callable, evaluated only when every run is measured) or why not measured."""
+        why = _unmeasured(per, finding.key)
+        out.append(Verdict(finding, per, holds and why is None, why or margin()))
+
     diff = v["acc_diff"]
     per = _per_run(diff > 0, np.isfinite(diff))
-    out.append(Verdict(FINDINGS[0], per, all(per) and float(np.mean(diff)) >= MIN_ACC_GAIN,
-                       f"mean {np.mean(diff):+.2f} points, smallest {np.min(diff):+.2f}"))
+    add(FINDINGS[0], per, all(per) and float(np.mean(diff)) >= MIN_ACC_GAIN,
+        lambda: f"mean {np.mean(diff):+.2f} points, smallest {np.min(diff):+.2f}")
     # width: SWA/SGD ratios of the eight widths; every one above 1 on every run
     ratios = np.stack([v[f"{g}_swa_width_{m}"] / v[f"{g}_sgd_width_{m}"] for g, _ in _RAYS for m in ("error", "loss")])
     measured = np.isfinite(ratios).all(0)
     per = _per_run((ratios > 1).all(0), measured)
     names = [f"{kind} {m}" for _, kind in _RAYS for m in ("test error", "train loss")]
-    fin = np.where(np.isfinite(ratios), ratios, np.inf)
-    worst = int(np.argmin(fin.min(1)))
-    margin = "rays not measured (run rays with and without --filter-normalize)"
-    if np.isfinite(fin.min()):
-        means = ", ".join(f"{n} {np.nanmean(r):.3f}" for n, r in zip(names, ratios) if np.isfinite(r).any())
-        margin = f"smallest width ratio SWA/SGD {fin.min():.3f} ({names[worst]}); mean ratios {means}"
-    out.append(Verdict(FINDINGS[1], per, all(per), margin))
+
+    def width_margin() -> str:
+        worst = int(np.argmin(ratios.min(1)))
+        means = ", ".join(f"{n} {np.mean(r):.3f}" for n, r in zip(names, ratios))
+        return f"smallest width ratio SWA/SGD {ratios.min():.3f} ({names[worst]}); mean ratios {means}"
+
+    add(FINDINGS[1], per, all(per), width_margin)
     t_err, up_sgd, up_swa = v["seg_t_min_test_error"], v["seg_slope_beyond_sgd"], v["seg_slope_beyond_swa"]
     per = _per_run((t_err < 0.5) & (up_sgd > up_swa), np.isfinite(t_err) & np.isfinite(up_sgd) & np.isfinite(up_swa))
-    out.append(Verdict(FINDINGS[2], per, all(per),
-                       f"largest t of minimal test error {np.max(t_err):.3g}; slope beyond SGD minus beyond SWA: "
-                       f"smallest {np.min(up_sgd - up_swa):+.3g} (mean {np.mean(up_sgd) :.3g} vs {np.mean(up_swa):.3g})"))
+    add(FINDINGS[2], per, all(per),
+        lambda: f"largest t of minimal test error {np.max(t_err):.3g}; slope beyond SGD minus beyond SWA: "
+                f"smallest {np.min(up_sgd - up_swa):+.3g} (mean {np.mean(up_sgd):.3g} vs {np.mean(up_swa):.3g})")
     gap, cons = v["fge_prob_diff_swa_ensemble"], v["fge_prob_diff_consecutive"]
     per = _per_run(gap < cons, np.isfinite(gap) & np.isfinite(cons))
-    out.append(Verdict(FINDINGS[3], per, all(per), f"largest ratio gap/consecutive {np.max(gap / cons):.3f}"))
+    add(FINDINGS[3], per, all(per), lambda: f"largest ratio gap/consecutive {np.max(gap / cons):.3f}")
     return out
 
 

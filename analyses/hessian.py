@@ -29,7 +29,7 @@ import torch
 
 from landscape.curvature import HessianOperator, hutchinson_trace, top_eigen
 from landscape.engine import BNMode, EngineConfig
-from landscape.errors import UserError
+from landscape.errors import UserError, bounded, check_bounds
 from landscape.points import PointSet
 
 from .common import RunContext, analysis, check_bn_mode
@@ -52,20 +52,21 @@ class HessianConfig:
         points: Where: ``sgd``, ``swa``, snapshot indices (as strings) or ``t=T`` on the segment.
         top_k: Number of largest eigenvalues (0: none).
         trace_probes: Rademacher vectors of the Hutchinson trace (0: no trace).
-        tol: Relative accuracy of the eigenvalues asked of ARPACK.
+        tol: Relative accuracy of the eigenvalues asked of ARPACK (0: machine precision).
         seed: Seed of the Lanczos start vector and the trace probes.
         vectors: Hessian-vector products vmapped in one pass (trace probes, Lanczos blocks).
     """
 
     points: tuple[str, ...] = ("swa", "sgd")
-    top_k: int = 5
-    trace_probes: int = 100
-    tol: float = 1e-4
-    seed: int = 0
-    vectors: int = 10
+    top_k: int = bounded(5, ge=0)
+    trace_probes: int = bounded(100, ge=0)
+    tol: float = bounded(1e-4, ge=0)
+    seed: int = bounded(0, meaning="any integer seeds the start vector and the probes")
+    vectors: int = bounded(10, ge=1)
 
     def __post_init__(self) -> None:
-        if self.top_k < 0 or self.trace_probes < 0 or (self.top_k == 0 and self.trace_probes == 0):
+        check_bounds(self)
+        if self.top_k == 0 and self.trace_probes == 0:
             raise UserError("hessian needs top_k >= 1 or trace_probes >= 2")
         if self.trace_probes == 1:
             raise UserError("the Hutchinson trace needs at least 2 probes for its standard error")
@@ -112,7 +113,7 @@ def hessian_operator(ctx: RunContext, name: str, vectors: int = 10) -> tuple[Hes
     w = pts.chunk(0, 1, dtype=torch.float64)[0]
     x, y = ctx.splits["train"]
     eng = ctx.engine
-    op = HessianOperator(eng.template, w, res.buffers[0], x, y, eng.device, eng.dtype, eng.config.memory_budget,
+    op = HessianOperator(eng.template, w, res.buffers[0], x, y, eng.device, eng.dtype, eng.memory_budget,
                          eng.act_bytes, vectors)
     return op, float(res.loss["train"][0])
 
@@ -202,10 +203,11 @@ class EigenPlaneConfig:
     """
 
     grid: tuple[int, int] = (21, 21)
-    extent: float | None = None
+    extent: float | None = bounded(None, gt=0)
 
     def __post_init__(self) -> None:
-        if min(self.grid) < 2 or (self.extent is not None and self.extent <= 0):
+        check_bounds(self)
+        if min(self.grid) < 2:
             raise UserError("the eigen-direction plane needs at least 2 grid points per axis and a positive extent")
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from landscape.engine import BNMode, EngineConfig
-from landscape.errors import UserError
+from landscape.errors import UserError, bounded, check_bounds
 from landscape.points import PointSet
 
 from .common import RunContext, analysis, check_bn_mode
@@ -43,9 +43,10 @@ class PCAConfig:
 
     snapshots: str = "swa"
     grid: tuple[int, int] = (21, 21)
-    margin: float = 0.2
+    margin: float = bounded(0.2, ge=0)
 
     def __post_init__(self) -> None:
+        check_bounds(self)
         if self.snapshots not in ("swa", "all"):
             raise UserError(f"pca snapshots must be 'swa' or 'all', got {self.snapshots!r}")
         if min(self.grid) < 2 or self.margin < 0:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from landscape.engine import EngineConfig
-from landscape.errors import UserError
+from landscape.errors import UserError, bounded, check_bounds
 from landscape.points import PointSet, affine_buffers
 from swa.runs import point
 from swa.trajectory import Trajectory
@@ -48,13 +48,12 @@ class PlaneConfig:
 
     anchors: tuple = field(default_factory=tuple)
     grid: tuple[int, int] = (21, 21)
-    margin: float = 0.2
+    margin: float = bounded(0.2, ge=0)
 
     def __post_init__(self) -> None:
+        check_bounds(self)
         if min(self.grid) < 2:
             raise UserError("the plane grid needs at least 2 points per axis")
-        if self.margin < 0:
-            raise UserError("the plane margin must be non-negative")
 
 
 PRESETS = {"paper-fig1": "plane_fig1"}

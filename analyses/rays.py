@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from landscape.engine import BNMode, EngineConfig
-from landscape.errors import UserError
+from landscape.errors import UserError, bounded, check_bounds
 from landscape.layout import Layout
 from landscape.points import PointSet
 
@@ -46,22 +46,19 @@ class RaysConfig:
         margin_loss: Width: distance at which train loss first exceeds its t = 0 value by this (nats).
     """
 
-    directions: int = 10
-    steps: int = 30
-    t_max: float | None = None
-    seed: int = 0
+    directions: int = bounded(10, ge=1)
+    steps: int = bounded(30, ge=2)
+    t_max: float | None = bounded(None, gt=0)
+    seed: int = bounded(0, meaning="any integer seeds the directions")
     filter_normalize: bool = False
-    margin_error: float = 0.05
-    margin_loss: float = 0.1
+    margin_error: float = bounded(0.05, gt=0)
+    margin_loss: float = bounded(0.1, gt=0)
     hessian: bool = False
 
     def __post_init__(self) -> None:
+        check_bounds(self)
         if self.hessian and self.filter_normalize:
             raise UserError("rays along Hessian eigenvectors are not filter-normalised (pick one)")
-        if self.directions < 1 or self.steps < 2:
-            raise UserError("rays need at least 1 direction and 2 steps")
-        if self.t_max is not None and self.t_max <= 0:
-            raise UserError(f"t_max must be positive, got {self.t_max}")
 
 
 UNSUPPORTED_BN_MODES = {BNMode.INTERPOLATE: "a ray has one anchor, so there is nothing to interpolate toward "

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from landscape.engine import EngineConfig
-from landscape.errors import UserError
+from landscape.errors import UserError, bounded, check_bounds
 from landscape.points import PointSet, affine_buffers
 
 from .common import VALUES, RunContext, analysis, evaluate_missing
@@ -35,13 +35,14 @@ class SegmentConfig:
         steps: Number of points; t = 0 and t = 1 are always included.
     """
 
-    t_min: float = -1.0
-    t_max: float = 2.0
-    steps: int = 41
+    t_min: float = bounded(-1.0, meaning="any t: below 0 lies beyond SWA")
+    t_max: float = bounded(2.0, meaning="any t: above 1 lies beyond SGD")
+    steps: int = bounded(41, ge=2)
 
     def __post_init__(self) -> None:
-        if self.steps < 2 or not self.t_min < self.t_max:
-            raise UserError("segment needs t_min < t_max and at least 2 steps")
+        check_bounds(self)
+        if not self.t_min < self.t_max:
+            raise UserError(f"segment needs t_min < t_max, got {self.t_min} and {self.t_max}")
 
 
 def _ts(c: SegmentConfig) -> np.ndarray:

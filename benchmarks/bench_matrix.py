@@ -7,7 +7,7 @@ For each registry model, a 2-D grid of points around the initial weights is eval
     batch 128, evaluation passes over DataLoaders of batch 128 (what the field's scripts do);
 (b) obvious loop: ``torch.no_grad()``, ``vector_to_parameters``, the whole split per
     forward (``update_bn`` over the 128-sample batches first for BN models);
-(c) the engine with its automatic choice (construction and probe included);
+(c) the engine with its automatic choice (construction, guard and probe included);
 (d) efficiency: the engine's FLOP rate (matmul/conv FLOPs it must do: forwards over the
     training data twice for BN models, once otherwise, plus the test data) divided by the
     network's own best eval-forward FLOP rate measured here at several batch sizes.
@@ -141,20 +141,21 @@ def main() -> None:
         eng = Engine(model, {"train": train, "test": test}, config=EngineConfig(), cache=ProbeCache())
         eng.evaluate(pts)
         s_c = (time.perf_counter() - t) / len(pts)
+        guard = eng.guard_report.seconds if eng.guard_report is not None else 0.0
         fps = flops_per_sample(model, train[0][:8])
         flop_point = fps * ((2 if has_bn(model) else 1) * train[0].shape[0] + test[0].shape[0])
         peak, peak_bs = best_forward_rate(model, train[0], fps)
         eff = flop_point / s_c / peak
         rows.append((name, 1 / s_a, 1 / s_b, 1 / s_c, s_a / s_c, s_b / s_c, eff, peak / 1e9, peak_bs,
-                     str(eng.explain().choice)))
+                     str(eng.explain().choice), guard, guard / (s_c * len(pts))))
         if args.explain:
             print(f"\n{name}:\n{eng.explain()}")
     head = ("model", "(a) anchor pts/s", "(b) obvious pts/s", "(c) engine pts/s", "(c)/(a)", "(c)/(b)",
-            "(d) efficiency", "best fwd GFLOP/s", "at batch", "engine's choice")
+            "(d) efficiency", "best fwd GFLOP/s", "at batch", "engine's choice", "guard s (share of (c))")
     print("\n| " + " | ".join(head) + " |\n|" + " --- |" * len(head))
     for r in rows:
         print(f"| {r[0]} | {r[1]:.1f} | {r[2]:.1f} | {r[3]:.1f} | {r[4]:.2f}x | {r[5]:.2f}x | {100 * r[6]:.0f}% | "
-              f"{r[7]:.1f} | {r[8]} | {r[9]} |")
+              f"{r[7]:.1f} | {r[8]} | {r[9]} | {r[10]:.2f} ({100 * r[11]:.1f}%) |")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from landscape.config import resolve_device
 from landscape.reference import evaluate_batches
 from swa import TrainConfig, train
 from swa.data import DataSpec
@@ -31,9 +32,10 @@ from swa.trainer import builtin_data
 def plain_run(cfg: TrainConfig) -> float:
     """The same training without averaging, logging or checkpoints; returns seconds."""
     t0 = time.perf_counter()
-    data = builtin_data(DataSpec(cfg.dataset, cfg.data_dir, cfg.num_samples), cfg.batch_size)
+    device = resolve_device(cfg.device)
+    data = builtin_data(DataSpec(cfg.dataset, cfg.data_dir, cfg.num_samples), cfg.batch_size, device)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, num_classes=10, **cfg.model_kwargs)
+    model = build_model(cfg.model, num_classes=10, **cfg.model_kwargs).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     nb, start = data.num_batches, cfg.swa_start_epoch

@@ -8,10 +8,10 @@ from enum import Enum
 import torch
 
 from .bn import BNWeighting
-from .errors import UserError, coerce_enums
+from .errors import UserError, bounded, check_bounds, coerce_enums
 from .passes import Strategy
 
-__all__ = ["BNMode", "EngineConfig", "Strategy", "resolve_device"]
+__all__ = ["BNMode", "EngineConfig", "Strategy", "resolve_device", "default_memory_budget"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -33,6 +33,13 @@ def resolve_device(name: str) -> torch.device:
     if dev.type not in ("cpu", "cuda"):
         raise UserError(f"device {name!r} is not supported (use auto, cpu, cuda or cuda:N)")
     return dev
+
+
+def default_memory_budget(device: torch.device) -> int:
+    """Bytes for the engine when none are given: 2 GiB on a CPU, 70% of the free memory of a GPU."""
+    if device.type == "cuda":
+        return int(0.7 * torch.cuda.mem_get_info(device)[0])
+    return 2 << 30
 
 
 class BNMode(str, Enum):
@@ -66,7 +73,8 @@ class EngineConfig:
         bn_batches: Recompute from the first n batches only (None: all).
         strategy: See :class:`Strategy`; ``auto`` times candidate plans (:mod:`landscape.probe`).
         chunk_size: Points per chunk (None: chosen under the memory budget).
-        memory_budget: Bytes the engine may use for activations and points.
+        memory_budget: Bytes the engine may use for activations and points (None: 2 GiB on a CPU, 70% of the
+            device's free memory on a GPU, read when the engine is built).
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``...
         dtype: ``"float32"`` or ``"float64"``.
         weight_decay: If positive, also report ``loss + 0.5 * weight_decay * ||w||^2``.
@@ -80,6 +88,8 @@ class EngineConfig:
         workers: Threads evaluating different points at once, each with its own model copy
             and ``torch.get_num_threads() // workers`` intra-op threads. None: 1 (the plain
             plan), with one per core among the CPU candidates of ``auto``.
+        tf32: On a GPU, allow TF32 matrix products and convolutions during evaluations (faster, about 1e-3
+            relative error); off by default, so float32 means float32 (PyTorch allows TF32 convolutions by default).
         guard: Before the first evaluation of a network with BatchNorm, evaluate one point through the
             fast path and the reference path and fall back to exact paths where they differ
             (:mod:`landscape.guard`); costs one reference evaluation of one point per engine.
@@ -87,28 +97,24 @@ class EngineConfig:
 
     bn_mode: BNMode = BNMode.RECOMPUTE
     bn_weighting: BNWeighting = BNWeighting.BATCH
-    bn_batch_size: int = 128
-    bn_batches: int | None = None
+    bn_batch_size: int = bounded(128, ge=1)
+    bn_batches: int | None = bounded(None, ge=1)
     strategy: Strategy = Strategy.AUTO
-    chunk_size: int | None = None
-    memory_budget: int = 2 << 30
+    chunk_size: int | None = bounded(None, ge=1)
+    memory_budget: int | None = bounded(None, gt=0)
     device: str = "auto"
     dtype: str = "float32"
-    weight_decay: float = 0.0
-    superbatch: int | None = None
-    cpu_cache_bytes: int = 8 << 20
+    weight_decay: float = bounded(0.0, ge=0)
+    superbatch: int | None = bounded(None, ge=1)
+    cpu_cache_bytes: int = bounded(8 << 20, gt=0)
     tune_allocator: bool = True
-    workers: int | None = None
-    probe_min_seconds: float = 3.0
+    workers: int | None = bounded(None, ge=1)
+    probe_min_seconds: float = bounded(3.0, ge=0)
+    tf32: bool = False
     guard: bool = True
 
     def __post_init__(self) -> None:
         coerce_enums(self, {"bn_mode": BNMode, "bn_weighting": BNWeighting, "strategy": Strategy})
+        check_bounds(self)
         if self.dtype not in ("float32", "float64"):
             raise UserError(f"dtype must be float32 or float64, got {self.dtype!r}")
-        if self.bn_batch_size < 1 or (self.bn_batches is not None and self.bn_batches < 1):
-            raise UserError("bn_batch_size and bn_batches must be at least 1")
-        if self.chunk_size is not None and self.chunk_size < 1:
-            raise UserError(f"chunk_size must be at least 1, got {self.chunk_size}")
-        if self.workers is not None and self.workers < 1:
-            raise UserError(f"workers must be at least 1, got {self.workers}")

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .config import BNMode, EngineConfig, resolve_device
+from .config import BNMode, EngineConfig, default_memory_budget, resolve_device
 from .errors import UserError
 from .grouped_bn import GroupingError, Replica, engine_copy
 from .guard import GuardReport, discrepancy, tolerance
@@ -44,7 +44,7 @@ from .reference import reference_point
 from .points import PointSet
 from .probe import DEFAULT_CACHE, Plan, ProbeCache, ProbeKey, ProbeReport, run_probe, warn_vmap_failed
 from .result import EvalResult, concat_results, flops_per_sample
-from .workers import WorkerPools, split_range, tune_cpu_allocator
+from .workers import WorkerPools, split_range, tf32_allowed, tune_cpu_allocator
 
 __all__ = ["BNMode", "Strategy", "EngineConfig", "EvalResult", "Engine", "flops_per_sample", "tune_cpu_allocator",
            "concat_results", "MIN_PROBE_POINTS"]
@@ -76,6 +76,7 @@ class Engine:
                  cache: ProbeCache | None = None):
         self.config = cfg = config or EngineConfig()
         self.device = resolve_device(cfg.device)
+        self.memory_budget = cfg.memory_budget or default_memory_budget(self.device)
         if self.device.type == "cpu" and cfg.tune_allocator:
             tune_cpu_allocator()
         self.dtype = getattr(torch, cfg.dtype)
@@ -113,9 +114,11 @@ class Engine:
         self._report: ProbeReport | None = None
 
     def _place(self, x: torch.Tensor) -> torch.Tensor:
+        """On the device if it takes under a quarter of the budget; else on the host, pinned for asynchronous copies."""
         x = x.to(self.dtype) if x.is_floating_point() else x
-        fits = x.numel() * x.element_size() < self.config.memory_budget // 4
-        return x.to(self.device) if fits else x
+        if x.numel() * x.element_size() < self.memory_budget // 4:
+            return x.to(self.device)
+        return x.pin_memory() if self.device.type == "cuda" else x
 
     # --- public --------------------------------------------------------------------------------
     @property
@@ -179,10 +182,8 @@ class Engine:
                 raise UserError(f"unknown split {s!r}; the engine has {', '.join(self.splits)}")
         K = len(points)
         recompute = bool(self.bn_names) and self.config.bn_mode is BNMode.RECOMPUTE
-        if self._guard is None and self.config.guard and self.bn_names and K:
-            self._guard = self._run_guard(points, splits, recompute)
         parts: list[EvalResult] = []
-        bar = tqdm(total=K, desc=desc, disable=not progress, leave=False)
+        bar = tqdm(total=K, desc=desc, disable=None if progress else True, leave=False)  # None: on a terminal only
 
         def deliver(lo: int, hi: int, part: EvalResult) -> None:
             if prob_sink is not None:
@@ -194,11 +195,17 @@ class Engine:
             parts.append(part)
             bar.update(hi - lo)
 
-        with WorkerPools() as pools:
+        with WorkerPools() as pools, tf32_allowed(self.device, self.config.tf32):
             def run(plan: Plan, lo: int, hi: int) -> EvalResult:
                 return self._parallel_chunk(pools, plan.workers, points, lo, hi, plan, splits, probs)
 
-            plan, lo = self._choose(K, splits, probs, recompute, run, deliver)
+            first = 0
+            if self._guard is None and self.config.guard and self.bn_names and K:
+                self._guard, checked = self._run_guard(points, splits, recompute)
+                if not probs:  # the guard's point, evaluated by the path now in use, is the evaluation's own
+                    deliver(0, 1, checked)
+                    first = 1
+            plan, lo = self._choose(K, splits, probs, recompute, run, deliver, first)
             if self._guard is not None:
                 self._report.guard = str(self._guard)
             k = max(self._chunk(plan, K), min(plan.workers, K))
@@ -236,7 +243,7 @@ class Engine:
         sizes = [self.splits[s][0].shape[0] for s in dict.fromkeys((*splits, *probs))]
         if recompute:
             sizes.append(self.bn_data.shape[0])
-        s = min(-(-max(sizes) // b) * b, superbatch_cap(cfg.memory_budget, self.act_bytes, width, b))
+        s = min(-(-max(sizes) // b) * b, superbatch_cap(self.memory_budget, self.act_bytes, width, b))
         if cache_sized:
             s = min(s, max(b, cfg.cpu_cache_bytes // (self.act_bytes * width) // b * b))
         return s
@@ -268,32 +275,32 @@ class Engine:
         point_bytes = (self.p_layout.size + self.b_layout.size) * self.dtype.itemsize
         vmap = plan.strategy is Strategy.VMAP
         wanted = plan.points_per_round if vmap else max(_LOOP_CHUNK, plan.workers)
-        return chunk_points(self.config.memory_budget, point_bytes, wanted, n_points, self.act_bytes,
+        return chunk_points(self.memory_budget, point_bytes, wanted, n_points, self.act_bytes,
                             self.config.bn_batch_size, vmap)
 
-    def _choose(self, K: int, splits: tuple[str, ...], probs: tuple[str, ...], recompute: bool, run, deliver
-                ) -> tuple[Plan, int]:
-        """The plan for this evaluation and how many leading points the probe already evaluated."""
+    def _choose(self, K: int, splits: tuple[str, ...], probs: tuple[str, ...], recompute: bool, run, deliver,
+                first: int = 0) -> tuple[Plan, int]:
+        """The plan for the points from ``first`` on, and the first point the probe left to evaluate."""
         cands = self._candidates(splits, probs, recompute)
         if self.config.strategy is not Strategy.AUTO:
             self._report = ProbeReport([], cands[0], f"strategy {self.config.strategy.value!r} set in the config")
-            return cands[0], 0
+            return cands[0], first
         cfg = self.config
         key = ProbeKey(type(self._template).__qualname__, self.p_layout.shapes, str(self.device), cfg.dtype, recompute,
                        cfg.bn_batch_size, None if self.bn_data is None else self.bn_data.shape[0],
                        tuple((s, self.splits[s][0].shape[0]) for s in splits), tuple(probs), cfg.superbatch,
-                       cfg.workers, cfg.memory_budget, cfg.cpu_cache_bytes, torch.get_num_threads(),
+                       cfg.workers, self.memory_budget, cfg.cpu_cache_bytes, torch.get_num_threads(),
                        (self._fold, self._exact_bn))
         cached = self.cache.get(key)
         if cached is not None:
             self._report = ProbeReport(cached.trials, cached.choice, cached.reason, cached=True)
-            return cached.choice, 0
+            return cached.choice, first
         if K < MIN_PROBE_POINTS or len(cands) == 1:
             why = f"{K} points are too few to time candidates (probing starts at {MIN_PROBE_POINTS})" \
                 if len(cands) > 1 else "the only candidate"
             self._report = ProbeReport([], cands[0], why)
-            return cands[0], 0
-        report, done = run_probe(cands, run, deliver, max_points=K // 2, total_points=K,
+            return cands[0], first
+        report, done = run_probe(cands, run, deliver, start=first, max_points=K // 2, total_points=K,
                                  min_total_seconds=cfg.probe_min_seconds,
                                  tol=1e-4 if self.dtype == torch.float32 else 1e-10)
         if sum(t.points > 0 for t in report.trials) > 1:  # a choice between timed plans holds for this key
@@ -302,8 +309,11 @@ class Engine:
         return report.choice, done
 
     # --- the guard ------------------------------------------------------------------------------
-    def _run_guard(self, points: PointSet, splits: tuple[str, ...], recompute: bool) -> GuardReport:
+    def _run_guard(self, points: PointSet, splits: tuple[str, ...], recompute: bool) -> tuple[GuardReport, EvalResult]:
         """Point 0 through the fast path and the reference path; switch to exact paths where they differ.
+
+        Returns:
+            The report, and point 0's result by the path finally used (the plain plan's).
 
         Raises:
             UserError: Even the exact paths differ from the reference (the network is refused).
@@ -330,7 +340,7 @@ class Engine:
                 if culprit is not None:
                     warnings.warn(f"{culprit} differs from the reference path on the fast path by {first:.2g}; "
                                   f"using {action} for this model", stacklevel=3)
-                return report
+                return report, res
             where = next(wh for d, wh in diffs if d > tol)  # BN layers in module order, then the evaluation pass
             if culprit is None:
                 first, culprit = worst, where

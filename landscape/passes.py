@@ -183,7 +183,7 @@ def evaluate_split(rep: Replica, strategy: Strategy, params: dict, buffers: dict
     correct = torch.zeros(k, dtype=torch.float64, device=device)
     probs = []
     for lo in range(0, n, superbatch):
-        xb, yb = x[lo : lo + superbatch].to(device), y[lo : lo + superbatch].to(device)
+        xb, yb = x[lo : lo + superbatch].to(device, non_blocking=True), y[lo : lo + superbatch].to(device, non_blocking=True)
         logits, _ = forward(rep, strategy, params, buffers, xb, "eval", 1)  # [k, nb, C]
         batch_loss, batch_correct = loss_and_correct(logits, yb)
         loss += batch_loss

@@ -163,8 +163,9 @@ def warn_vmap_failed(e: BaseException) -> None:
 
 def run_probe(candidates: list[Plan], run: Callable[[Plan, int, int], Any], deliver: Callable[[int, int, Any], None],
               max_points: int, total_points: int, min_total_seconds: float = 0.0, min_seconds: float = 0.2,
-              margin: float = 0.05, tol: float = 1e-4) -> tuple[ProbeReport, int]:
-    """Time the candidates on points ``0, 1, ...`` of the evaluation; return the report and the points done.
+              margin: float = 0.05, tol: float = 1e-4, start: int = 0) -> tuple[ProbeReport, int]:
+    """Time the candidates on points ``start, start + 1, ...`` of the evaluation; return the report and the
+    first point not yet evaluated.
 
     Args:
         candidates: Plans to time; the first must be the plain plan.
@@ -178,13 +179,14 @@ def run_probe(candidates: list[Plan], run: Callable[[Plan, int, int], Any], deli
         min_seconds: Each candidate is timed over whole rounds until this long (or ``max_points``).
         margin: A plan other than the plain one must be faster by more than this fraction.
         tol: Relative tolerance of the vmap-vs-plain check on losses.
+        start: Points before this one were evaluated already.
 
     Returns:
-        The report, and how many leading points were evaluated and kept.
+        The report, and the first point that was not evaluated.
     """
     plain = candidates[0]
     trials = [Trial(p) for p in candidates]
-    lo = 0
+    lo = start
     vmap_ok = True
     for trial in trials:
         plan = trial.plan

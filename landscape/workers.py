@@ -1,9 +1,11 @@
-"""CPU worker threads and the process-wide CPU settings the engine may change.
+"""CPU worker threads and the process-wide settings the engine may change.
 
 Process-wide effects, all explicit:
 
 * :func:`tune_cpu_allocator` changes glibc's ``malloc`` thresholds for the whole
   process (called by the engine on CPU unless ``EngineConfig(tune_allocator=False)``).
+* :func:`tf32_allowed` sets PyTorch's TF32 switches for the duration of an evaluation on a GPU and
+  restores them after (strict float32 unless ``EngineConfig(tf32=True)``).
 * :class:`WorkerPools` sets each worker thread's intra-op thread count
   (``torch.set_num_threads`` is per thread for OpenMP); the calling thread's count
   is never changed.
@@ -11,12 +13,14 @@ Process-wide effects, all explicit:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 
-__all__ = ["tune_cpu_allocator", "WorkerPools", "split_range"]
+__all__ = ["tune_cpu_allocator", "tf32_allowed", "WorkerPools", "split_range"]
 
 
 def tune_cpu_allocator() -> bool:
@@ -38,6 +42,20 @@ def tune_cpu_allocator() -> bool:
     # one arena: worker threads otherwise get their own arenas, which trim and fault pages again
     ok = [libc.mallopt(m_mmap_threshold, 1 << 30), libc.mallopt(m_trim_threshold, 2 << 30), libc.mallopt(m_arena_max, 1)]
     return all(ok)
+
+
+@contextmanager
+def tf32_allowed(device: torch.device, allow: bool) -> Iterator[None]:
+    """Within the block, TF32 matrix products and cuDNN convolutions on or off (CUDA only), restored after."""
+    if device.type != "cuda":
+        yield
+        return
+    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = allow
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
 def split_range(lo: int, hi: int, parts: int) -> list[tuple[int, int]]:

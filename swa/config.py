@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from landscape.bn import BNWeighting
-from landscape.errors import UserError, coerce_enums
+from landscape.errors import UserError, bounded, check_bounds, coerce_enums
 
 __all__ = ["SWASchedule", "Averaging", "TrainConfig", "load_toml"]
 
@@ -78,51 +78,56 @@ class TrainConfig:
         seed: Seed of initialisation, shuffling and augmentation.
         device: auto (CUDA when available), cpu, cuda or cuda:N.
         init: Pre-trained state_dict: run only the SWA branch from it (it serves as w_SGD).
+        divergence_factor: Stop as diverged when a batch loss exceeds this times max(1, the first batch's loss).
     """
 
     model: str = "convnet_bn"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     dataset: str = "mnist1d"
     data_dir: str | None = None
-    num_samples: int = 5000
-    epochs: int = 40
+    num_samples: int = bounded(5000, ge=10)
+    epochs: int = bounded(40, ge=0)
     """Budget B of the conventional run."""
-    batch_size: int = 128
+    batch_size: int = bounded(128, ge=1)
     optimizer: str = "sgd"
-    lr: float = 0.05
+    lr: float = bounded(0.05, gt=0)
     """alpha_1 of the conventional schedule."""
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    swa_start: int | None = None
+    momentum: float = bounded(0.9, ge=0, lt=1)
+    weight_decay: float = bounded(5e-4, ge=0)
+    swa_start: int | None = bounded(None, ge=0)
     """Epoch at which the SWA branch forks; default round(0.75 B)."""
-    swa_epochs: int | None = None
+    swa_epochs: int | None = bounded(None, ge=1)
     """Length of the SWA branch in epochs; default max(1, round(0.25 B))."""
     swa_schedule: SWASchedule = SWASchedule.CYCLIC
-    swa_lr: float = 0.05
+    swa_lr: float = bounded(0.05, gt=0)
     """Constant lr, cycle top alpha_1, or SWALR target."""
-    swa_lr_min: float = 0.005
+    swa_lr_min: float = bounded(0.005, gt=0)
     """Cycle bottom alpha_2 (cyclic only)."""
-    swa_cycle: float = 1.0
+    swa_cycle: float = bounded(1.0, gt=0)
     """Cycle length in epochs (cyclic), or capture period in whole epochs (constant, swalr)."""
-    swa_anneal_epochs: int = 2
+    swa_anneal_epochs: int = bounded(2, ge=1)
     swa_anneal_strategy: str = "cos"
     average: Averaging = Averaging.EQUAL
-    ema_decay: float = 0.9
+    ema_decay: float = bounded(0.9, gt=0, lt=1)
     include_start: bool = False
     """Also average the starting weights, as Algorithm 1 of the paper literally does."""
     bn_weighting: BNWeighting = BNWeighting.BATCH
-    snapshot_every: int = 0
+    snapshot_every: int = bounded(0, ge=0)
     """Snapshot every k iterations; 0 = at the end of every epoch. Captured models are always stored."""
     snapshot_dtype: str = "float32"
-    seed: int = 0
+    seed: int = bounded(0, meaning="any integer seeds initialisation, shuffling and augmentation")
     device: str = "auto"
     init: str | None = None
     """Pre-trained state_dict: run only the SWA branch from it (it serves as w_SGD)."""
+    divergence_factor: float = bounded(100.0, gt=1)
+    """The run stops as diverged when a batch's loss exceeds this times max(1, the first batch's loss)."""
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             _check_type(f.name, str(f.type), getattr(self, f.name))
         coerce_enums(self, {"swa_schedule": SWASchedule, "average": Averaging, "bn_weighting": BNWeighting})
+        check_bounds(self)
+        self.validate()
 
     @classmethod
     def help(cls) -> dict[str, str]:
@@ -147,23 +152,14 @@ class TrainConfig:
         return max(1, round(0.25 * self.epochs)) if self.swa_epochs is None else self.swa_epochs
 
     def validate(self) -> None:
-        """Raise :class:`UserError` with one clear sentence for a bad setting."""
+        """Raise :class:`UserError` with one clear sentence for a bad combination of settings (each field's own
+        range is declared with it and checked by :func:`~landscape.errors.check_bounds`)."""
         checks = [
             (self.epochs >= 1 or self.init, f"epochs must be at least 1, got {self.epochs}"),
-            (self.batch_size >= 1, f"batch_size must be at least 1, got {self.batch_size}"),
-            (self.lr > 0, f"lr must be positive, got {self.lr}"),
-            (self.swa_lr > 0, f"swa_lr must be positive, got {self.swa_lr}"),
-            (0 < self.swa_lr_min <= self.swa_lr, f"swa_lr_min must be in (0, swa_lr], got {self.swa_lr_min}"),
-            (self.momentum >= 0, f"momentum must be non-negative, got {self.momentum}"),
-            (self.weight_decay >= 0, f"weight_decay must be non-negative, got {self.weight_decay}"),
-            (self.swa_cycle > 0, f"swa_cycle (cycle length) must be positive, got {self.swa_cycle}"),
+            (self.swa_lr_min <= self.swa_lr, f"swa_lr_min must be in (0, swa_lr], got {self.swa_lr_min}"),
             (0 <= self.swa_start_epoch <= self.epochs or self.init,
              f"swa_start {self.swa_start_epoch} lies outside the budget of {self.epochs} epochs"),
-            (self.swa_length >= 1, f"swa_epochs must be at least 1, got {self.swa_length}"),
             (self.optimizer in ("sgd", "adam"), f"optimizer must be sgd or adam, got {self.optimizer!r}"),
-            (0 < self.ema_decay < 1, f"ema_decay must be in (0, 1), got {self.ema_decay}"),
-            (self.snapshot_every >= 0, f"snapshot_every must be non-negative, got {self.snapshot_every}"),
-            (self.swa_anneal_epochs >= 1, f"swa_anneal_epochs must be at least 1, got {self.swa_anneal_epochs}"),
             (self.swa_anneal_strategy in ("cos", "linear"), "swa_anneal_strategy must be cos or linear"),
         ]
         for ok, msg in checks:

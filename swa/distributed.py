@@ -13,7 +13,7 @@ from landscape.errors import UserError
 
 T = TypeVar("T")
 
-__all__ = ["init_from_env", "rank", "world", "barrier", "all_finite", "on_rank0"]
+__all__ = ["init_from_env", "rank", "world", "barrier", "all_finite", "all_within", "on_rank0"]
 
 
 def init_from_env() -> None:
@@ -43,6 +43,14 @@ def barrier() -> None:
 def all_finite(value: torch.Tensor) -> bool:
     """True if ``value`` is finite on every rank (one all-reduce when distributed)."""
     ok = torch.tensor([float(torch.isfinite(value).all())], device=value.device)
+    if world() > 1:
+        dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+    return bool(ok.item())
+
+
+def all_within(value: torch.Tensor, limit: float) -> bool:
+    """True if ``value`` is finite and at most ``limit`` on every rank (one all-reduce when distributed)."""
+    ok = torch.tensor([float(bool(torch.isfinite(value).all()) and bool((value <= limit).all()))], device=value.device)
     if world() > 1:
         dist.all_reduce(ok, op=dist.ReduceOp.MIN)
     return bool(ok.item())

@@ -40,18 +40,18 @@ from landscape.reference import Metrics, evaluate_batches
 
 from .config import Averaging, SWASchedule, TrainConfig
 from .data import DataSpec, iterate_batches, load_splits
-from .distributed import all_finite, barrier, init_from_env, on_rank0, rank, world
+from .distributed import all_finite, all_within, barrier, init_from_env, on_rank0, rank, world
 from .models import build_model
 from .schedules import conventional_lr, cyclic_lr, is_cycle_end
 from .trajectory import Status, Trajectory, TrajectoryWriter
 
-__all__ = ["TrainData", "TrainingDiverged", "train", "resume", "builtin_data", "version"]
+__all__ = ["TrainData", "TrainingDiverged", "train", "resume", "builtin_data"]
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
 
 class TrainingDiverged(UserError):
-    """The training loss became NaN or infinite."""
+    """The training loss became NaN or infinite, or exceeded ``divergence_factor`` times its starting value."""
 
 
 @dataclass
@@ -124,6 +124,7 @@ class _Run:
         self.avg: AveragedModel | None = None
         self.sched: SWALR | None = None
         self.iteration = 0
+        self.start_loss: float | None = None  # the first batch's loss; divergence is judged against it
         self.k = 0  # plan epochs done
         self.cycle_iters = max(1, round(cfg.swa_cycle * self.nb))
         start, length = cfg.swa_start_epoch, cfg.swa_length
@@ -149,11 +150,12 @@ class _Run:
             "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
             "avg": self.avg.state_dict() if self.avg is not None else None,
             "scheduler": self.sched.state_dict() if self.sched is not None else None,
-            "rng_torch": torch.get_rng_state(), "rng_data": self.gen.get_state(),
+            "rng_torch": torch.get_rng_state(), "rng_data": self.gen.get_state(), "start_loss": self.start_loss,
         }
 
     def load_state(self, s: dict) -> None:
         self.k, self.iteration = int(s["plan_index"]), int(s["iteration"])
+        self.start_loss = s.get("start_loss")
         self.model.load_state_dict(s["model"])
         self.opt.load_state_dict(s["optimizer"])
         torch.set_rng_state(s["rng_torch"])
@@ -218,11 +220,7 @@ class _Run:
                 g["lr"] = lr
             out = self.net(xb)
             loss = F.cross_entropy(out, yb)
-            if not all_finite(loss.detach()):
-                raise TrainingDiverged(
-                    f"training loss became {loss.item()} at iteration {self.iteration + 1} ({branch} epoch {epoch}); "
-                    "lower the learning rate"
-                )
+            self._check_divergence(loss.detach(), branch, epoch)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
@@ -251,6 +249,19 @@ class _Run:
             self.snapshot(branch, captured, (loss_sum / seen, correct / seen), test)
         return loss_sum / seen, correct / seen, test, any_capture
 
+    def _check_divergence(self, loss: torch.Tensor, branch: str, epoch: int) -> None:
+        """Stop when the batch loss is not finite or exceeds ``divergence_factor x max(1, first batch's loss)``
+        (on any rank): a run whose loss grows a hundredfold is diverging, NaN or not."""
+        if self.start_loss is None and all_finite(loss):
+            self.start_loss = float(loss)
+        limit = self.cfg.divergence_factor * max(1.0, self.start_loss or 1.0)
+        if not all_within(loss, limit):
+            where = f"iteration {self.iteration + 1} ({branch} epoch {epoch + 1})"
+            v = float(loss)
+            why = f"became {v}" if not math.isfinite(v) else \
+                f"reached {v:.3g}, over {self.cfg.divergence_factor:g} x max(1, first batch loss {self.start_loss:.3g})"
+            raise TrainingDiverged(f"training diverged at {where}: the loss {why}; lower the learning rate")
+
     def start_swa_branch(self) -> None:
         """Switch from the end of the conventional run (w_SGD) to the fork."""
         c = self.cfg
@@ -275,7 +286,8 @@ class _Run:
         c = self.cfg
         fmt = "{:>5} {:>6} {:>9} {:>10} {:>9} {:>10} {:>9} {:>5}"
         self.log(fmt.format("phase", "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "avg"))
-        bar = tqdm(total=len(self.plan), initial=self.k, desc="train", disable=not self.progress, leave=False)
+        bar = tqdm(total=len(self.plan), initial=self.k, desc="train", disable=None if self.progress else True,
+                   leave=False)  # None: on a terminal only
         while self.k < len(self.plan):
             branch, epoch = self.plan[self.k]
             if branch == "swa" and self.avg is None:

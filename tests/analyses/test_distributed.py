@@ -51,8 +51,8 @@ def test_resume_with_another_number_of_ranks(tiny_run, tmp_path, single, monkeyp
 
     monkeypatch.setattr(Journal, "append", crash_after_first_chunk)
     with pytest.raises(RuntimeError):
-        plane(tiny_run, out, PlaneConfig(grid=(4, 3)), EngineConfig(**{**ENG.__dict__, "chunk_size": 5}),
-              progress=False)
+        plane(tiny_run, out, PlaneConfig(grid=(4, 3)),
+              EngineConfig(**{**ENG.__dict__, "chunk_size": 5, "guard": False}), progress=False)  # chunks of 5
     monkeypatch.setattr(Journal, "append", real)
     assert Journal(out).points("plane") == 5
     # a dead rank of a 3-rank run left two finished points in the journal

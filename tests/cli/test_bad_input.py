@@ -1,10 +1,13 @@
 """Bad input to every command: one error line, exit code 2, no traceback, no hang, nothing changed on disk."""
 
+import contextlib
 import hashlib
+import io
 import shutil
 import subprocess
 import sys
 import time
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -93,7 +96,7 @@ def _cases(f):
         (["analyze", run, "bogus"], "invalid choice"),
         (["analyze", run, "plane", "--out", run], "must not be the run file"),
         (["analyze", run, "plane", "--out", text], "not a readable HDF5 file"),
-        (["analyze", run, "rays", "--directions", "0"], "at least 1 direction"),
+        (["analyze", run, "rays", "--directions", "0"], "directions must be at least 1"),
         (["analyze", run, "plane", "--dtype", "float16"], "invalid choice"),
         (["analyze", run, "rays", "--directions", "many"], "number of directions or 'hessian'"),
         (["analyze", run, "rays", "--directions", "hessian", "--out", str(f["dir"] / "nohess.h5")],
@@ -110,6 +113,45 @@ def _cases(f):
         (["figures", run, "--results", text, "--out", str(f["dir"] / "figs")], "not a readable HDF5 file"),
         (["figures", run, "--results", missing, "--out", str(f["dir"] / "figs")], "no such file"),
         (["demo", "--epochs", "0", "--out", str(f["dir"] / "demo")], "epochs must be at least 1"),
+        # every numeric option is checked against its meaning, for every command (issue: hardening, round 2)
+        (["analyze", run, "segment", "--memory-budget-gib", "-1"], "memory_budget must be positive"),
+        (["analyze", run, "rays", "--margin-error", "-0.1"], "margin_error must be positive"),
+        (["analyze", run, "rays", "--margin-loss", "0"], "margin_loss must be positive"),
+        (["analyze", run, "hessian", "--tol", "-1"], "tol must be non-negative"),
+        (["analyze", run, "rays", "--ray-steps", "1"], "steps must be at least 2"),
+        (["analyze", run, "rays", "--t-max", "-2"], "t_max must be positive"),
+        (["analyze", run, "segment", "--segment-steps", "1"], "steps must be at least 2"),
+        (["analyze", run, "segment", "--t-range", "2", "1"], "t_min < t_max"),
+        (["analyze", run, "plane", "--grid", "1", "5"], "at least 2 points per axis"),
+        (["analyze", run, "plane", "--margin", "-0.5"], "margin must be non-negative"),
+        (["analyze", run, "pca", "--margin", "-1"], "margin must be non-negative"),
+        (["analyze", run, "plane", "--chunk-size", "0"], "chunk_size must be at least 1"),
+        (["analyze", run, "plane", "--bn-batches", "-3"], "bn_batches must be at least 1"),
+        (["analyze", run, "hessian", "--top-k", "-1"], "top_k must be non-negative"),
+        (["analyze", run, "hessian", "--trace-probes", "1"], "at least 2 probes"),
+        (["analyze", run, "hessian", "--points", ","], "at least one point"),
+        (["analyze", run, "plane", "--directions", "hessian", "--t-max", "0"], "extent must be positive"),
+        (["analyze", run, "all", "--segment-steps", "0"], "steps must be at least 2"),  # before any analysis ran
+        (["analyze", run, "pca", "--snapshots", "some"], "invalid choice"),
+        (["analyze", run, "plane", "--anchors", "sgd,swa"], "exactly three anchors"),
+        (["analyze", run, "plane", "--anchors", "sgd,swa,w"], "neither 'sgd', 'swa' nor a snapshot index"),
+        (["analyze", run, "plane", "--explain", "--strategy", "fast"], "invalid choice"),
+        (train + ["--momentum", "1.5"], "momentum must be in [0, 1)"),
+        (train + ["--momentum", "-0.1"], "momentum must be in [0, 1)"),
+        (train + ["--ema-decay", "1"], "ema_decay must be in (0, 1)"),
+        (train + ["--swa-lr-min", "1"], "swa_lr_min must be in (0, swa_lr]"),
+        (train + ["--swa-anneal-epochs", "0"], "swa_anneal_epochs must be at least 1"),
+        (train + ["--snapshot-every", "-1"], "snapshot_every must be non-negative"),
+        (train + ["--num-samples", "5"], "num_samples must be at least 10"),
+        (train + ["--divergence-factor", "0.5"], "divergence_factor must be above 1"),
+        (train + ["--swa-epochs", "0"], "swa_epochs must be at least 1"),
+        (train + ["--swa-start", "-1"], "swa_start must be non-negative"),
+        (["compare", run, "--out", str(f["dir"] / "cmp")], "has no results file"),
+        (["demo", "--out", str(f["existing_file"])], "is a file"),
+        (["demo", "--grid", "1", "--out", str(f["dir"] / "demo")], "grid must be at least 2"),
+        (["demo", "--directions", "0", "--out", str(f["dir"] / "demo")], "directions must be at least 1"),
+        (["demo", "--num-samples", "3", "--out", str(f["dir"] / "demo")], "num_samples must be at least 10"),
+        (["info"], "required: run"),
     ]
     if not torch.cuda.is_available():
         cases += [(train + ["--device", "cuda"], "CUDA is not available"),
@@ -123,6 +165,7 @@ def _tree(d: Path) -> dict[str, str]:
 
 
 def _run(args):
+    """The command as its own process: exit code, stderr, seconds."""
     t = time.perf_counter()
     try:
         r = subprocess.run(CLI + args, capture_output=True, text=True, timeout=TIMEOUT + 20)
@@ -131,12 +174,35 @@ def _run(args):
     return r.returncode, r.stderr, time.perf_counter() - t
 
 
+def _run_here(args):
+    """The command through ``swa_landscape.main`` in this process (what the console script calls): exit code,
+    stderr, seconds. An exception escaping ``main`` is what a user would see as a traceback."""
+    from swa_landscape import main
+
+    err, t = io.StringIO(), time.perf_counter()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            rc = main(args)
+        except SystemExit as e:  # argparse's own refusals
+            rc = e.code
+        except BaseException:  # noqa: BLE001
+            rc = None
+            err.write(traceback.format_exc())
+    return rc, err.getvalue(), time.perf_counter() - t
+
+
+# one case per command also runs as a real process (exit code, stderr and start-up as a user gets them)
+_AS_PROCESS = ("train", "info", "analyze", "compare", "figures", "demo")
+
+
 def test_every_bad_input_gives_one_line_and_exit_2(files, tiny_run):
     cases = _cases(files)
-    assert len(cases) >= 40
+    assert len(cases) >= 80
     before, run_before = _tree(files["dir"]), hashlib.sha256(Path(tiny_run).read_bytes()).hexdigest()
+    procs = {next(i for i, (a, _) in enumerate(cases) if a[0] == cmd) for cmd in _AS_PROCESS}
     with ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(lambda c: _run(c[0]), cases))
+        spawned = {i: pool.submit(_run, cases[i][0]) for i in procs}
+        results = [spawned[i].result() if i in procs else _run_here(c[0]) for i, c in enumerate(cases)]
     failures = []
     for (args, msg), (rc, err, secs) in zip(cases, results):
         lines = err.strip().splitlines()

@@ -132,6 +132,25 @@ def test_divergence_stops_with_consistent_file(tmp_path):
         assert t.n >= 1 and torch.isfinite(t.weights(0)).all()
 
 
+def test_a_loss_that_explodes_without_nan_stops_the_run(tmp_path):
+    """A finite loss 100x its start is divergence too: the run stops with TrainingDiverged, the file stays readable."""
+    from swa import TrainingDiverged
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(40, 10))  # a linear model: no NaN, only growth
+    path = tmp_path / "explode.h5"
+    with pytest.raises(TrainingDiverged, match=r"the loss reached [0-9.e+]+, over 100 x max\(1, first batch loss"):
+        train(tiny_config(lr=1000.0, momentum=0.9), path, model=net, progress=False, log=lambda s: None)
+    with Trajectory(path) as t:
+        assert t.status == "diverged" and "reached" in t.message
+        assert t.n >= 1 and torch.isfinite(t.weights(0)).all()
+    # the same run with a factor above what it reaches trains on
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(40, 10))
+    train(tiny_config(lr=1000.0, momentum=0.9, divergence_factor=1e9, epochs=2, swa_start=1, swa_epochs=1),
+          tmp_path / "on.h5", model=net, progress=False, log=lambda s: None)
+
+
 def test_float16_snapshots(tmp_path):
     path = tmp_path / "f16.h5"
     train(tiny_config(snapshot_dtype="float16", epochs=2, swa_start=1, swa_epochs=1), path, progress=False,

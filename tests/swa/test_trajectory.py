@@ -149,7 +149,7 @@ def _cli(*args):
         (["--model", "resnet9000"], "unknown model 'resnet9000'"),
         (["--lr", "-0.1"], "lr must be positive"),
         (["--swa-start", "50", "--epochs", "10"], "swa_start 50 lies outside the budget"),
-        (["--swa-cycle", "0"], "swa_cycle (cycle length) must be positive"),
+        (["--swa-cycle", "0"], "swa_cycle must be positive"),
         (["--swa-schedule", "triangle"], "swa_schedule must be one of"),
         (["--dataset", "cifar10", "--data-dir", "/nonexistent"], "lacks data_batch_1"),
     ],
