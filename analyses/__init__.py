@@ -3,6 +3,7 @@ and the PCA plane (each reads the run file only), and ``compare`` over several r
 
 from landscape.files import default_results_path
 
+from .batch import PAPER, analyze_all
 from .compare import Comparison, compare
 from .fge import FGEConfig, fge
 from .hessian import HessianConfig, hessian
@@ -12,5 +13,5 @@ from .rays import RaysConfig, rays
 from .results import ResultsFile
 from .segment import SegmentConfig, segment
 
-__all__ = ["Comparison", "FGEConfig", "HessianConfig", "PCAConfig", "PlaneConfig", "RaysConfig", "ResultsFile",
+__all__ = ["PAPER", "analyze_all", "Comparison", "FGEConfig", "HessianConfig", "PCAConfig", "PlaneConfig", "RaysConfig", "ResultsFile",
            "SegmentConfig", "compare", "default_results_path", "fge", "hessian", "pca", "plane", "rays", "segment"]

@@ -5,40 +5,27 @@ from __future__ import annotations
 import argparse
 
 from landscape.engine import MIN_PROBE_POINTS, EngineConfig
-from landscape.errors import UserError
 from landscape.files import default_results_path
 from landscape.probe import DEFAULT_CACHE, ProbeCache
 from swa.trajectory import Trajectory
 
+from . import batch
+from .batch import PAPER
 from .common import default_engine_config
 from .distributed import init_from_env, rank, world
-from .fge import UNSUPPORTED_BN_MODES as FGE_BN
-from .fge import FGEConfig, fge
-from .fge import describe as describe_fge
-from .hessian import UNSUPPORTED_BN_MODES as HESSIAN_BN
-from .hessian import EigenPlaneConfig, HessianConfig, describe_eigen_plane, eigen_plane, hessian
-from .hessian import describe as describe_hessian
-from .pca import UNSUPPORTED_BN_MODES as PCA_BN
-from .pca import PCAConfig, pca
-from .pca import describe as describe_pca
-from .plane import UNSUPPORTED_BN_MODES as PLANE_BN
-from .plane import PlaneConfig, plane
-from .plane import describe as describe_plane
-from .rays import UNSUPPORTED_BN_MODES as RAYS_BN
-from .rays import RaysConfig, rays
-from .rays import describe as describe_rays
-from .segment import UNSUPPORTED_BN_MODES as SEGMENT_BN
-from .segment import SegmentConfig, segment
-from .segment import describe as describe_segment
+from .fge import FGEConfig
+from .hessian import EigenPlaneConfig, HessianConfig
+from .pca import PCAConfig
+from .plane import PlaneConfig
+from .rays import RaysConfig
+from .segment import SegmentConfig
 
 __all__ = ["COMMANDS", "engine_config", "run_analyses"]
 
 ANALYSES = ("rays", "segment", "plane", "fge")
-"""The paper's four, run by ``all`` (the plane twice: the Figure 3 plane and the ``paper-fig1`` preset)."""
+"""The paper's four (``all`` runs :data:`analyses.batch.PAPER`: the plane twice)."""
 BEYOND = ("hessian", "pca")
 """Analyses beside the paper's, run by name only."""
-UNSUPPORTED = {"rays": RAYS_BN, "segment": SEGMENT_BN, "plane": PLANE_BN, "fge": FGE_BN, "hessian": HESSIAN_BN,
-               "pca": PCA_BN}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -121,8 +108,8 @@ def engine_config(args: argparse.Namespace, t: Trajectory) -> EngineConfig:
     """The engine settings of the flags, with the run's own defaults for what they leave open."""
     given = {"bn_weighting": args.bn_weighting} if args.bn_weighting else {}
     return default_engine_config(t, bn_mode=args.bn_mode, bn_batches=args.bn_batches, strategy=args.strategy,
-                                 chunk_size=args.chunk_size, memory_budget=None if args.memory_budget_gib is None else int(args.memory_budget_gib * (1 << 30)),
-                                 device=args.device, dtype=args.dtype, guard=not args.no_guard, tf32=args.tf32, **given)
+                                 chunk_size=args.chunk_size, memory_budget=None if args.memory_budget_gib is None
+                                 else int(args.memory_budget_gib * (1 << 30)), device=args.device, dtype=args.dtype, guard=not args.no_guard, tf32=args.tf32, **given)
 
 
 def _config(name: str, args: argparse.Namespace):
@@ -146,34 +133,18 @@ def _config(name: str, args: argparse.Namespace):
     return FGEConfig()
 
 
-_RUN = {RaysConfig: (rays, describe_rays), HessianConfig: (hessian, describe_hessian), PCAConfig: (pca, describe_pca),
-        SegmentConfig: (segment, describe_segment), EigenPlaneConfig: (eigen_plane, describe_eigen_plane),
-        PlaneConfig: (plane, describe_plane), FGEConfig: (fge, describe_fge)}
-
-
 def run_analyses(args: argparse.Namespace) -> None:
     """Open the run once and run the analyses on it; a BN mode an analysis cannot honour is named before any work."""
     init_from_env()  # under torchrun: shard the points of every analysis over the ranks
     say = print if rank() == 0 else (lambda *a, **k: None)
-    todo = ("rays", "segment", "plane", "plane_fig1", "fge") if args.analysis == "all" else (args.analysis,)
+    todo = PAPER if args.analysis == "all" else (args.analysis,)
     with Trajectory(args.run) as t:
         eng = engine_config(args, t)
         configs = {name: _config(name, args) for name in todo}
         out = args.out or str(default_results_path(t.path))
-        # `all` names the analyses that cannot honour the mode and runs the others; a single one refuses by itself
-        refused = {n: UNSUPPORTED[n][eng.bn_mode] for n in todo if eng.bn_mode in UNSUPPORTED.get(n, {})} \
-            if args.analysis == "all" else {}
-        for name, why in refused.items():
-            say(f"{name} skipped: bn_mode {eng.bn_mode.value!r}: {why}")
-        progress = not args.no_progress and rank() == 0
-        for name in (n for n in todo if n not in refused):
-            fn, describe = _RUN[type(configs[name])]
-            try:
-                say(describe(fn(t, out, configs[name], eng, progress)))
-            except UserError as e:
-                if args.analysis != "all" or name not in ("plane", "plane_fig1", "fge"):
-                    raise
-                say(f"{name} skipped: {e}")
+        # `all` names the analyses that cannot honour the mode or the run and runs the others; one refuses itself
+        batch.run_analyses(t, out, configs, eng, progress=not args.no_progress and rank() == 0, log=say,
+                           skip=args.analysis == "all")
     say(f"results: {out}" + (f" ({world()} ranks)" if world() > 1 else ""))
     if args.explain:
         say(explain(DEFAULT_CACHE, eng))

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
 
 from landscape.engine import BNMode, Engine, EngineConfig, EvalResult
 from landscape.errors import UserError
 from landscape.files import default_results_path
 from landscape.points import PointSet
-from swa.runs import build_run_model, load_dataset
+from swa.runs import build_run_model, run_splits
 from swa.trajectory import Trajectory
 
 from .distributed import ShardedResults, rank, world
@@ -62,30 +63,40 @@ def default_engine_config(t: Trajectory, **settings) -> EngineConfig:
     return EngineConfig(**{"bn_batch_size": cfg["batch_size"], "bn_weighting": cfg["bn_weighting"], **settings})
 
 
-def open_run(t: Trajectory, engine_config: EngineConfig | None = None) -> RunContext:
+def open_run(t: Trajectory, engine_config: EngineConfig | None = None, model: nn.Module | None = None,
+             data=None) -> RunContext:
     """Build the engine on an open run's model and data (default settings: :func:`default_engine_config`).
+
+    Args:
+        t: The open run.
+        engine_config: Engine settings.
+        model: The network, for a run the file cannot rebuild (checked against the stored layout).
+        data: The data, for a run the file cannot rebuild (checked against the stored fingerprint): what
+            :func:`swa.sources.as_splits` takes.
 
     The engine's ``weight_decay`` is always the run's own: ``train_loss_l2`` is the run's training objective.
     """
     engine_config = dataclasses.replace(engine_config or default_engine_config(t), weight_decay=t.config["weight_decay"])
-    splits = {s: load_dataset(t, s) for s in ("train", "test")}
-    return RunContext(t, Engine(build_run_model(t), splits, config=engine_config), engine_config, splits)
+    splits = run_splits(t, data)
+    return RunContext(t, Engine(build_run_model(t, model), splits, config=engine_config), engine_config, splits)
 
 
 @contextmanager
-def analysis(run: str | os.PathLike | Trajectory, out: str | os.PathLike | None, engine_config: EngineConfig | None
-             ) -> Iterator[tuple[RunContext, ShardedResults]]:
+def analysis(run: str | os.PathLike | Trajectory, out: str | os.PathLike | None, engine_config: EngineConfig | None,
+             model: nn.Module | None = None, data=None) -> Iterator[tuple[RunContext, ShardedResults]]:
     """The run (opened read-only here unless already open) with its engine, and the results file.
 
     Args:
         run: Run file, or an open :class:`Trajectory` (then it stays open: a command opens the run once).
         out: Results file (default ``RUN.landscape.h5``).
         engine_config: Engine settings (default: :func:`default_engine_config`).
+        model, data: For a run the file cannot rebuild (see :func:`open_run`).
     """
     t = run if isinstance(run, Trajectory) else Trajectory(run)
     try:
+        ctx = open_run(t, engine_config, model, data)  # refused model or data: nothing written
         results = ShardedResults(ResultsFile(out or default_results_path(t.path), t))
-        yield open_run(t, engine_config), results
+        yield ctx, results
     finally:
         if t is not run:
             t.close()

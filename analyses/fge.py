@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+from torch import nn
 
 from landscape.engine import EngineConfig
 from landscape.errors import UserError
@@ -84,10 +85,11 @@ def _slope(s: np.ndarray, v: np.ndarray) -> float:
 
 
 def fge(run: str | os.PathLike, out: str | os.PathLike | None = None, config: FGEConfig | None = None,
-        engine_config: EngineConfig | None = None, progress: bool = True) -> dict:
+        engine_config: EngineConfig | None = None, progress: bool = True, *,
+        model: nn.Module | None = None, data=None) -> dict:
     """Compare the FGE ensemble of the captured proposals with their weight average; writes ``/fge``."""
     config = config or FGEConfig()
-    with analysis(run, out, engine_config) as (ctx, results):
+    with analysis(run, out, engine_config, model, data) as (ctx, results):
         return _run(ctx, results, config, progress)
 
 
@@ -95,8 +97,9 @@ def _run(ctx: RunContext, results: ShardedResults, config: FGEConfig, progress: 
     t = ctx.traj
     idx = np.flatnonzero(t.meta("captured") & (t.meta("branch") == "swa"))
     if idx.size < 2:
-        raise UserError(f"fge needs at least two captured proposals of the SWA branch; {t.path} has {idx.size} "
-                        "(train with --swa-schedule cyclic)")
+        how = {"import": "import them with --snapshots", "recorder": "store them with Recorder.capture"}.get(
+            t.source, "train with --swa-schedule cyclic")
+        raise UserError(f"fge needs at least two captured proposals of the SWA branch; {t.path} has {idx.size} ({how})")
     w, b = t.weights(idx), t.buffers(idx)
     y = ctx.splits["test"][1]
     r_props = sharded_evaluate(ctx.engine, PointSet.explicit(w, b), ("test",), probs=("test",), progress=progress,

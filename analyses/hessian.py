@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+from torch import nn
 
 from landscape.curvature import HessianOperator, hutchinson_trace, top_eigen
 from landscape.engine import BNMode, EngineConfig
@@ -119,14 +120,15 @@ def hessian_operator(ctx: RunContext, name: str, vectors: int = 10) -> tuple[Hes
 
 
 def hessian(run: str | os.PathLike, out: str | os.PathLike | None = None, config: HessianConfig | None = None,
-            engine_config: EngineConfig | None = None, progress: bool = True) -> dict:
+            engine_config: EngineConfig | None = None, progress: bool = True, *,
+        model: nn.Module | None = None, data=None) -> dict:
     """Top eigenvalues and trace of the training-loss Hessian at each point; writes ``/hessian/<point>``.
 
     Returns:
         ``{point: {"eigenvalues": [k], "trace": float, "trace_se": float, ...}}``.
     """
     config = config or HessianConfig()
-    with analysis(run, out, engine_config) as (ctx, results):
+    with analysis(run, out, engine_config, model, data) as (ctx, results):
         return _run(ctx, results, config, progress)
 
 
@@ -216,7 +218,8 @@ EIGEN_PLANE_UNSUPPORTED_BN_MODES = {BNMode.INTERPOLATE: "a plane through one sol
 
 
 def eigen_plane(run: str | os.PathLike, out: str | os.PathLike | None = None, config: EigenPlaneConfig | None = None,
-                engine_config: EngineConfig | None = None, progress: bool = True) -> dict:
+                engine_config: EngineConfig | None = None, progress: bool = True, *,
+        model: nn.Module | None = None, data=None) -> dict:
     """At w_SWA and w_SGD, the plane ``w + x v_1 + y v_2`` of the point's top two Hessian eigenvectors.
 
     Writes ``/plane_hessian_swa`` and ``/plane_hessian_sgd`` (the same groups as the other planes: grid,
@@ -227,7 +230,7 @@ def eigen_plane(run: str | os.PathLike, out: str | os.PathLike | None = None, co
     """
     config = config or EigenPlaneConfig()
     check_bn_mode("the eigen-direction plane", engine_config, EIGEN_PLANE_UNSUPPORTED_BN_MODES)
-    with analysis(run, out, engine_config) as (ctx, results):
+    with analysis(run, out, engine_config, model, data) as (ctx, results):
         t = ctx.traj
         (w_swa, _), (w_sgd, _) = t.solution("swa"), t.solution("sgd")
         extent = config.extent or float((w_sgd.double() - w_swa.double()).norm())

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+from torch import nn
 
 from landscape.engine import BNMode, EngineConfig
 from landscape.errors import UserError, bounded, check_bounds
@@ -67,14 +68,15 @@ def principal_plane(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, np.nda
 
 
 def pca(run: str | os.PathLike, out: str | os.PathLike | None = None, config: PCAConfig | None = None,
-        engine_config: EngineConfig | None = None, progress: bool = True) -> dict:
+        engine_config: EngineConfig | None = None, progress: bool = True, *,
+        model: nn.Module | None = None, data=None) -> dict:
     """Evaluate the PCA plane of the snapshots; writes ``/pca`` into the results file (resumable).
 
     BN modes: ``recompute`` at every grid point; ``stored``: the mean of the chosen snapshots' statistics.
     """
     config = config or PCAConfig()
     check_bn_mode("pca", engine_config, UNSUPPORTED_BN_MODES)
-    with analysis(run, out, engine_config) as (ctx, results):
+    with analysis(run, out, engine_config, model, data) as (ctx, results):
         return _run(ctx, results, config, progress)
 
 

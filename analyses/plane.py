@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
+from torch import nn
 
 from landscape.engine import EngineConfig
 from landscape.errors import UserError, bounded, check_bounds
@@ -89,7 +90,8 @@ def resolve_anchors(t: Trajectory, anchors: tuple) -> list[str | int]:
         pool = np.flatnonzero(captured) if anchors else np.flatnonzero(branch == "swa")
         what = "captured FGE proposals" if anchors else "snapshots of the SWA branch"
         if pool.size < 3:
-            raise UserError(f"the plane needs three {what}; {t.path} has {pool.size}")
+            hint = {"import": " (import them with --snapshots)", "recorder": " (store them with Recorder.capture)"}
+            raise UserError(f"the plane needs three {what}; {t.path} has {pool.size}{hint.get(t.source, '')}")
         return [int(pool[0]), int(pool[pool.size // 2]), int(pool[-1])]
     if len(anchors) != 3:
         raise UserError(f"the plane needs exactly three anchors, got {len(anchors)}")
@@ -139,14 +141,15 @@ def project(weights: torch.Tensor, origin: torch.Tensor, basis: torch.Tensor) ->
 
 
 def plane(run: str | os.PathLike, out: str | os.PathLike | None = None, config: PlaneConfig | None = None,
-          engine_config: EngineConfig | None = None, progress: bool = True) -> dict:
+          engine_config: EngineConfig | None = None, progress: bool = True, *,
+        model: nn.Module | None = None, data=None) -> dict:
     """Evaluate the plane grid; writes ``/plane`` (``/plane_fig1`` for that preset) into the results file (resumable).
 
     BN modes: ``recompute`` at every grid point; ``stored``: the first anchor's statistics everywhere;
     ``interpolate``: the three anchors' statistics interpolated affinely with the plane coordinates.
     """
     config = config or PlaneConfig()
-    with analysis(run, out, engine_config) as (ctx, results):
+    with analysis(run, out, engine_config, model, data) as (ctx, results):
         return _run(ctx, results, config, progress)
 
 

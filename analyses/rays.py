@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+from torch import nn
 
 from landscape.engine import BNMode, EngineConfig
 from landscape.errors import UserError, bounded, check_bounds
@@ -181,7 +182,8 @@ def group_name(config: RaysConfig) -> str:
 
 
 def rays(run: str | os.PathLike, out: str | os.PathLike | None = None, config: RaysConfig | None = None,
-         engine_config: EngineConfig | None = None, progress: bool = True) -> dict:
+         engine_config: EngineConfig | None = None, progress: bool = True, *,
+        model: nn.Module | None = None, data=None) -> dict:
     """Rays from both solutions; writes ``/rays/{swa,sgd}`` (``/rays_filter/...`` when filter-normalised).
 
     Raw and filter-normalised rays live in separate groups, so one results file holds both.
@@ -191,7 +193,7 @@ def rays(run: str | os.PathLike, out: str | os.PathLike | None = None, config: R
     """
     config = config or RaysConfig()
     check_bn_mode("rays", engine_config, UNSUPPORTED_BN_MODES)
-    with analysis(run, out, engine_config) as (ctx, results):
+    with analysis(run, out, engine_config, model, data) as (ctx, results):
         return _run(ctx, results, config, progress)
 
 

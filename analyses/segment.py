@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+from torch import nn
 
 from landscape.engine import EngineConfig
 from landscape.errors import UserError, bounded, check_bounds
@@ -60,14 +61,15 @@ def segment_points(traj, t: np.ndarray) -> tuple[PointSet, float]:
 
 
 def segment(run: str | os.PathLike, out: str | os.PathLike | None = None, config: SegmentConfig | None = None,
-            engine_config: EngineConfig | None = None, progress: bool = True) -> dict:
+            engine_config: EngineConfig | None = None, progress: bool = True, *,
+        model: nn.Module | None = None, data=None) -> dict:
     """Evaluate the SGD-SWA line; writes ``/segment`` into the results file.
 
     BN modes: ``recompute`` at every t; ``stored``: w_SWA's statistics at every t; ``interpolate``:
     ``t b_SGD + (1 - t) b_SWA``, the statistics following the weights.
     """
     config = config or SegmentConfig()
-    with analysis(run, out, engine_config) as (ctx, results):
+    with analysis(run, out, engine_config, model, data) as (ctx, results):
         return _run(ctx, results, config, progress)
 
 

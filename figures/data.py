@@ -35,7 +35,8 @@ class RunSummary:
     solutions: dict[str, dict[str, float]]
     status: str
     lr_trace: dict[str, tuple[list[int], list[float]]]
-    """The lr of every step of both branches, computed from the config (:func:`swa.schedules.lr_trace`)."""
+    """The lr of every step of both branches, computed from the config (:func:`swa.schedules.lr_trace`); for a run
+    recorded from a user's loop or imported, the lr each snapshot recorded."""
 
 
 _FORMAT_VERSION = 1  # of both file kinds this module reads
@@ -65,8 +66,15 @@ def read_run(path: str | os.PathLike) -> RunSummary:
             str(path), json.loads(f.attrs["config"]), json.loads(f.attrs["model"]), json.loads(f.attrs["dataset"]),
             s["iteration"][:n], s["epoch"][:n], s["lr"][:n], s["branch"][:n].astype(str), s["captured"][:n],
             s["test_acc"][:n], s["train_loss"][:n], sols, f["state/status"][()].decode(),
-            _trace(json.loads(f.attrs["config"]), s["iteration"][:n], s["epoch"][:n]),
+            _trace(json.loads(f.attrs["config"]), s["iteration"][:n], s["epoch"][:n])
+            if f.attrs.get("source", "trainer") == "trainer" else _recorded(s["iteration"][:n], s["lr"][:n],
+                                                                              s["branch"][:n].astype(str)),
         )
+
+
+def _recorded(iteration: np.ndarray, lr: np.ndarray, branch: np.ndarray) -> dict:
+    """The lr as the snapshots of a recorded or imported run hold it (the schedule is the user's own)."""
+    return {b: (iteration[branch == b].tolist(), lr[branch == b].tolist()) for b in ("sgd", "swa")}
 
 
 def _trace(config: dict, iteration: np.ndarray, epoch: np.ndarray) -> dict:

@@ -9,11 +9,12 @@ Example:
 from .config import Averaging, SWASchedule, TrainConfig
 from .data import DataSpec
 from .models import MODELS, build_model
+from .recorder import Recorder, import_run
 from .runs import info, load_dataset, load_model
 from .trainer import TrainData, TrainingDiverged, resume, train
 from .trajectory import Trajectory
 
 __all__ = [
     "Averaging", "DataSpec", "MODELS", "SWASchedule", "TrainConfig", "TrainData", "Trajectory", "TrainingDiverged",
-    "build_model", "info", "load_dataset", "load_model", "resume", "train",
+    "build_model", "import_run", "info", "load_dataset", "load_model", "Recorder", "resume", "train",
 ]

@@ -85,7 +85,37 @@ def run_info(args: argparse.Namespace) -> None:
     print(info(args.run))
 
 
+def add_import_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True,
+                   help="package.module:function building the network (or a registry name)")
+    p.add_argument("--model-kwargs", type=_json_object, default={}, help="its keyword arguments as JSON")
+    p.add_argument("--data", required=True,
+                   help="package.module:function returning (train, test): datasets, DataLoaders or tensor pairs")
+    p.add_argument("--data-kwargs", type=_json_object, default={}, help="its keyword arguments as JSON")
+    p.add_argument("--sgd", help="state_dict file of w_SGD")
+    p.add_argument("--swa", help="state_dict file of w_SWA (default: the average of --snapshots, BN recomputed)")
+    p.add_argument("--snapshots", help="glob of the SWA branch's checkpoints (averaged; the FGE proposals), "
+                                       "in natural order, e.g. 'ckpt/swa_*.pt'")
+    p.add_argument("--sgd-snapshots", help="glob of the conventional run's checkpoints")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="L2 coefficient of the training objective (default: 0)")
+    p.add_argument("--batch-size", type=int, default=128, help="BN recomputation batch size (default: 128)")
+    p.add_argument("--out", required=True, help="run file (HDF5) to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run file")
+
+
+def run_import(args: argparse.Namespace) -> None:
+    from .recorder import import_run
+
+    path = import_run(args.out, model=args.model, data=args.data, model_kwargs=args.model_kwargs,
+                      data_kwargs=args.data_kwargs, sgd=args.sgd, swa=args.swa, snapshots=args.snapshots,
+                      sgd_snapshots=args.sgd_snapshots, weight_decay=args.weight_decay, bn_batch_size=args.batch_size,
+                      overwrite=args.overwrite)
+    print(f"run file: {path}")
+
+
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], None]]] = {
     "train": ("train SGD and SWA and log the trajectory to HDF5", add_train_arguments, run_train),
+    "import": ("build a run file from state_dicts you already have (any network and data by import path)",
+               add_import_arguments, run_import),
     "info": ("summarise a run file", add_info_arguments, run_info),
 }

@@ -50,9 +50,10 @@ class TrainConfig:
     first line is the flag's help.
 
     Attributes:
-        model: Registry name of the network (mlp, mlp_bn, convnet, convnet_bn, vgg16, vgg16_bn, preresnet, wrn28_10).
+        model: Registry name of the network (mlp, mlp_bn, convnet, convnet_bn, vgg16, vgg16_bn, preresnet, wrn28_10), or package.module:function, any importable constructor returning an nn.Module.
         model_kwargs: Constructor arguments of the model as JSON, e.g. '{"width": 64}'.
-        dataset: Data set: mnist1d (generated offline), cifar10 or cifar100.
+        dataset: Data set: mnist1d (generated offline), cifar10, cifar100, or package.module:function returning (train, test) datasets, DataLoaders or (inputs, targets) tensor pairs.
+        dataset_kwargs: Keyword arguments of a data factory as JSON.
         data_dir: Directory of the CIFAR pickle files (cifar10/cifar100 only).
         num_samples: MNIST-1D: samples generated in all (80% train, 20% test).
         epochs: Budget B of the conventional run, in epochs.
@@ -84,6 +85,7 @@ class TrainConfig:
     model: str = "convnet_bn"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     dataset: str = "mnist1d"
+    dataset_kwargs: dict[str, Any] = field(default_factory=dict)
     data_dir: str | None = None
     num_samples: int = bounded(5000, ge=10)
     epochs: int = bounded(40, ge=0)

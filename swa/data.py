@@ -11,13 +11,15 @@ from __future__ import annotations
 import functools
 import pickle
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from landscape.errors import UserError
+
+from .sources import as_splits, call_factory, is_import_path
 
 __all__ = ["DataSpec", "Splits", "DATASETS", "load_splits", "iterate_batches", "cifar_augment"]
 
@@ -42,12 +44,15 @@ class DataSpec:
         data_dir: Directory with the CIFAR python-pickle files (unused for MNIST-1D).
         num_samples: MNIST-1D: total samples generated (80% train, 20% test).
         data_seed: MNIST-1D: seed of the generator (42 gives the standard set).
+        kwargs: Keyword arguments of a data factory (``name`` = ``package.module:function`` returning
+            ``(train, test)``: tensor pairs, datasets or DataLoaders).
     """
 
     name: str = "mnist1d"
     data_dir: str | None = None
     num_samples: int = 5000
     data_seed: int = 42
+    kwargs: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -161,8 +166,12 @@ def load_splits(spec: DataSpec) -> Splits:
     """Load both splits of a data set in evaluation form.
 
     Raises:
-        UserError: Unknown name, or a missing/malformed CIFAR directory.
+        UserError: Unknown name, a missing/malformed CIFAR directory, or a data factory that fails.
     """
+    if is_import_path(spec.name):
+        s = as_splits(call_factory(spec.name, spec.kwargs, "data factory"), f"data factory {spec.name!r}")
+        (tx, ty), (vx, vy) = s["train"], s["test"]
+        return Splits(tx, ty, vx, vy, int(max(ty.max(), vy.max())) + 1)
     if spec.name == "mnist1d":
         if spec.num_samples < 10:
             raise UserError(f"mnist1d num_samples must be at least 10, got {spec.num_samples}")

@@ -15,6 +15,8 @@ from torch import nn
 
 from landscape.errors import UserError
 
+from .sources import call_factory, check_model, is_import_path
+
 __all__ = ["MODELS", "build_model", "MLP", "ConvNet1d", "VGG", "PreResNet", "WideResNet"]
 
 
@@ -262,12 +264,16 @@ def build_model(name: str, **kwargs) -> nn.Module:
     """Build a registered model.
 
     Args:
-        name: One of :data:`MODELS`.
+        name: One of :data:`MODELS`, or ``package.module:function`` (any importable constructor or factory
+            returning an ``nn.Module``: the user's own module, or a library's model factory).
         **kwargs: Constructor arguments (e.g. ``num_classes``, ``width``, ``depth``).
 
     Raises:
-        UserError: Unknown name or bad constructor arguments.
+        UserError: Unknown name, bad constructor arguments, or a factory that cannot be imported, raises or
+            returns something else than a module.
     """
+    if is_import_path(name):
+        return check_model(call_factory(name, kwargs, "model factory"), f"model factory {name!r}")
     if name not in MODELS:
         raise UserError(f"unknown model {name!r}; choose one of {', '.join(sorted(MODELS))}")
     try:

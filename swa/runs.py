@@ -16,13 +16,30 @@ from landscape.reference import load_point
 
 from .data import DataSpec, load_splits
 from .models import build_model
+from .sources import as_splits, check_fingerprints
 from .trajectory import Trajectory
 
-__all__ = ["build_run_model", "load_model", "load_dataset", "point", "snapshot_points", "info"]
+__all__ = ["build_run_model", "check_layout", "load_model", "load_dataset", "run_splits", "point", "snapshot_points",
+           "info"]
+
+
+def check_layout(model: nn.Module, t: Trajectory, what: str = "the model") -> None:
+    """Refuse a network whose parameters or buffers (names and shapes) differ from those stored in the run."""
+    for kind, mine, stored in (("parameter", param_layout(model), t.param_layout),
+                               ("buffer", buffer_layout(model), t.buffer_layout)):
+        if mine.names != stored.names or mine.shapes != stored.shapes:
+            diff = next((f"{a}{list(sa)} vs {b}{list(sb)}" for a, sa, b, sb in zip(mine.names, mine.shapes,
+                         stored.names, stored.shapes) if (a, sa) != (b, sb)), f"{len(mine.names)} vs "
+                        f"{len(stored.names)} tensors")
+            raise UserError(f"{what} does not match the {kind} layout stored in {t.path} (first difference: {diff})")
 
 
 def build_run_model(t: Trajectory, model: nn.Module | None = None) -> nn.Module:
     """The run's architecture with fresh weights (or ``model``, checked against the stored layout).
+
+    Registry networks and those of an import path (``package.module:function``, stored with their keyword
+    arguments) are rebuilt from the file alone; a network passed to the trainer as an object must be passed
+    again.
 
     Raises:
         UserError: A user-model run without ``model``, or a model whose layout differs.
@@ -30,11 +47,27 @@ def build_run_model(t: Trajectory, model: nn.Module | None = None) -> nn.Module:
     spec = t.model_spec
     if model is None:
         if spec.get("name") is None:
-            raise UserError(f"{t.path} was trained with a user model ({spec.get('class')}); pass model=...")
+            raise UserError(f"{t.path} was trained with a user model ({spec.get('class')}); pass model=... in Python, "
+                            "or train with --model package.module:function so that the file can rebuild it")
         model = build_model(spec["name"], **spec["kwargs"])
-    if param_layout(model).shapes != t.param_layout.shapes or buffer_layout(model).shapes != t.buffer_layout.shapes:
-        raise UserError(f"the model does not match the parameter layout stored in {t.path}")
+    check_layout(model, t)
     return model
+
+
+def run_splits(t: Trajectory, data=None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The run's evaluation data: ``data`` (checked against the fingerprint stored at training time) or, when
+    None, the data set the file names (built-in, or a data factory's import path).
+
+    Args:
+        t: The open run.
+        data: What :func:`swa.sources.as_splits` takes, or None.
+
+    Raises:
+        UserError: User data that the file cannot rebuild and was not passed, or data that is not the run's.
+    """
+    splits = {s: load_dataset(t, s) for s in ("train", "test")} if data is None else as_splits(data)
+    check_fingerprints(t.dataset_spec.get("fingerprint"), splits, t.path)  # also a factory's data may change
+    return splits
 
 
 def point(t: Trajectory, which: str | int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,8 +115,11 @@ def load_dataset(run: str | os.PathLike | Trajectory, split: str) -> tuple[torch
         with Trajectory(run) as t:
             d = t.dataset_spec
     if d.get("name") in (None, "custom"):
-        raise UserError(f"{run} was trained on user data; load it yourself")
-    spec = DataSpec(**{k: d[k] for k in ("name", "data_dir", "num_samples", "data_seed")})
+        path = run.path if isinstance(run, Trajectory) else run
+        raise UserError(f"{path} was trained on user data; pass data=... in Python, or train with "
+                        "--dataset package.module:function so that the file can rebuild it")
+    spec = DataSpec(**{k: d[k] for k in ("name", "data_dir", "num_samples", "data_seed") if k in d},
+                    kwargs=d.get("kwargs", {}))
     return load_splits(spec).split(split)
 
 

@@ -43,6 +43,7 @@ from .data import DataSpec, iterate_batches, load_splits
 from .distributed import all_finite, all_within, barrier, init_from_env, on_rank0, rank, world
 from .models import build_model
 from .schedules import conventional_lr, cyclic_lr, is_cycle_end
+from .sources import as_splits, fingerprint, is_import_path
 from .trajectory import Status, Trajectory, TrajectoryWriter
 
 __all__ = ["TrainData", "TrainingDiverged", "train", "resume", "builtin_data"]
@@ -337,9 +338,10 @@ class _RankWriter:
 
 
 def _attrs(cfg: TrainConfig, model: nn.Module, model_spec: dict, data: TrainData) -> dict[str, str]:
+    splits = as_splits(data)  # the data in evaluation form: its fingerprint lets analyses refuse other data
     return {
         "model": json.dumps(model_spec),
-        "dataset": json.dumps(data.spec),
+        "dataset": json.dumps({**data.spec, "fingerprint": {s: fingerprint(*xy) for s, xy in splits.items()}}),
         "config": json.dumps(cfg.to_dict()),
         "param_layout": param_layout(model).to_json(),
         "buffer_layout": buffer_layout(model).to_json(),
@@ -353,11 +355,12 @@ def _setup(cfg: TrainConfig, model: nn.Module | None, data: TrainData | None
     cfg.validate()
     device = resolve_device(cfg.device)
     if data is None:
-        data = builtin_data(DataSpec(cfg.dataset, cfg.data_dir, cfg.num_samples), cfg.batch_size, device, rank(), world())
+        data = builtin_data(DataSpec(cfg.dataset, cfg.data_dir, cfg.num_samples, kwargs=cfg.dataset_kwargs),
+                            cfg.batch_size, device, rank(), world())
     torch.manual_seed(cfg.seed)
     if model is None:
         kwargs = dict(cfg.model_kwargs)
-        if "num_classes" in data.spec:
+        if "num_classes" in data.spec and not is_import_path(cfg.model):  # a factory's signature is its own
             kwargs.setdefault("num_classes", data.spec["num_classes"])
         try:
             model = build_model(cfg.model, **kwargs)

@@ -333,6 +333,11 @@ class Trajectory:
         return self.attr_json("config")
 
     @property
+    def source(self) -> str:
+        """Who wrote the run: ``"trainer"``, ``"recorder"`` (a user's loop) or ``"import"`` (checkpoints)."""
+        return str(self._f.attrs.get("source", "trainer"))
+
+    @property
     def param_layout(self) -> Layout:
         return Layout.from_json(self._f.attrs["param_layout"])
 
@@ -395,7 +400,10 @@ class Trajectory:
         if name not in ("sgd", "swa"):
             raise UserError(f"unknown solution {name!r}; use 'sgd', 'swa' or a snapshot index")
         if not self.has_solution(name):
-            raise UserError(f"{self.path} has no {name} solution yet (run status: {self.status})")
+            hint = {"import": f"; import it with --{name}" + (" or --snapshots" if name == "swa" else ""),
+                    "recorder": f"; call Recorder.solution('{name}')" if name == "sgd" else
+                    "; capture models with Recorder.capture"}.get(self.source, "")
+            raise UserError(f"{self.path} has no {name} solution (run status: {self.status}){hint}")
         g = self._f[f"solutions/{name}"]
         return torch.from_numpy(g["weights"][:]), torch.from_numpy(g["buffers"][:])
 

@@ -42,6 +42,16 @@ def files(tiny_run, tmp_path_factory):
     f["not_toml"].write_text("epochs = = 3\n")
     f["existing_file"] = d / "a-file"
     f["existing_file"].write_text("x")
+    # a user's run whose data file changed after training (its fingerprint no longer matches)
+    from swa import import_run
+    from tests.user_factories import load_data, make_net, other_net
+
+    torch.save(load_data(), d / "data.pt")
+    torch.save(make_net().state_dict(), d / "net.pt")
+    torch.save(other_net().state_dict(), d / "other_arch.pt")
+    f["user_run"] = import_run(d / "user.h5", model="tests.user_factories:make_net", data="tests.user_factories:load_file",
+                               data_kwargs={"path": str(d / "data.pt")}, sgd=str(d / "net.pt"), swa=str(d / "net.pt"))
+    torch.save(load_data(seed=5), d / "data.pt")
     return f
 
 
@@ -152,11 +162,35 @@ def _cases(f):
         (["demo", "--directions", "0", "--out", str(f["dir"] / "demo")], "directions must be at least 1"),
         (["demo", "--num-samples", "3", "--out", str(f["dir"] / "demo")], "num_samples must be at least 10"),
         (["info"], "required: run"),
+        # a user's own network and data by import path, and checkpoints (issue: your own network)
+        (train + ["--model", "nosuchpkg.models:make"], "cannot import nosuchpkg.models"),
+        (train + ["--model", "tests.user_factories:missing"], "has no attribute 'missing'"),
+        (train + ["--model", "tests.user_factories:not_a_model"], "returned a dict, not a torch.nn.Module"),
+        (train + ["--model", "tests.user_factories:broken"], "raised ValueError: the user's factory failed"),
+        (train + ["--model", "tests.user_factories:make_net", "--dataset", "tests.user_factories:bad_data"],
+         "expected (train, test)"),
+        (train + ["--model", "tests.user_factories:make_net", "--dataset", "tests.user_factories:broken"],
+         "data factory 'tests.user_factories:broken' raised ValueError"),
+        (["analyze", str(f["user_run"]), "segment"], "is not the data"),
+        (_imp(f) + ["--sgd", str(f["dir"] / "other_arch.pt")], "does not fit the model"),
+        (_imp(f) + ["--sgd", text], "not a PyTorch state_dict file"),
+        (_imp(f) + ["--snapshots", str(f["dir"] / "nothing_*.pt")], "no checkpoint matches"),
+        (_imp(f), "nothing to import"),
+        (_imp(f) + ["--sgd", str(f["dir"] / "net.pt"), "--weight-decay", "-1"], "weight_decay must be non-negative"),
+        (["import", "--model", "tests.user_factories:make_net", "--data", "mnist1d", "--out", new],
+         "not an import path"),
+        (_imp(f) + ["--sgd", str(f["dir"] / "net.pt"), "--out", str(f["existing_file"])], "exists"),
     ]
     if not torch.cuda.is_available():
         cases += [(train + ["--device", "cuda"], "CUDA is not available"),
                   (["analyze", run, "plane", "--device", "cuda"], "CUDA is not available")]
     return cases
+
+
+def _imp(f) -> list[str]:
+    """``swa-landscape import`` of the test factories into a file that must never be created."""
+    return ["import", "--model", "tests.user_factories:make_net", "--data", "tests.user_factories:load_file",
+            "--data-kwargs", f'{{"path": "{f["dir"] / "data.pt"}"}}', "--out", str(f["dir"] / "never.h5")]
 
 
 def _tree(d: Path) -> dict[str, str]:

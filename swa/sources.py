@@ -1,0 +1,157 @@
+"""Where a run's network and data come from when they are not the registry's: import paths, user objects, checks.
+
+* ``package.module:function`` import paths for a model factory (returns an ``nn.Module``) or a data factory
+  (returns ``(train, test)``); the paths and their keyword arguments are stored in the run file, so every
+  command rebuilds both from the file alone.
+* :func:`as_splits` turns what a user has (tensor pairs, datasets, DataLoaders, a :class:`~swa.trainer.TrainData`)
+  into the evaluation tensors the analyses use.
+* :func:`fingerprint` summarises a split (size, label counts, a hash of a fixed sample of inputs and labels);
+  stored at training time, it lets an analysis refuse data that is not the run's with one line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from landscape.errors import UserError
+
+__all__ = ["is_import_path", "import_object", "call_factory", "as_splits", "fingerprint", "check_fingerprints", "check_model"]
+
+_SAMPLE = 64  # rows of each split hashed into its fingerprint
+
+
+def is_import_path(name: str) -> bool:
+    """Whether ``name`` is a ``package.module:attribute`` import path rather than a registry name."""
+    return ":" in name
+
+
+def import_object(path: str, what: str) -> Any:
+    """The object at ``package.module:attribute`` (the working directory is importable, as under ``python -m``).
+
+    Raises:
+        UserError: Malformed path, a module that cannot be imported, or a missing attribute.
+    """
+    module, _, attr = path.partition(":")
+    if not module or not attr:
+        raise UserError(f"{what} {path!r} is not an import path of the form package.module:function")
+    added = os.getcwd() not in sys.path
+    if added:
+        sys.path.insert(0, os.getcwd())
+    try:
+        mod = importlib.import_module(module)
+    except Exception as e:  # noqa: BLE001 - any failure while importing the user's module is theirs to see
+        raise UserError(f"{what} {path!r}: cannot import {module} ({type(e).__name__}: {e})") from None
+    finally:
+        if added:
+            sys.path.remove(os.getcwd())
+    obj = mod
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise UserError(f"{what} {path!r}: {module} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise UserError(f"{what} {path!r} is a {type(obj).__name__}, not a function or class")
+    return obj
+
+
+def call_factory(path: str, kwargs: dict, what: str) -> Any:
+    """Import and call a factory with ``kwargs``; whatever it raises becomes one :class:`UserError` naming it."""
+    fn = import_object(path, what)
+    try:
+        return fn(**kwargs)
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise UserError(f"{what} {path!r} raised {type(e).__name__}: {first}") from None
+
+
+def _tensors_of(source: Any, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(inputs [N, ...], targets [N])`` of a tensor pair, a map-style dataset or an iterable of batches."""
+    if isinstance(source, (tuple, list)) and len(source) == 2 and all(isinstance(t, torch.Tensor) for t in source):
+        x, y = source
+    else:
+        if isinstance(source, torch.utils.data.Dataset) and hasattr(source, "__getitem__") and hasattr(source, "__len__"):
+            source = torch.utils.data.DataLoader(source, batch_size=512, shuffle=False)
+        if not isinstance(source, Iterable):
+            raise UserError(f"{what} is a {type(source).__name__}; expected an (inputs, targets) pair of tensors, "
+                            "a dataset or a DataLoader")
+        xs, ys = [], []
+        for batch in source:
+            if not (isinstance(batch, (tuple, list)) and len(batch) >= 2 and isinstance(batch[0], torch.Tensor)):
+                raise UserError(f"{what} yields {type(batch).__name__} items; expected (inputs, targets) batches")
+            xs.append(batch[0].detach().cpu())
+            ys.append(torch.as_tensor(batch[1]).detach().cpu())
+        if not xs:
+            raise UserError(f"{what} is empty")
+        x, y = torch.cat(xs), torch.cat(ys)
+    if x.shape[0] != y.shape[0] or y.dim() != 1:
+        raise UserError(f"{what}: {x.shape[0]} inputs but targets of shape {list(y.shape)}; expected [N] class indices")
+    return x.detach().cpu(), y.detach().cpu().long()
+
+
+def as_splits(data: Any, what: str = "data") -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """``{"train": (x, y), "test": (x, y)}`` in evaluation form (no shuffling, no augmentation) from what a user has.
+
+    Args:
+        data: A dict ``{"train": ..., "test": ...}`` or a pair ``(train, test)``, each an ``(inputs, targets)``
+            tensor pair, a map-style dataset or a DataLoader; or a :class:`~swa.trainer.TrainData` (its
+            evaluation batches).
+        what: How to name it in errors.
+
+    Raises:
+        UserError: Anything else.
+    """
+    if hasattr(data, "eval_batches"):
+        return {s: _tensors_of(data.eval_batches(s), f"{what} ({s})") for s in ("train", "test")}
+    if isinstance(data, dict) and set(data) >= {"train", "test"}:
+        return {s: _tensors_of(data[s], f"{what} ({s})") for s in ("train", "test")}
+    if isinstance(data, (tuple, list)) and len(data) == 2 and not all(isinstance(t, torch.Tensor) for t in data):
+        return {s: _tensors_of(d, f"{what} ({s})") for s, d in zip(("train", "test"), data)}
+    raise UserError(f"{what} is a {type(data).__name__}; expected (train, test) or {{'train': ..., 'test': ...}} of "
+                    "tensor pairs, datasets or DataLoaders")
+
+
+def fingerprint(x: torch.Tensor, y: torch.Tensor) -> dict:
+    """Size, label counts and a SHA-1 of ``_SAMPLE`` evenly spaced rows (inputs as float32, labels as int64)."""
+    n = x.shape[0]
+    idx = torch.from_numpy(np.unique(np.linspace(0, n - 1, min(n, _SAMPLE)).round().astype(np.int64)))
+    h = hashlib.sha1()
+    h.update(x[idx].detach().cpu().to(torch.float32).contiguous().numpy().tobytes())
+    h.update(y[idx].detach().cpu().to(torch.int64).contiguous().numpy().tobytes())
+    return {"n": int(n), "labels": torch.bincount(y.cpu().long()).tolist(), "sha1": h.hexdigest()}
+
+
+def check_fingerprints(stored: dict | None, splits: dict[str, tuple[torch.Tensor, torch.Tensor]], run: Any) -> None:
+    """Refuse data whose fingerprint differs from the one stored with the run (runs without one pass).
+
+    Raises:
+        UserError: One line saying which split differs and how.
+    """
+    for split, want in (stored or {}).items():
+        got = fingerprint(*splits[split])
+        if got == want:
+            continue
+        if got["n"] != want["n"]:
+            how = f"{got['n']} samples, the run was trained with {want['n']}"
+        elif got["labels"] != want["labels"]:
+            how = "other label counts"
+        else:
+            how = "other inputs or another order (pass the data unshuffled, in evaluation form)"
+        raise UserError(f"the {split} data is not the data {run} was trained with: {how}")
+
+
+def check_model(model: Any, what: str) -> nn.Module:
+    """``model`` if it is an ``nn.Module``, else one clear error."""
+    if not isinstance(model, nn.Module):
+        raise UserError(f"{what} returned a {type(model).__name__}, not a torch.nn.Module")
+    return model
