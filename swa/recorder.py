@@ -90,11 +90,15 @@ class Recorder:
         return self
 
     def __exit__(self, kind, value, tb) -> None:
+        self.close(value)
+
+    def close(self, error: BaseException | None = None) -> None:
+        """End the recording: :meth:`finish` it, or mark it interrupted by ``error``; the file is closed either way."""
         try:
-            if kind is None:
+            if error is None:
                 self.finish()
             else:
-                self.writer.set_status(Status.INTERRUPTED, f"{kind.__name__}: {value}"[:500])
+                self.writer.set_status(Status.INTERRUPTED, f"{type(error).__name__}: {error}"[:500])
         finally:
             self.writer.close()
 
