@@ -141,7 +141,7 @@ def main() -> None:
         eng = Engine(model, {"train": train, "test": test}, config=EngineConfig(), cache=ProbeCache())
         eng.evaluate(pts)
         s_c = (time.perf_counter() - t) / len(pts)
-        guard = eng.guard_report.seconds if eng.guard_report is not None else 0.0
+        guard = eng.guard_report.reference_seconds if eng.guard_report is not None else 0.0
         fps = flops_per_sample(model, train[0][:8])
         flop_point = fps * ((2 if has_bn(model) else 1) * train[0].shape[0] + test[0].shape[0])
         peak, peak_bs = best_forward_rate(model, train[0], fps)
@@ -151,7 +151,7 @@ def main() -> None:
         if args.explain:
             print(f"\n{name}:\n{eng.explain()}")
     head = ("model", "(a) anchor pts/s", "(b) obvious pts/s", "(c) engine pts/s", "(c)/(a)", "(c)/(b)",
-            "(d) efficiency", "best fwd GFLOP/s", "at batch", "engine's choice", "guard s (share of (c))")
+            "(d) efficiency", "best fwd GFLOP/s", "at batch", "engine's choice", "guard's reference s (share of (c))")
     print("\n| " + " | ".join(head) + " |\n|" + " --- |" * len(head))
     for r in rows:
         print(f"| {r[0]} | {r[1]:.1f} | {r[2]:.1f} | {r[3]:.1f} | {r[4]:.2f}x | {r[5]:.2f}x | {100 * r[6]:.0f}% | "

@@ -323,9 +323,11 @@ class Engine:
         w = points.chunk(0, 1, self.device, self.dtype)[0]
         b = points.buffer_chunk(0, 1, self.device, self.dtype, interpolate=self.config.bn_mode is not BNMode.STORED)
         reference = copy.deepcopy(self._template).to(device=self.device, dtype=self.dtype)
+        t_ref = time.perf_counter()
         ref, ref_buf = reference_point(reference, w, {s: self.splits[s] for s in splits},
                                        self.bn_data if recompute else None, self.config.bn_batch_size,
                                        self.config.bn_weighting, buffers=None if b is None else b[0])
+        t_ref = time.perf_counter() - t_ref
         plain = self._plain(splits, (), recompute)
         first, culprit = math.nan, None
         for action in ("fast path", "exact BN statistics", "exact BN statistics, no folding"):
@@ -336,7 +338,7 @@ class Engine:
                 diffs = [(math.inf, str(e).split(":")[0])]
             worst = max(d for d, _ in diffs)
             if worst <= tol:
-                report = GuardReport(tol, worst, culprit, action, time.perf_counter() - t0, first)
+                report = GuardReport(tol, worst, culprit, action, time.perf_counter() - t0, t_ref, first)
                 if culprit is not None:
                     warnings.warn(f"{culprit} differs from the reference path on the fast path by {first:.2g}; "
                                   f"using {action} for this model", stacklevel=3)
