@@ -73,7 +73,7 @@ def branch_start(t: Trajectory) -> int:
         UserError: The run has no such snapshot (an ``init`` run, or snapshots not taken at that epoch).
     """
     c = t.config
-    start = c["swa_start"] if c["swa_start"] is not None else round(0.75 * c["epochs"])
+    start = t.train_config().swa_start_epoch
     idx = np.flatnonzero((t.meta("branch") == "sgd") & np.isclose(t.meta("epoch"), start))
     if c.get("init") or not idx.size:
         raise UserError(f"{t.path} has no snapshot of the conventional run at the SWA start (epoch {start}); "

@@ -63,6 +63,11 @@ def train_loss_key(g: dict) -> tuple[str, str]:
     return "train_loss", "train loss (cross-entropy)"
 
 
+def _has_positive(ax) -> bool:
+    """Whether any line drawn on ``ax`` has a finite positive value (so a log scale can show it)."""
+    return any(np.any(np.isfinite(y := np.asarray(line.get_ydata(), dtype=float)) & (y > 0)) for line in ax.lines)
+
+
 def schedule_figure(run: RunSummary) -> plt.Figure:
     """Learning rate at every step from the run's config, captured models marked; test error on a log axis (Figure 2)."""
     fig, (a1, a2) = plt.subplots(2, 1, figsize=(7.5, 5.5), sharex=True, layout="constrained")
@@ -80,9 +85,14 @@ def schedule_figure(run: RunSummary) -> plt.Figure:
             a2.axhline(100 * (1 - run.solutions[name]["test_acc"]), color=c, ls=ls, lw=1.2,
                        label=f"{name.upper()} solution {100 * (1 - run.solutions[name]['test_acc']):.2f}%")
     a1.set_ylabel("learning rate")
-    a1.set_yscale("log")
-    a2.set_yscale("log")  # the end of training (a few %) is visible next to the first epochs (tens of %)
-    compact_ticks(a2)
+    for ax, what in ((a1, "learning rate"), (a2, "test error")):
+        if _has_positive(ax):  # the end of training (a few %) is visible next to the first epochs (tens of %)
+            ax.set_yscale("log")
+        else:  # a recorded or imported run that did not record it
+            ax.text(0.5, 0.5, f"{what} not recorded", transform=ax.transAxes, ha="center", va="center")
+            ax.set_yticks([])
+    if a2.get_yscale() == "log":
+        compact_ticks(a2)
     a2.set_ylabel("test error (%, log)")
     a2.set_xlabel("iteration")
     a1.legend(fontsize=8, loc="lower left")

@@ -330,7 +330,9 @@ class Engine:
         t_ref = time.perf_counter() - t_ref
         plain = self._plain(splits, (), recompute)
         first, culprit = math.nan, None
-        for action in ("fast path", "exact BN statistics", "exact BN statistics, no folding"):
+        for _ in range(3):  # the fast path, then at most two switches
+            action = ", ".join(["exact BN statistics"] * self._exact_bn + ["no folding"] * (not self._fold)) \
+                or "fast path"
             try:
                 res = self._evaluate_chunk(self._replicas[0], points, 0, 1, plain, splits, ())
                 diffs = discrepancy(res.loss, res.buffers, ref, ref_buf, self._bn_slices)

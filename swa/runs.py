@@ -143,8 +143,8 @@ def info(run: str | os.PathLike) -> str:
             f"dataset      {d.get('name')}" + (f" from {d['data_dir']}" if d.get("data_dir") else ""),
             f"optimizer    {c['optimizer']} lr {c['lr']} momentum {c['momentum']} weight decay {c['weight_decay']}, "
             f"batch {c['batch_size']}, seed {c['seed']}",
-            f"schedule     budget {c['epochs']} epochs; SWA from epoch {c['swa_start'] if c['swa_start'] is not None else round(0.75 * c['epochs'])}"
-            f" for {c['swa_epochs'] if c['swa_epochs'] is not None else round(0.25 * c['epochs'])} epochs, "
+            f"schedule     budget {c['epochs']} epochs; SWA from epoch {t.train_config().swa_start_epoch}"
+            f" for {t.train_config().swa_length} epochs, "
             f"{c['swa_schedule']} lr {c['swa_lr']}" + (f"->{c['swa_lr_min']}" if c["swa_schedule"] == "cyclic" else "")
             + f", cycle {c['swa_cycle']} epochs, {c['average']} average, BN weighting {c['bn_weighting']}"
             + (f"; init {c['init']}" if c.get("init") else ""),

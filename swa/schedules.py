@@ -65,10 +65,11 @@ def lr_trace(config: dict, batches_per_epoch: int) -> dict[str, tuple[list[int],
         ``{"sgd": (iterations, lrs), "swa": (iterations, lrs)}``: global 1-based iteration numbers (the SWA
         branch continues the count from its fork) and the lr of that step.
     """
+    from .config import TrainConfig
+
     nb = batches_per_epoch
-    start = 0 if config.get("init") else (round(0.75 * config["epochs"]) if config["swa_start"] is None
-                                          else config["swa_start"])
-    length = max(1, round(0.25 * config["epochs"])) if config["swa_epochs"] is None else config["swa_epochs"]
+    cfg = TrainConfig(**config)  # owns the derived defaults
+    start, length = cfg.swa_start_epoch, cfg.swa_length
     sgd_it = list(range(1, (0 if config.get("init") else config["epochs"]) * nb + 1))
     sgd_lr = [conventional_lr((i - 1) / nb, config["epochs"], config["lr"]) for i in sgd_it]
     swa_it = list(range(start * nb + 1, (start + length) * nb + 1))

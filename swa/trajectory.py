@@ -3,8 +3,10 @@
 This module is the only place that knows the schema (documented in
 ``docs/file-format.md``). Crash safety rests on three rules:
 
-1. The file is built complete under a temporary name and renamed into place, so
-   the final path is either absent or a valid file.
+1. The file is built complete under a temporary name, opened for writing in SWMR
+   mode and only then renamed into place, so the final path is either absent or a
+   valid file that SWMR readers open (a file killed after a plain open for writing,
+   before SWMR mode was on, keeps a flag that every later open refuses).
 2. While training, the file is open in HDF5 single-writer/multiple-reader (SWMR)
    mode: HDF5 orders its metadata writes so that the file can be opened at any
    moment, also after ``kill -9``. Rows are appended first and made visible by
@@ -106,10 +108,12 @@ class TrajectoryWriter:
     Use :meth:`create` for a new run and :meth:`resume` to continue one.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, built: Path | None = None):
         self.path = Path(path)
-        self._f = h5py.File(self.path, "a", libver="latest")
+        self._f = h5py.File(built or self.path, "a", libver="latest")
         self._f.swmr_mode = True
+        if built is not None:  # the file appears at its path only once it is in SWMR mode: a kill at any moment
+            os.replace(built, self.path)  # leaves either no file or one that SWMR readers open
         self._s = self._f["snapshots"]
         self._n = int(self._s["count"][()])
 
@@ -137,8 +141,7 @@ class TrajectoryWriter:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         with h5py.File(tmp, "w", libver="latest") as f:
             _create_structure(f, attrs, p, q, weight_dtype)
-        os.replace(tmp, path)
-        return cls(path)
+        return cls(path, built=tmp)
 
     @classmethod
     def resume(cls, path: str | os.PathLike) -> tuple[TrajectoryWriter, dict]:
@@ -178,8 +181,7 @@ class TrajectoryWriter:
                     f["state/fork"].resize(fork_len, axis=0)
                     f["state/fork"][:] = f0["state/fork"][:fork_len]
                     f["state/fork_len"][()] = fork_len
-        os.replace(tmp, path)
-        w = cls(path)
+        w = cls(path, built=tmp)
         w.save_checkpoint(ckpt)
         w.set_status(Status.RUNNING)
         return w, ckpt
@@ -331,6 +333,12 @@ class Trajectory:
     @property
     def config(self) -> dict:
         return self.attr_json("config")
+
+    def train_config(self):
+        """The run's :class:`~swa.config.TrainConfig` (its properties own the derived defaults: SWA start, length)."""
+        from .config import TrainConfig
+
+        return TrainConfig(**self.config)
 
     @property
     def source(self) -> str:

@@ -227,6 +227,19 @@ class TokenConv(nn.Module):
         return self.head(self.body(self.embed(x).transpose(1, 2)).mean(2))
 
 
+class ConvCalledAlone(nn.Module):
+    """A conv inside an ``nn.Sequential`` before its BN, also called on its own (that output bypasses the BN):
+    folding the BN into the conv would change the second call, so the guard must turn folding off."""
+
+    def __init__(self):
+        super().__init__()
+        self.seq = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.head = Head(8)
+
+    def forward(self, x):
+        return self.head(self.seq(x) + self.seq[0](x))
+
+
 def no_running_stats():
     return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8, track_running_stats=False), Head(8))
 
@@ -268,6 +281,8 @@ ZOO = (
     Entry("norms_only", "GroupNorm and LayerNorm only, no BN", norms_only),
     Entry("stochastic", "dropout and stochastic depth around BN", Stochastic),
     Entry("tokens", "[N, L] token sequences: embedding, conv1d, BN1d", TokenConv, "tokens"),
+    Entry("conv_called_alone", "a conv before its BN in a Sequential, also called on its own (bypassing the BN)",
+          ConvCalledAlone, guard_needed=True),
     Entry("no_running_stats", "BN with track_running_stats=False", no_running_stats,
           refusal="does not track running statistics"),
 )

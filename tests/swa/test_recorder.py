@@ -113,6 +113,13 @@ def test_import_from_state_dicts(tmp_path):
         torch.testing.assert_close(t.solution("swa")[0], flatten(list(avg.parameters())), rtol=1e-6, atol=1e-7)
         torch.testing.assert_close(t.solution("swa")[1], flatten(list(avg.buffers())), rtol=1e-5, atol=1e-6)
         assert t.dataset_spec["name"] == "tests.user_factories:load_data"
+    # the analyses and every figure on it (the schedule figure says the lr was not recorded)
+    from analyses import analyze_all
+    from figures.report import make_figures
+
+    analyze_all(path, progress=False, log=lambda s: None)
+    index = make_figures(path, tmp_path / "imp.landscape.h5", tmp_path / "figs")
+    assert (tmp_path / "figs" / "schedule.png").exists() and "plane" in index.read_text()
     # an import without w_SGD: the analyses that need it say what to add
     import_run(tmp_path / "nosgd.h5", model="tests.user_factories:make_net", data="tests.user_factories:load_data",
                snapshots=str(tmp_path / "swa_*.pt"))
