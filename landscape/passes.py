@@ -8,6 +8,7 @@ exact pass, which loads each point into the replica's unmodified copy).
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from enum import Enum
 
 import torch
@@ -37,10 +38,7 @@ def _call(rep: Replica, params: dict | None, buffers: dict | None, x: torch.Tens
     ctx = rep.ctx
     ctx.reset(mode, groups)
     try:
-        if mode == "stats":
-            with rep.mode:
-                out = rep.model(x) if params is None else functional_call(rep.model, (params, buffers), (x,))
-        else:
+        with rep.mode if mode == "stats" else nullcontext():  # the mode groups BN statistics; eval: plain calls
             out = rep.model(x) if params is None else functional_call(rep.model, (params, buffers), (x,))
         stats = ctx.stats
     finally:  # ctx.names stays: the caller reads it after vmap
