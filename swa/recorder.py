@@ -20,11 +20,9 @@ block marks the run ``interrupted`` with its message.
 from __future__ import annotations
 
 import glob
-import json
 import math
 import os
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +32,12 @@ from torch.optim.swa_utils import AveragedModel
 
 from landscape.bn import BNWeighting, recompute_bn
 from landscape.errors import UserError
-from landscape.files import toolkit_version
 from landscape.layout import buffer_layout, flatten, param_layout
 from landscape.reference import evaluate_model
 
 from .config import TrainConfig
 from .sources import as_splits, fingerprint
-from .trajectory import Status, TrajectoryWriter
+from .trajectory import Status, TrajectoryWriter, run_attributes
 
 __all__ = ["Recorder", "import_run"]
 
@@ -72,14 +69,9 @@ class Recorder:
             "name") or "custom", batch_size=bn_batch_size, weight_decay=weight_decay, bn_weighting=bn_weighting,
             epochs=1, swa_start=0, swa_epochs=1, device="cpu")
         spec = model_spec or {"name": None, "class": f"{type(model).__module__}.{type(model).__qualname__}", "kwargs": {}}
-        attrs = {
-            "model": json.dumps({"kwargs": {}, **spec}),
-            "dataset": json.dumps({"name": "custom", **(data_spec or {}),
-                                   "fingerprint": {s: fingerprint(*xy) for s, xy in self.splits.items()}}),
-            "config": json.dumps(self.config.to_dict()), "source": source,
-            "param_layout": param_layout(model).to_json(), "buffer_layout": buffer_layout(model).to_json(),
-            "toolkit_version": toolkit_version(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
+        attrs = run_attributes(self.config.to_dict(), model, {"kwargs": {}, **spec},
+                               {"name": "custom", **(data_spec or {})},
+                               {s: fingerprint(*xy) for s, xy in self.splits.items()}, source)
         self.writer = TrajectoryWriter.create(path, attrs, param_layout(model).size, buffer_layout(model).size,
                                               overwrite=overwrite)
         self.average: AveragedModel | None = None

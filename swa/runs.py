@@ -134,7 +134,7 @@ def _size(n: float) -> str:
 def info(run: str | os.PathLike) -> str:
     """A readable multi-line summary of a run file."""
     with Trajectory(run) as t:
-        c, m, d = t.config, t.model_spec, t.dataset_spec
+        c, m, d, tc = t.config, t.model_spec, t.dataset_spec, t.train_config()
         branch, captured = t.meta("branch"), t.meta("captured")
         lines = [
             f"run file     {Path(run)} ({_size(t.file_size())}), status: {t.status}" + (f" ({t.message})" if t.message else ""),
@@ -143,8 +143,8 @@ def info(run: str | os.PathLike) -> str:
             f"dataset      {d.get('name')}" + (f" from {d['data_dir']}" if d.get("data_dir") else ""),
             f"optimizer    {c['optimizer']} lr {c['lr']} momentum {c['momentum']} weight decay {c['weight_decay']}, "
             f"batch {c['batch_size']}, seed {c['seed']}",
-            f"schedule     budget {c['epochs']} epochs; SWA from epoch {t.train_config().swa_start_epoch}"
-            f" for {t.train_config().swa_length} epochs, "
+            f"schedule     budget {c['epochs']} epochs; SWA from epoch {tc.swa_start_epoch}"
+            f" for {tc.swa_length} epochs, "
             f"{c['swa_schedule']} lr {c['swa_lr']}" + (f"->{c['swa_lr_min']}" if c["swa_schedule"] == "cyclic" else "")
             + f", cycle {c['swa_cycle']} epochs, {c['average']} average, BN weighting {c['bn_weighting']}"
             + (f"; init {c['init']}" if c.get("init") else ""),

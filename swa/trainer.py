@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,6 @@ from tqdm.auto import tqdm
 
 from landscape.bn import recompute_bn
 from landscape.config import resolve_device
-from landscape.files import toolkit_version
 from landscape.errors import UserError
 from landscape.layout import buffer_layout, flatten, param_layout
 from landscape.reference import Metrics, evaluate_batches
@@ -44,7 +42,7 @@ from .distributed import all_finite, all_within, barrier, init_from_env, on_rank
 from .models import build_model
 from .schedules import conventional_lr, cyclic_lr, is_cycle_end
 from .sources import as_splits, fingerprint, is_import_path
-from .trajectory import Status, Trajectory, TrajectoryWriter
+from .trajectory import Status, Trajectory, TrajectoryWriter, run_attributes
 
 __all__ = ["TrainData", "TrainingDiverged", "train", "resume", "builtin_data"]
 
@@ -339,15 +337,8 @@ class _RankWriter:
 
 def _attrs(cfg: TrainConfig, model: nn.Module, model_spec: dict, data: TrainData) -> dict[str, str]:
     splits = as_splits(data)  # the data in evaluation form: its fingerprint lets analyses refuse other data
-    return {
-        "model": json.dumps(model_spec),
-        "dataset": json.dumps({**data.spec, "fingerprint": {s: fingerprint(*xy) for s, xy in splits.items()}}),
-        "config": json.dumps(cfg.to_dict()),
-        "param_layout": param_layout(model).to_json(),
-        "buffer_layout": buffer_layout(model).to_json(),
-        "toolkit_version": toolkit_version(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    return run_attributes(cfg.to_dict(), model, model_spec, data.spec,
+                          {s: fingerprint(*xy) for s, xy in splits.items()})
 
 
 def _setup(cfg: TrainConfig, model: nn.Module | None, data: TrainData | None

@@ -25,6 +25,7 @@ import hashlib
 import io
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,8 @@ from landscape.errors import UserError
 from landscape.files import open_hdf5, output_path
 from landscape.layout import Layout
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "Status", "TrajectoryWriter", "Trajectory", "pack_blob", "unpack_blob"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "Status", "TrajectoryWriter", "Trajectory", "pack_blob", "unpack_blob",
+           "run_attributes"]
 
 FORMAT = "swa-landscape/trajectory"
 FORMAT_VERSION = 1
@@ -96,6 +98,29 @@ def _create_structure(f: h5py.File, attrs: dict[str, str], p: int, q: int, weigh
     st.create_dataset("active", (), dtype="i8", data=-1)
     st.create_dataset("status", (), dtype="S16", data=Status.RUNNING.encode())
     st.create_dataset("message", (), dtype="S512", data=b"")
+
+
+def run_attributes(config: dict, model: torch.nn.Module, model_spec: dict, data_spec: dict,
+                   fingerprints: dict, source: str = "trainer") -> dict[str, str]:
+    """The root attributes of a new run file (the schema of ``docs/file-format.md``), for every writer of runs.
+
+    Args:
+        config: The :class:`~swa.config.TrainConfig` as a dict.
+        model: The network (its parameter and buffer layouts are stored).
+        model_spec: How to rebuild the network (``{"name", "kwargs"}``, or ``{"name": None, "class"}``).
+        data_spec: The data set (``{"name", ...}``).
+        fingerprints: Split name to :func:`swa.sources.fingerprint`.
+        source: ``"trainer"``, ``"recorder"`` or ``"import"``.
+    """
+    from landscape.files import toolkit_version
+    from landscape.layout import buffer_layout, param_layout
+
+    return {
+        "model": json.dumps(model_spec), "dataset": json.dumps({**data_spec, "fingerprint": fingerprints}),
+        "config": json.dumps(config), "source": source,
+        "param_layout": param_layout(model).to_json(), "buffer_layout": buffer_layout(model).to_json(),
+        "toolkit_version": toolkit_version(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
 
 def _open_swmr_read(path: Path) -> h5py.File:
