@@ -28,6 +28,7 @@ import figures.cli
 import swa.cli
 from landscape.errors import UserError, bounded, check_bounds
 from landscape.files import default_results_path
+from landscape.workers import tune_cpu_allocator
 from swa import TrainConfig, train
 
 __all__ = ["DemoConfig", "demo", "build_parser", "main"]
@@ -63,12 +64,11 @@ def demo(config: DemoConfig, out: str | os.PathLike, progress: bool = True) -> P
     Returns:
         The path of ``index.html``.
     """
-    from analyses import FGEConfig, PlaneConfig, RaysConfig, SegmentConfig, compare, fge, plane, rays, segment
-    from analyses.fge import describe as describe_fge
-    from analyses.plane import describe as describe_plane
-    from analyses.rays import describe as describe_rays
-    from analyses.segment import describe as describe_segment
+    from analyses import PAPER, compare
+    from analyses.batch import run_analyses, with_settings
+    from analyses.common import default_engine_config
     from figures.report import make_figures
+    from swa.trajectory import Trajectory
 
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -81,14 +81,10 @@ def demo(config: DemoConfig, out: str | os.PathLike, progress: bool = True) -> P
     print(f"[1/4] training ({config.epochs} epochs + SWA branch) -> {run}")
     train(config.train_config(), run, overwrite=True, progress=progress)
     print("[2/4] analyses -> " + str(results))
-    for fn in (False, True):
-        print(describe_rays(rays(run, results, RaysConfig(config.directions, config.ray_steps, filter_normalize=fn),
-                                 progress=progress)))
-    print(describe_segment(segment(run, results, SegmentConfig(), progress=progress)))
-    for anchors in ((), ("paper-fig1",)):
-        grid = PlaneConfig(anchors, grid=(config.grid, config.grid))
-        print(describe_plane(plane(run, results, grid, progress=progress)))
-    print(describe_fge(fge(run, results, FGEConfig(), progress=progress)))
+    configs = with_settings(PAPER, {"rays": {"directions": config.directions, "steps": config.ray_steps},
+                                    "plane": {"grid": (config.grid, config.grid)}})
+    with Trajectory(run) as t:
+        run_analyses(t, results, configs, default_engine_config(t), progress=progress, log=print)
     print("[3/4] figures")
     index = make_figures(run, results, out)
     print("[4/4] the paper's findings of this run (swa-landscape compare):")
@@ -172,8 +168,13 @@ def _notice(message, category, filename, lineno, file=None, line=None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one subcommand; a :class:`UserError` becomes one line on stderr and exit code 2."""
+    """Run one subcommand; a :class:`UserError` becomes one line on stderr and exit code 2.
+
+    The process-wide settings of a command are made here, once: glibc's allocator keeps freed memory for reuse
+    (:func:`landscape.workers.tune_cpu_allocator`; a library user's engine leaves the process alone).
+    """
     args = build_parser().parse_args(argv)
+    tune_cpu_allocator()
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _notice

@@ -1,97 +1,112 @@
-"""Several analyses of one run in turn: ``analyze all`` and its Python twin :func:`analyze_all`.
+"""Several analyses of one run in turn: ``analyze all``, the demo, and their Python twin :func:`analyze_all`.
 
-The run is opened once; the engine settings, the network and the data are shared. For ``all`` (the
-paper's analyses, :data:`PAPER`), an analysis that cannot honour the BN mode, or that the run lacks what it
-needs for (a plane without snapshots, FGE without proposals), is skipped with its reason; the others run.
+The run is opened once and one engine (network, data, settings, the guard's verdict and the timed plans) serves
+every analysis. For ``all`` (the paper's analyses, :data:`PAPER`), an analysis that cannot honour the BN mode, or
+that the run lacks what it needs for (a plane without snapshots, FGE without proposals), is skipped with its
+reason; the others run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from torch import nn
 
 from landscape.engine import EngineConfig
 from landscape.errors import UserError
 from landscape.files import default_results_path
+from landscape.probe import ProbeCache
 from swa.trajectory import Trajectory
 
-from . import fge, hessian, pca, plane, rays, segment
+from .common import analysis, default_engine_config
+from .fge import FGEConfig
+from .plane import PlaneConfig
+from .rays import RaysConfig
+from .registry import by_config
+from .segment import SegmentConfig
 
-__all__ = ["PAPER", "UNSUPPORTED", "RUNNERS", "run_analyses", "analyze_all"]
+__all__ = ["PAPER", "with_settings", "run_analyses", "analyze_all"]
 
-PAPER = ("rays", "segment", "plane", "plane_fig1", "fge")
-"""The paper's analyses, run by ``all`` (the plane twice: the Figure 3 plane and the ``paper-fig1`` preset)."""
-
-UNSUPPORTED = {"rays": rays.UNSUPPORTED_BN_MODES, "segment": segment.UNSUPPORTED_BN_MODES,
-               "plane": plane.UNSUPPORTED_BN_MODES, "plane_fig1": plane.UNSUPPORTED_BN_MODES,
-               "fge": fge.UNSUPPORTED_BN_MODES, "hessian": hessian.UNSUPPORTED_BN_MODES,
-               "pca": pca.UNSUPPORTED_BN_MODES}
-"""BN modes each analysis cannot honour, with the reason."""
-
-RUNNERS = {rays.RaysConfig: (rays.rays, rays.describe), segment.SegmentConfig: (segment.segment, segment.describe),
-           plane.PlaneConfig: (plane.plane, plane.describe), fge.FGEConfig: (fge.fge, fge.describe),
-           hessian.HessianConfig: (hessian.hessian, hessian.describe),
-           hessian.EigenPlaneConfig: (hessian.eigen_plane, hessian.describe_eigen_plane),
-           pca.PCAConfig: (pca.pca, pca.describe)}
-"""Config type to ``(analysis function, describe)``."""
-
-_SKIPPABLE = ("plane", "plane_fig1", "fge")  # need snapshots or proposals a run may not have
+PAPER: tuple[tuple[str, object], ...] = (
+    ("rays", RaysConfig()), ("rays_filter", RaysConfig(filter_normalize=True)), ("segment", SegmentConfig()),
+    ("plane", PlaneConfig()), ("plane_fig1", PlaneConfig(("paper-fig1",))), ("fge", FGEConfig()))
+"""The paper's analyses, as ``all`` and the demo run them: ``(key, config)`` in order. Rays along random and along
+filter-normalised directions, the segment, the Figure 3 plane and the ``paper-fig1`` plane, FGE."""
 
 
-def default_configs() -> dict:
-    """The configs of :data:`PAPER` with their defaults."""
-    return {"rays": rays.RaysConfig(), "segment": segment.SegmentConfig(), "plane": plane.PlaneConfig(),
-            "plane_fig1": plane.PlaneConfig(("paper-fig1",)), "fge": fge.FGEConfig()}
+def with_settings(configs: tuple[tuple[str, object], ...], settings: Mapping[str, Mapping]) -> dict[str, object]:
+    """``configs`` with fields replaced per analysis: ``settings = {"rays": {"directions": 4}}`` changes every
+    rays config of the list (``analyze all --rays.directions 4``).
+
+    Raises:
+        UserError: A setting names an analysis the list does not hold or a field its config lacks.
+    """
+    out = dict(configs)
+    for name, values in settings.items():
+        mine = [k for k, c in configs if by_config(type(c)).name == name]
+        if values and not mine:
+            raise UserError(f"settings for {name}, which this list of analyses does not run")
+        for k in mine:
+            try:
+                out[k] = dataclasses.replace(out[k], **values)
+            except TypeError as e:
+                raise UserError(f"{name}: {e}") from None
+    return out
 
 
-def run_analyses(t: Trajectory, out: str | os.PathLike, configs: dict, engine_config: EngineConfig, *,
-                 model: nn.Module | None = None, data=None, progress: bool = True, log: Callable[[str], None] = print,
-                 skip: bool = False) -> dict:
-    """Run the analyses ``configs`` (name to config, in order) on the open run; returns name to summary.
+def run_analyses(t: Trajectory, out: str | os.PathLike, configs: Mapping[str, object], engine_config: EngineConfig,
+                 *, model: nn.Module | None = None, data=None, progress: bool = True,
+                 log: Callable[[str], None] = print, skip: bool = False, cache: ProbeCache | None = None) -> dict:
+    """Run the analyses ``configs`` (key to config, in order) on the open run, on one engine; returns key to summary.
 
     Args:
         t: The open run.
         out: Results file.
-        configs: Analysis name to its config (built before anything runs, so a bad one changes nothing).
+        configs: Key to config (built before anything runs, so a bad one changes nothing); the config's type
+            names the analysis (:func:`analyses.registry.by_config`).
         engine_config: Engine settings for all of them.
         model, data: For a run the file cannot rebuild (see :func:`analyses.common.open_run`).
         progress: Progress bars (on a terminal).
         log: Receives each analysis' description and each skip's reason.
         skip: Skip (with its reason) an analysis the BN mode or the run does not allow, instead of refusing.
+        cache: The engine's probe cache (the command line reads it for ``--explain``).
     """
-    refused = {n: UNSUPPORTED[n][engine_config.bn_mode] for n in configs
-               if engine_config.bn_mode in UNSUPPORTED.get(n, {})} if skip else {}
-    for name, why in refused.items():
-        log(f"{name} skipped: bn_mode {engine_config.bn_mode.value!r}: {why}")
-    out_ = {}
-    for name, cfg in configs.items():
-        if name in refused:
-            continue
-        fn, describe = RUNNERS[type(cfg)]
-        try:
-            out_[name] = fn(t, out, cfg, engine_config, progress, model=model, data=data)
-        except UserError as e:
-            if not skip or name not in _SKIPPABLE:
-                raise
-            log(f"{name} skipped: {e}")
-            continue
-        log(describe(out_[name]))
-    return out_
+    todo = {key: by_config(type(cfg)) for key, cfg in configs.items()}
+    for key, a in list(todo.items()):
+        if skip and engine_config.bn_mode in a.unsupported_bn_modes:
+            log(f"{key} skipped: bn_mode {engine_config.bn_mode.value!r}: {a.unsupported_bn_modes[engine_config.bn_mode]}")
+            del todo[key]
+        else:
+            a.check_bn_mode(engine_config)
+    summaries = {}
+    with analysis(t, out, engine_config, model, data, cache) as (ctx, results):
+        for key, a in todo.items():
+            try:
+                summaries[key] = a.compute(ctx, results, configs[key], progress)
+            except UserError as e:
+                if not (skip and a.skippable):
+                    raise
+                log(f"{key} skipped: {e}")
+                continue
+            log(a.describe(summaries[key]))
+    return summaries
 
 
 def analyze_all(run: str | os.PathLike, out: str | os.PathLike | None = None,
                 engine_config: EngineConfig | None = None, *, model: nn.Module | None = None, data=None,
-                progress: bool = True, log: Callable[[str], None] = print) -> dict:
-    """The paper's analyses (:data:`PAPER`) with default settings, as ``swa-landscape analyze RUN all`` runs them.
+                progress: bool = True, log: Callable[[str], None] = print,
+                settings: Mapping[str, Mapping] | None = None) -> dict:
+    """The paper's analyses (:data:`PAPER`), as ``swa-landscape analyze RUN all`` runs them.
+
+    Args:
+        settings: Fields to change per analysis, e.g. ``{"rays": {"directions": 4}}`` (:func:`with_settings`).
 
     Returns:
-        Analysis name to its summary (skipped ones absent).
+        Key of :data:`PAPER` to its summary (skipped ones absent).
     """
-    from .common import default_engine_config
-
+    configs = with_settings(PAPER, settings or {})
     with Trajectory(run) as t:
-        return run_analyses(t, out or default_results_path(t.path), default_configs(),
-                            engine_config or default_engine_config(t), model=model, data=data, progress=progress,
-                            log=log, skip=True)
+        return run_analyses(t, out or default_results_path(t.path), configs, engine_config or default_engine_config(t),
+                            model=model, data=data, progress=progress, log=log, skip=True)

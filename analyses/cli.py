@@ -1,41 +1,36 @@
-"""``swa-landscape analyze RUN.h5 rays|segment|plane|fge|all``: builds configs and calls the analyses."""
+"""``swa-landscape analyze RUN NAME [flags]``: one subcommand per registered analysis, and ``all``.
+
+Each subcommand takes the engine flags and the flags of its own config (derived from the config dataclass by
+:mod:`landscape.cli_fields`); ``all`` runs :data:`analyses.batch.PAPER` and takes every one of its analyses'
+flags prefixed with the analysis' name (``--rays.directions 4``). This module builds configs and calls the
+library; it holds no analysis logic.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
+from landscape.cli_fields import add_config_arguments, config_values
 from landscape.engine import MIN_PROBE_POINTS, EngineConfig
 from landscape.files import default_results_path
-from landscape.probe import DEFAULT_CACHE, ProbeCache
+from landscape.probe import ProbeCache
 from swa.trajectory import Trajectory
 
 from . import batch
-from .batch import PAPER
+from .batch import with_settings
 from .common import default_engine_config
 from .distributed import init_from_env, rank, world
-from .fge import FGEConfig
-from .hessian import EigenPlaneConfig, HessianConfig
-from .pca import PCAConfig
-from .plane import PlaneConfig
-from .rays import RaysConfig
-from .segment import SegmentConfig
+from .registry import REGISTRY, by_config, get
 
-__all__ = ["COMMANDS", "engine_config", "run_analyses"]
-
-ANALYSES = ("rays", "segment", "plane", "fge")
-"""The paper's four (``all`` runs :data:`analyses.batch.PAPER`: the plane twice)."""
-BEYOND = ("hessian", "pca")
-"""Analyses beside the paper's, run by name only."""
+__all__ = ["COMMANDS", "engine_config", "run_analyses", "explain"]
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run", help="run file (read only)")
-    p.add_argument("analysis", choices=(*ANALYSES, *BEYOND, "all"),
-                   help="which analysis to run (all: the paper's four in turn, with both planes)")
+def _common_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="results file (default: RUN.landscape.h5 next to the run)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--explain", action="store_true",
-                   help="print how the engine evaluated each analysis (candidate plans, their times, the choice)")
+                   help="print how the engine evaluated the analyses (candidate plans, their times, the choice)")
     e = p.add_argument_group("engine")
     e.add_argument("--bn-mode", default="recompute", choices=("recompute", "stored", "interpolate"),
                    help="BN statistics at each point: recomputed from the training data (exact, default), the "
@@ -58,96 +53,63 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--no-guard", action="store_true",
                    help="skip the check of one point against the reference path before the first evaluation "
                         "(the guard switches to exact paths for networks the fast path gets wrong)")
-    r = p.add_argument_group("rays")
-    r.add_argument("--directions", type=_directions, default=10,
-                   help="number of random directions (default: 10), or 'hessian': the top Hessian eigenvectors of "
-                        "each solution (run the hessian analysis first); with plane: the plane of each solution's "
-                        "top two eigenvectors, over +-T_MAX (default: the SGD-SWA distance)")
-    r.add_argument("--ray-steps", type=int, default=30, help="distances per ray, including 0 (default: 30)")
-    r.add_argument("--t-max", type=float, help="largest ray distance (default: searched)")
-    r.add_argument("--seed", type=int, default=0, help="seed of the ray directions")
-    r.add_argument("--filter-normalize", action="store_true", help="filter-normalised directions (Li et al. 2018)")
-    r.add_argument("--margin-error", type=float, default=0.05,
-                   help="width: distance where test error first exceeds its t=0 value by this (default: 0.05)")
-    r.add_argument("--margin-loss", type=float, default=0.1,
-                   help="width: distance where train loss first exceeds its t=0 value by this, nats (default: 0.1)")
-    s = p.add_argument_group("segment")
-    s.add_argument("--t-range", type=float, nargs=2, default=(-1.0, 2.0), metavar=("T_MIN", "T_MAX"),
-                   help="segment range, t=0 at SWA and t=1 at SGD (default: -1 2)")
-    s.add_argument("--segment-steps", type=int, default=41, help="points on the segment (default: 41)")
-    pl = p.add_argument_group("plane")
-    pl.add_argument("--anchors", help="three of sgd, swa or snapshot indices, comma-separated; 'fge'; or "
-                                      "'paper-fig1' (w_SGD, w_SWA and the SWA branch's start; also run by all)")
-    pl.add_argument("--grid", type=int, nargs=2, default=(21, 21), metavar=("NU", "NV"),
-                    help="plane grid points along u and v (default: 21 21)")
-    pl.add_argument("--margin", type=float, default=0.2,
-                    help="plane grid margin around the anchors, both solutions and the SWA branch's projections, as "
-                         "a fraction of their larger extent (default: 0.2)")
-    h = p.add_argument_group("hessian")
-    h.add_argument("--points", default="swa,sgd",
-                   help="where: sgd, swa, snapshot indices or t=T on the segment, comma-separated (default: swa,sgd)")
-    h.add_argument("--top-k", type=int, default=5, help="largest eigenvalues and eigenvectors (default: 5)")
-    h.add_argument("--trace-probes", type=int, default=100,
-                   help="Rademacher vectors of the Hutchinson trace; 0: no trace (default: 100)")
-    h.add_argument("--tol", type=float, default=1e-4, help="relative accuracy of the eigenvalues (default: 1e-4)")
-    c = p.add_argument_group("pca")
-    c.add_argument("--snapshots", default="swa", choices=("swa", "all"),
-                   help="snapshots whose principal plane is evaluated: the SWA branch (default) or all")
 
 
-def _directions(text: str) -> int | str:
-    if text == "hessian":
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of directions or 'hessian', got {text!r}") from None
+def _paper_analyses() -> list[str]:
+    return list(dict.fromkeys(by_config(type(c)).name for _, c in batch.PAPER))
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="run file (read only)")
+    sub = p.add_subparsers(dest="analysis", required=True, metavar="ANALYSIS", parser_class=type(p),
+                           help="the analysis; 'analyze RUN ANALYSIS --help' lists its settings")
+    for name, a in REGISTRY.items():
+        s = sub.add_parser(name, help=a.help, description=a.help)
+        add_config_arguments(s.add_argument_group(name), a.config)
+        _common_arguments(s)
+    paper = _paper_analyses()
+    s = sub.add_parser("all", help="the paper's analyses in turn (" + ", ".join(k for k, _ in batch.PAPER) + ")",
+                       description="The paper's analyses in turn: " + ", ".join(k for k, _ in batch.PAPER) + ". Settings "
+                                   "of one analysis are its flags prefixed with its name, e.g. --rays.directions 4.")
+    for name in paper:  # fields that tell batch.PAPER's entries of one analysis apart are not settings of `all`
+        mine = [c for _, c in batch.PAPER if by_config(type(c)).name == name]
+        fixed = tuple(f.name for f in dataclasses.fields(mine[0]) if len({repr(getattr(c, f.name)) for c in mine}) > 1)
+        add_config_arguments(s.add_argument_group(name), get(name).config, prefix=name, skip=fixed)
+    _common_arguments(s)
 
 
 def engine_config(args: argparse.Namespace, t: Trajectory) -> EngineConfig:
     """The engine settings of the flags, with the run's own defaults for what they leave open."""
     given = {"bn_weighting": args.bn_weighting} if args.bn_weighting else {}
+    budget = None if args.memory_budget_gib is None else int(args.memory_budget_gib * (1 << 30))
     return default_engine_config(t, bn_mode=args.bn_mode, bn_batches=args.bn_batches, strategy=args.strategy,
-                                 chunk_size=args.chunk_size, memory_budget=None if args.memory_budget_gib is None
-                                 else int(args.memory_budget_gib * (1 << 30)), device=args.device, dtype=args.dtype, guard=not args.no_guard, tf32=args.tf32, **given)
+                                 chunk_size=args.chunk_size, memory_budget=budget, device=args.device,
+                                 dtype=args.dtype, guard=not args.no_guard, tf32=args.tf32, **given)
 
 
-def _config(name: str, args: argparse.Namespace):
-    """The analysis' config from the flags (built before any analysis runs, so a bad value changes nothing)."""
-    if name == "rays":
-        along_hessian = args.directions == "hessian"
-        return RaysConfig(2 if along_hessian else args.directions, args.ray_steps, args.t_max, args.seed,
-                          args.filter_normalize, args.margin_error, args.margin_loss, along_hessian)
-    if name == "hessian":
-        points = tuple(x.strip() for x in args.points.split(",") if x.strip())
-        return HessianConfig(points, args.top_k, args.trace_probes, args.tol, args.seed)
-    if name == "pca":
-        return PCAConfig(args.snapshots, tuple(args.grid), args.margin)
-    if name == "segment":
-        return SegmentConfig(args.t_range[0], args.t_range[1], args.segment_steps)
-    if name == "plane" and args.directions == "hessian":
-        return EigenPlaneConfig(tuple(args.grid), args.t_max)
-    if name in ("plane", "plane_fig1"):
-        anchors = tuple(a.strip() for a in args.anchors.split(",")) if args.anchors else ()
-        return PlaneConfig(("paper-fig1",) if name == "plane_fig1" else anchors, tuple(args.grid), args.margin)
-    return FGEConfig()
+def configs(args: argparse.Namespace) -> dict[str, object]:
+    """The analyses' configs from the flags (built before any analysis runs, so a bad value changes nothing)."""
+    if args.analysis == "all":
+        return with_settings(batch.PAPER, {n: config_values(args, get(n).config, prefix=n) for n in _paper_analyses()})
+    a = get(args.analysis)
+    return {a.name: a.config(**config_values(args, a.config))}
 
 
 def run_analyses(args: argparse.Namespace) -> None:
     """Open the run once and run the analyses on it; a BN mode an analysis cannot honour is named before any work."""
     init_from_env()  # under torchrun: shard the points of every analysis over the ranks
     say = print if rank() == 0 else (lambda *a, **k: None)
-    todo = PAPER if args.analysis == "all" else (args.analysis,)
+    todo = configs(args)
+    cache = ProbeCache()
     with Trajectory(args.run) as t:
         eng = engine_config(args, t)
-        configs = {name: _config(name, args) for name in todo}
         out = args.out or str(default_results_path(t.path))
         # `all` names the analyses that cannot honour the mode or the run and runs the others; one refuses itself
-        batch.run_analyses(t, out, configs, eng, progress=not args.no_progress and rank() == 0, log=say,
-                           skip=args.analysis == "all")
+        batch.run_analyses(t, out, todo, eng, progress=not args.no_progress and rank() == 0, log=say,
+                           skip=args.analysis == "all", cache=cache)
     say(f"results: {out}" + (f" ({world()} ranks)" if world() > 1 else ""))
     if args.explain:
-        say(explain(DEFAULT_CACHE, eng))
+        say(explain(cache, eng))
 
 
 def explain(cache: ProbeCache, eng: EngineConfig) -> str:

@@ -13,18 +13,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from landscape.engine import BNMode, Engine, EngineConfig, EvalResult
-from landscape.errors import UserError
+from landscape.engine import Engine, EngineConfig, EvalResult
 from landscape.files import default_results_path
 from landscape.points import PointSet
+from landscape.probe import ProbeCache
 from swa.runs import build_run_model, run_splits
 from swa.trajectory import Trajectory
 
 from .distributed import ShardedResults, rank, world
+from .distributed import mine as shard
 from .journal import Journal
 from .results import ResultsFile
 
-__all__ = ["VALUES", "RunContext", "default_engine_config", "open_run", "analysis", "check_bn_mode", "evaluate_missing",
+__all__ = ["VALUES", "RunContext", "default_engine_config", "open_run", "analysis", "evaluate_missing",
            "RESULT_DEFINING"]
 
 VALUES = ("train_loss", "train_error", "test_loss", "test_error", "train_loss_l2")
@@ -64,7 +65,7 @@ def default_engine_config(t: Trajectory, **settings) -> EngineConfig:
 
 
 def open_run(t: Trajectory, engine_config: EngineConfig | None = None, model: nn.Module | None = None,
-             data=None) -> RunContext:
+             data=None, cache: ProbeCache | None = None) -> RunContext:
     """Build the engine on an open run's model and data (default settings: :func:`default_engine_config`).
 
     Args:
@@ -73,17 +74,19 @@ def open_run(t: Trajectory, engine_config: EngineConfig | None = None, model: nn
         model: The network, for a run the file cannot rebuild (checked against the stored layout).
         data: The data, for a run the file cannot rebuild (checked against the stored fingerprint): what
             :func:`swa.sources.as_splits` takes.
+        cache: The engine's probe cache (default: its own), to share timed plans between engines.
 
     The engine's ``weight_decay`` is always the run's own: ``train_loss_l2`` is the run's training objective.
     """
     engine_config = dataclasses.replace(engine_config or default_engine_config(t), weight_decay=t.config["weight_decay"])
     splits = run_splits(t, data)
-    return RunContext(t, Engine(build_run_model(t, model), splits, config=engine_config), engine_config, splits)
+    return RunContext(t, Engine(build_run_model(t, model), splits, config=engine_config, cache=cache), engine_config, splits)
 
 
 @contextmanager
 def analysis(run: str | os.PathLike | Trajectory, out: str | os.PathLike | None, engine_config: EngineConfig | None,
-             model: nn.Module | None = None, data=None) -> Iterator[tuple[RunContext, ShardedResults]]:
+             model: nn.Module | None = None, data=None, cache: ProbeCache | None = None
+             ) -> Iterator[tuple[RunContext, ShardedResults]]:
     """The run (opened read-only here unless already open) with its engine, and the results file.
 
     Args:
@@ -91,22 +94,16 @@ def analysis(run: str | os.PathLike | Trajectory, out: str | os.PathLike | None,
         out: Results file (default ``RUN.landscape.h5``).
         engine_config: Engine settings (default: :func:`default_engine_config`).
         model, data: For a run the file cannot rebuild (see :func:`open_run`).
+        cache: The engine's probe cache (see :func:`open_run`).
     """
     t = run if isinstance(run, Trajectory) else Trajectory(run)
     try:
-        ctx = open_run(t, engine_config, model, data)  # refused model or data: nothing written
+        ctx = open_run(t, engine_config, model, data, cache)  # refused model or data: nothing written
         results = ShardedResults(ResultsFile(out or default_results_path(t.path), t))
         yield ctx, results
     finally:
         if t is not run:
             t.close()
-
-
-def check_bn_mode(analysis_name: str, engine_config: EngineConfig | None, unsupported: dict[BNMode, str]) -> None:
-    """Refuse, before any work, a BN mode the analysis cannot honour (one line naming the analysis and why)."""
-    mode = (engine_config or EngineConfig()).bn_mode
-    if mode in unsupported:
-        raise UserError(f"{analysis_name} cannot use bn_mode {mode.value!r}: {unsupported[mode]}")
 
 
 def evaluate_missing(ctx: RunContext, results: ShardedResults, group: str, points: PointSet, done: np.ndarray,
@@ -119,7 +116,7 @@ def evaluate_missing(ctx: RunContext, results: ShardedResults, group: str, point
     """
     todo = np.flatnonzero(~done)
     r, w = rank(), world()
-    mine = todo[r::w]  # deterministic shard; all of it in a single process
+    mine = todo[shard(todo.size)]  # deterministic; all of it in a single process
     journal = Journal(results.path)
     with results.read() as f:
         config = f[group].attrs["config"]

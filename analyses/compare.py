@@ -30,9 +30,10 @@ from landscape.errors import UserError
 from landscape.files import default_results_path
 from swa.trajectory import Trajectory
 
+from .registry import REGISTRY
 from .results import ResultsFile
 
-__all__ = ["Finding", "FINDINGS", "Verdict", "Comparison", "mean_width", "run_metrics", "compare", "MIN_ACC_GAIN"]
+__all__ = ["Finding", "FINDINGS", "Verdict", "Comparison", "labels", "run_metrics", "compare", "MIN_ACC_GAIN"]
 
 MIN_ACC_GAIN = 0.5
 """Finding 1 needs SWA's test accuracy above SGD's by at least this many points on average."""
@@ -62,42 +63,31 @@ FINDINGS = (
 """The paper's findings (sections 3.4-3.5, Figures 4-5) in the order the verdicts are printed."""
 
 _RAYS = (("rays", "raw"), ("rays_filter", "filter-normalised"))
-_LABELS: dict[str, str] = {
-    "sgd_acc": "SGD test accuracy (%)", "swa_acc": "SWA test accuracy (%)", "acc_diff": "SWA - SGD accuracy (points)",
-    **{f"{g}_{o}_width_{m}": f"width from {o.upper()}, {what} margin, {kind}"
-       for g, kind in _RAYS for m, what in (("error", "test-error"), ("loss", "train-loss")) for o in ("swa", "sgd")},
-    "seg_t_min_test_error": "segment: t of minimal test error", "seg_t_min_train_loss": "segment: t of minimal train loss",
-    "seg_slope_beyond_sgd": "segment: L2-reg. train-loss slope beyond SGD (t 1 -> 1.5)",
-    "seg_slope_beyond_swa": "segment: L2-reg. train-loss slope beyond SWA (t 0 -> -0.5)",
-    "fge_prob_diff_consecutive": "FGE: mean ||p_i - p_i+1||", "fge_prob_diff_swa_ensemble": "FGE: ||p_SWA - p_FGE||",
-    "fge_agree_consecutive": "FGE: label agreement consecutive (%)",
-    "fge_agree_swa_ensemble": "FGE: label agreement SWA vs FGE (%)",
-    **{f"hessian_{o}_{q}": f"Hessian at {o.upper()}: {what}" for o in ("swa", "sgd")
-       for q, what in (("top_eigenvalue", "top eigenvalue"), ("trace", "trace (Hutchinson)"))},
-}
-"""Every quantity a comparison can hold, in table order, with its label."""
+_RUN_LABELS = {"sgd_acc": "SGD test accuracy (%)", "swa_acc": "SWA test accuracy (%)",
+               "acc_diff": "SWA - SGD accuracy (points)"}
+"""The quantities of the run file itself; each analysis declares its own (:attr:`Analysis.labels`)."""
 
 
-def mean_width(g, margin: str) -> float:
-    """Mean width over directions of one origin's rays (``margin``: ``"error"`` or ``"loss"``), a direction that
-    never crosses counted at the ray's end (a lower bound). ``g``: the results group, h5py or as read into dicts."""
-    w = np.asarray(g[f"width_{margin}"][:], dtype=float)
-    return float(np.mean(np.where(np.isfinite(w), w, float(g["t"][-1]))))
+def labels() -> dict[str, str]:
+    """Every quantity a comparison can hold, in table order (the run's, then each registered analysis'), with its
+    label."""
+    return {**_RUN_LABELS, **{k: v for a in REGISTRY.values() for k, v in a.labels.items()}}
 
 
 def run_metrics(run: str | os.PathLike, results: str | os.PathLike | None = None) -> tuple[dict[str, float], dict]:
-    """The quantities of one run (``NaN`` where an analysis has not been run) and its ray settings.
+    """The quantities of one run (``NaN`` where an analysis has not been run) and the settings that must agree.
 
     Args:
         run: Run file (read-only).
         results: Its results file (default ``RUN.landscape.h5``); must belong to this run.
 
     Returns:
-        ``(values, rays)``: values by key of :data:`_LABELS`; rays maps each ray group present to
-        ``(directions seed, number of directions, parameter count)``, to check comparability.
+        ``(values, settings)``: values by key of :func:`labels`, read by each registered analysis'
+        :attr:`~analyses.registry.Analysis.metrics`; settings maps what must agree across runs (e.g. a ray group)
+        to the run's ``(settings..., parameter count)``.
     """
-    v = dict.fromkeys(_LABELS, np.nan)
-    rays: dict[str, tuple] = {}
+    v = dict.fromkeys(labels(), np.nan)
+    settings: dict[str, tuple] = {}
     with Trajectory(run) as t:
         for name in ("sgd", "swa"):
             if not t.has_solution(name):
@@ -109,35 +99,11 @@ def run_metrics(run: str | os.PathLike, results: str | os.PathLike | None = None
             raise UserError(f"{run} has no results file {results}: run 'swa-landscape analyze {run} all' first "
                             "(or name it as RUN=RESULTS)")
         with ResultsFile(results, t).read() as f:
-            for g, _ in _RAYS:
-                for o in ("swa", "sgd"):
-                    if f"{g}/{o}/width_error" in f:
-                        for m in ("error", "loss"):
-                            v[f"{g}_{o}_width_{m}"] = mean_width(f[f"{g}/{o}"], m)
-                if f"{g}/swa/directions_seed" in f:
-                    rays[g] = (int(f[f"{g}/swa/directions_seed"][()]), f[f"{g}/swa/width_error"].shape[0],
-                               t.param_layout.size)
-            if "segment/t_min_test_error" in f:
-                s = f["segment"]
-                ts = s["t"][:]
-                loss = s["train_loss_l2" if "train_loss_l2" in s else "train_loss"][:]  # the paper's Figure 5 loss
-                v["seg_t_min_test_error"] = float(s["t_min_test_error"][()])
-                v["seg_t_min_train_loss"] = float(s["t_min_train_loss"][()])
-                if ts[0] <= -0.5 and ts[-1] >= 1.5:
-                    at = lambda x: float(np.interp(x, ts, loss))  # noqa: E731
-                    v["seg_slope_beyond_sgd"] = (at(1.5) - at(1.0)) / 0.5
-                    v["seg_slope_beyond_swa"] = (at(-0.5) - at(0.0)) / 0.5
-            if "fge/prob_diff_swa_ensemble" in f:
-                g = f["fge"]
-                v["fge_prob_diff_consecutive"] = float(np.mean(g["prob_diff_consecutive"][:]))
-                v["fge_prob_diff_swa_ensemble"] = float(g["prob_diff_swa_ensemble"][()])
-                v["fge_agree_consecutive"] = 100 * float(np.mean(g["agree_consecutive"][:]))
-                v["fge_agree_swa_ensemble"] = 100 * float(g["agree_swa_ensemble"][()])
-            for o in ("swa", "sgd"):
-                if f"hessian/{o}/eigenvalues" in f:
-                    v[f"hessian_{o}_top_eigenvalue"] = float(f[f"hessian/{o}/eigenvalues"][0])
-                    v[f"hessian_{o}_trace"] = float(f[f"hessian/{o}/trace"][()])
-    return v, rays
+            for a in REGISTRY.values():
+                v.update(a.metrics(f) if a.metrics else {})
+                for what, s in (a.comparable(f) if a.comparable else {}).items():
+                    settings[what] = (*s, t.param_layout.size)
+    return v, settings
 
 
 @dataclass(frozen=True)
@@ -249,8 +215,8 @@ class Comparison:
     def rows(self) -> list[tuple[str, str, list[str]]]:
         """Measured quantities as ``(label, "mean +- std", per-run values)``, in table order."""
         out = []
-        for key, label in _LABELS.items():
-            x = self.values[key]
+        for key, label in labels().items():
+            x = self.values.get(key, np.full(len(self.runs), np.nan))
             if not np.isfinite(x).any():
                 continue
             m, s = self.stat(key)
@@ -292,8 +258,8 @@ class Comparison:
         with open(path, "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["quantity", "label", "mean", "std", *self.runs])
-            for key, label in _LABELS.items():
-                if np.isfinite(self.values[key]).any():
+            for key, label in labels().items():
+                if key in self.values and np.isfinite(self.values[key]).any():
                     w.writerow([key, label, *self.stat(key), *self.values[key]])
             for v in self.verdicts:
                 w.writerow([f"finding_{v.finding.key}", v.finding.criterion, v.word, v.margin,
@@ -315,14 +281,14 @@ def compare(runs: Sequence[str | os.PathLike | tuple[str | os.PathLike, str | os
     pairs = [r if isinstance(r, tuple) else (r, None) for r in runs]
     per, notes, seen = [], [], {}
     for run, res in pairs:
-        v, rays = run_metrics(run, res)
+        v, settings = run_metrics(run, res)
         per.append(v)
-        for g, setting in rays.items():
+        for g, setting in settings.items():
             seen.setdefault(g, set()).add(setting)
-    for g, settings in seen.items():
-        if len({s[2] for s in settings}) == 1 and len(settings) > 1:
-            notes.append(f"{g}: runs used different direction seeds or counts {sorted(settings)}; widths are "
-                         "comparable as numbers, but not along the same directions")
-    values = {k: np.array([p[k] for p in per], dtype=float) for k in _LABELS}
+    for g, settings in seen.items():  # the same network (parameter count), other settings
+        if len({s[-1] for s in settings}) == 1 and len(settings) > 1:
+            notes.append(f"{g}: runs used different settings (direction seeds or counts) {sorted(settings)}; their "
+                         "numbers compare, but not along the same directions")
+    values = {k: np.array([p.get(k, np.nan) for p in per], dtype=float) for k in labels()}
     results = [str(res or default_results_path(run)) for run, res in pairs]
     return Comparison([str(r) for r, _ in pairs], results, values, _judge(values), notes)

@@ -14,7 +14,34 @@ from __future__ import annotations
 
 from swa.distributed import barrier, init_from_env, rank, world
 
-__all__ = ["init_from_env", "rank", "world", "barrier", "ShardedResults", "sharded_evaluate"]
+__all__ = ["init_from_env", "rank", "world", "barrier", "mine", "gather", "shard_map", "ShardedResults",
+           "sharded_evaluate"]
+
+
+def mine(n: int):
+    """This rank's share of ``n`` work items: indices ``[rank::world]`` (all of them in a single process)."""
+    import numpy as np
+
+    return np.arange(n)[rank()::world()]
+
+
+def gather(part) -> list:
+    """Every rank's ``part`` (any picklable object), in rank order; ``[part]`` in a single process."""
+    if world() == 1:
+        return [part]
+    import torch.distributed as dist
+
+    parts: list = [None] * world()
+    dist.all_gather_object(parts, part)
+    return parts
+
+
+def shard_map(fn, items: list) -> list:
+    """``[fn(x) for x in items]`` with the items shared out by :func:`mine` and the results gathered in order."""
+    idx = mine(len(items))
+    parts = gather([(int(i), fn(items[i])) for i in idx])
+    out = dict(kv for part in parts for kv in part)
+    return [out[i] for i in range(len(items))]
 
 
 class ShardedResults:
@@ -40,6 +67,9 @@ class ShardedResults:
         with self.file.read() as f:
             return f[group]["done"][:]
 
+    def stored(self, group: str, config: dict):
+        return self.file.stored(group, config)
+
     def write(self, group: str, values: dict, attrs: dict | None = None) -> None:
         if rank() == 0:
             self.file.write(group, values, attrs)
@@ -63,20 +93,16 @@ def sharded_evaluate(engine, points, splits: tuple[str, ...], **kwargs):
     (the FGE analysis); one all-gather per call. A single process evaluates everything.
     """
     import torch
-    import torch.distributed as dist
 
     from landscape.result import concat_results
 
-    w, r = world(), rank()
-    if w == 1:
+    if world() == 1:
         return engine.evaluate(points, splits=splits, **kwargs)
-    idx = torch.arange(len(points))[r::w]
-    part = engine.evaluate(points.subset(idx), splits=splits, **kwargs) if len(idx) else None
-    parts = [None] * w
-    dist.all_gather_object(parts, part)
+    idx = mine(len(points))
+    got = [p for p in gather(engine.evaluate(points.subset(torch.as_tensor(idx)), splits=splits, **kwargs)
+                             if len(idx) else None) if p is not None]
     # rank j holds points j, j+w, ...: interleave back into the original order
-    order = torch.cat([torch.arange(len(points))[j::w] for j in range(w)]).argsort()
-    got = [p for p in parts if p is not None]
+    order = torch.cat([torch.arange(len(points))[j::world()] for j in range(world())]).argsort()
     res = concat_results(got, splits, got[0].buffers.shape[1])
     res.loss = {k: v[order] for k, v in res.loss.items()}
     res.acc = {k: v[order] for k, v in res.acc.items()}

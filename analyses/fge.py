@@ -31,10 +31,11 @@ from landscape.engine import EngineConfig
 from landscape.errors import UserError
 from landscape.points import PointSet
 
-from .common import RunContext, analysis
+from .common import RunContext
 from .distributed import ShardedResults, sharded_evaluate
+from .registry import Analysis, Section, register
 
-__all__ = ["FGEConfig", "agreement_stats", "fge", "describe", "PAPER"]
+__all__ = ["ANALYSIS", "FGEConfig", "agreement_stats", "fge", "describe", "PAPER"]
 
 UNSUPPORTED_BN_MODES: dict = {}
 """BN modes this analysis cannot honour: none (see the analysis function for their meaning)."""
@@ -88,9 +89,7 @@ def fge(run: str | os.PathLike, out: str | os.PathLike | None = None, config: FG
         engine_config: EngineConfig | None = None, progress: bool = True, *,
         model: nn.Module | None = None, data=None) -> dict:
     """Compare the FGE ensemble of the captured proposals with their weight average; writes ``/fge``."""
-    config = config or FGEConfig()
-    with analysis(run, out, engine_config, model, data) as (ctx, results):
-        return _run(ctx, results, config, progress)
+    return ANALYSIS(run, out, config, engine_config, progress, model=model, data=data)
 
 
 def _run(ctx: RunContext, results: ShardedResults, config: FGEConfig, progress: bool) -> dict:
@@ -148,3 +147,33 @@ def describe(s: dict) -> str:
             f"{PAPER['agree_swa_ensemble']})\n  accuracy: proposals {np.mean(s['acc_proposals']):.4f} (mean), "
             f"FGE ensemble {s['acc_ensemble']:.4f}, SWA {s['acc_swa']:.4f}; linearisation: consecutive gap ~ s^"
             f"{s['order_consecutive']:.2f}, SWA-FGE gap ~ s^{s['order_gap']:.2f} (theory: 1 and 2)")
+
+
+def _metrics(f) -> dict[str, float]:
+    if "fge/prob_diff_swa_ensemble" not in f:
+        return {}
+    g = f["fge"]
+    return {"fge_prob_diff_consecutive": float(np.mean(g["prob_diff_consecutive"][:])),
+            "fge_prob_diff_swa_ensemble": float(g["prob_diff_swa_ensemble"][()]),
+            "fge_agree_consecutive": 100 * float(np.mean(g["agree_consecutive"][:])),
+            "fge_agree_swa_ensemble": 100 * float(g["agree_swa_ensemble"][()])}
+
+
+def _report(res: dict) -> list[Section]:
+    from figures import plots
+
+    if "fge" not in res:
+        return []
+    return [Section("fge", "FGE ensemble versus SWA (paper section 3.5)",
+                    "The SWA model's predictions should lie closer to the ensemble's than consecutive proposals to "
+                    "each other (hatched bars below plain ones), as the paper's linearisation argument predicts.", 6,
+                    lambda: (plots.fge_figure(res["fge"]), plots.fge_plotly(res["fge"])))]
+
+
+ANALYSIS = register(Analysis(
+    "fge", "the FGE ensemble of the SWA branch's proposals against their average (paper section 3.5)", FGEConfig,
+    _run, describe, UNSUPPORTED_BN_MODES, skippable=True, metrics=_metrics, report=_report,
+    labels={"fge_prob_diff_consecutive": "FGE: mean ||p_i - p_i+1||", "fge_prob_diff_swa_ensemble": "FGE: ||p_SWA - p_FGE||",
+            "fge_agree_consecutive": "FGE: label agreement consecutive (%)",
+            "fge_agree_swa_ensemble": "FGE: label agreement SWA vs FGE (%)"}))
+"""FGE in the registry."""

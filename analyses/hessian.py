@@ -17,8 +17,6 @@ already there with the same settings); under torchrun the points are shared out 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 from contextlib import nullcontext
@@ -29,17 +27,17 @@ import torch
 from torch import nn
 
 from landscape.curvature import HessianOperator, hutchinson_trace, top_eigen
-from landscape.engine import BNMode, EngineConfig
+from landscape.engine import EngineConfig
 from landscape.errors import UserError, bounded, check_bounds
 from landscape.points import PointSet
 
-from .common import RunContext, analysis, check_bn_mode
-from .distributed import ShardedResults, rank, world
-from .plane import evaluate_plane, trajectory_projections
-from .segment import segment_points
+from .common import RunContext
+from .distributed import ShardedResults, rank, shard_map, world
+from .registry import Analysis, Section, register
+from .results import config_json
 
-__all__ = ["HessianConfig", "hessian", "hessian_operator", "stored_eigenvectors", "EigenPlaneConfig", "eigen_plane",
-           "describe", "UNSUPPORTED_BN_MODES", "EIGEN_PLANE_UNSUPPORTED_BN_MODES"]
+__all__ = ["ANALYSIS", "HessianConfig", "hessian", "hessian_operator", "stored_eigenvectors", "describe",
+           "UNSUPPORTED_BN_MODES"]
 
 UNSUPPORTED_BN_MODES: dict = {}
 """BN modes this analysis cannot honour: none (segment points interpolate like the segment analysis)."""
@@ -100,6 +98,8 @@ def _point_set(ctx: RunContext, name: str) -> PointSet:
         return PointSet.explicit(w[None], b[None])
     if kind == "snapshot":
         return PointSet.explicit(t.weights([arg]), t.buffers([arg]))
+    from .segment import segment_points  # here: the registry's order is the order modules are imported
+
     return segment_points(t, np.array([arg]))[0]
 
 
@@ -127,9 +127,7 @@ def hessian(run: str | os.PathLike, out: str | os.PathLike | None = None, config
     Returns:
         ``{point: {"eigenvalues": [k], "trace": float, "trace_se": float, ...}}``.
     """
-    config = config or HessianConfig()
-    with analysis(run, out, engine_config, model, data) as (ctx, results):
-        return _run(ctx, results, config, progress)
+    return ANALYSIS(run, out, config, engine_config, progress, model=model, data=data)
 
 
 def _compute(ctx: RunContext, name: str, config: HessianConfig) -> dict:
@@ -148,34 +146,20 @@ def _compute(ctx: RunContext, name: str, config: HessianConfig) -> dict:
 
 
 def _run(ctx: RunContext, results: ShardedResults, config: HessianConfig, progress: bool) -> dict:
-    import torch.distributed as dist
-
     cfg = {**asdict(config), "engine": ctx.engine_dict()}
     cfg.pop("points")
-    cfg_json = json.dumps(cfg, sort_keys=True)
-    summary: dict = {}
-    with results.read() if results.path.exists() else nullcontext() as f:
-        for name in config.points:
-            g = f"hessian/{name}" if f is not None else None
-            if g and g in f and f[g].attrs.get("config") == cfg_json and "hvps" in f[g]:
-                summary[name] = {k: f[g][k][()] for k in f[g]}
+    summary = {name: got for name in config.points if (got := results.stored(f"hessian/{name}", cfg)) is not None}
     todo = [n for n in config.points if n not in summary]
-    r, w = rank(), world()
-    for lo in range(0, len(todo), w):  # one round: one point per rank, then rank 0 writes them all
-        mine = todo[lo + r] if lo + r < len(todo) else None
-        if progress and mine is not None:
-            print(f"hessian at {mine} (rank {r})" if w > 1 else f"hessian at {mine}", flush=True)
-        got = [(mine, _compute(ctx, mine, config) if mine is not None else None)]
-        if w > 1:
-            parts: list = [None] * w
-            dist.all_gather_object(parts, got[0])
-            got = parts
-        for name, vals in got:
-            if name is None:
-                continue
-            results.write(f"hessian/{name}", vals, {"config": cfg_json, "weight_decay": ctx.traj.config["weight_decay"],
-                                                    "point": name})
-            summary[name] = vals
+
+    def compute(name: str) -> dict:
+        if progress:
+            print(f"hessian at {name} (rank {rank()})" if world() > 1 else f"hessian at {name}", flush=True)
+        return _compute(ctx, name, config)
+
+    for name, vals in zip(todo, shard_map(compute, todo)):  # points shared out over the ranks
+        results.write(f"hessian/{name}", vals, {"config": config_json(cfg), "point": name,
+                                                "weight_decay": ctx.traj.config["weight_decay"]})
+        summary[name] = vals
     return {n: summary[n] for n in config.points}
 
 
@@ -194,65 +178,6 @@ def stored_eigenvectors(results: ShardedResults, name: str) -> torch.Tensor:
     return d / d.norm(dim=1, keepdim=True)
 
 
-@dataclass(frozen=True)
-class EigenPlaneConfig:
-    """Settings of the planes spanned by each solution's top two Hessian eigenvectors.
-
-    Attributes:
-        grid: Grid points along the first and second eigenvector.
-        extent: The grid spans [-extent, extent] on both axes (parameter-space L2); None: ||w_SGD - w_SWA||,
-            the same for both solutions so their planes compare.
-    """
-
-    grid: tuple[int, int] = (21, 21)
-    extent: float | None = bounded(None, gt=0)
-
-    def __post_init__(self) -> None:
-        check_bounds(self)
-        if min(self.grid) < 2:
-            raise UserError("the eigen-direction plane needs at least 2 grid points per axis and a positive extent")
-
-
-EIGEN_PLANE_UNSUPPORTED_BN_MODES = {BNMode.INTERPOLATE: "a plane through one solution has one anchor, so there is "
-                                                        "nothing to interpolate toward (use recompute or stored)"}
-
-
-def eigen_plane(run: str | os.PathLike, out: str | os.PathLike | None = None, config: EigenPlaneConfig | None = None,
-                engine_config: EngineConfig | None = None, progress: bool = True, *,
-        model: nn.Module | None = None, data=None) -> dict:
-    """At w_SWA and w_SGD, the plane ``w + x v_1 + y v_2`` of the point's top two Hessian eigenvectors.
-
-    Writes ``/plane_hessian_swa`` and ``/plane_hessian_sgd`` (the same groups as the other planes: grid,
-    values, every snapshot projected). BN: ``recompute`` at every grid point, ``stored``: the solution's.
-
-    Returns:
-        ``{origin: plane summary}``.
-    """
-    config = config or EigenPlaneConfig()
-    check_bn_mode("the eigen-direction plane", engine_config, EIGEN_PLANE_UNSUPPORTED_BN_MODES)
-    with analysis(run, out, engine_config, model, data) as (ctx, results):
-        t = ctx.traj
-        (w_swa, _), (w_sgd, _) = t.solution("swa"), t.solution("sgd")
-        extent = config.extent or float((w_sgd.double() - w_swa.double()).norm())
-        axis = np.linspace(-extent, extent, config.grid[0]), np.linspace(-extent, extent, config.grid[1])
-        out_ = {}
-        for name in ("swa", "sgd"):
-            vecs = stored_eigenvectors(results, name)
-            if len(vecs) < 2:
-                raise UserError(f"the eigen-direction plane needs two eigenvectors at {name.upper()} (--top-k >= 2)")
-            basis = torch.linalg.qr(vecs[:2].T)[0].T  # orthonormal to float64 precision (stored vectors are f4)
-            basis = (basis * torch.sign((basis * vecs[:2]).sum(1, keepdim=True))).contiguous()  # QR's signs undone
-            w, b = t.solution(name)
-            w = w.double()
-            cfg = {**asdict(config), "extent": extent, "origin": name,
-                   "directions_sha1": hashlib.sha1(vecs[:2].numpy().tobytes()).hexdigest()}
-            out_[name] = evaluate_plane(ctx, results, f"plane_hessian_{name}",
-                                        lambda c: PointSet.affine(w, basis, c, b), *axis, cfg,
-                                        {**trajectory_projections(t, w, basis), "anchor_xy": np.zeros((1, 2))},
-                                        progress)
-        return out_
-
-
 def describe(summary: dict) -> str:
     lines = ["hessian of the training loss (BN eval, the point's statistics):"]
     for name, s in summary.items():
@@ -266,10 +191,26 @@ def describe(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def describe_eigen_plane(summary: dict) -> str:
-    lines = []
-    for name, s in summary.items():
-        lines.append(f"plane of the top two Hessian eigenvectors at {name.upper()}: {len(s['x'])}x{len(s['y'])} grid "
-                     f"over +-{s['x'][-1]:.3g} ({s['computed']} points computed now); test error "
-                     f"{np.nanmin(s['test_error']):.4f}..{np.nanmax(s['test_error']):.4f}")
-    return "\n".join(lines)
+def _metrics(f) -> dict[str, float]:
+    return {f"hessian_{o}_{q}": float(f[f"hessian/{o}/{k}"][()] if k == "trace" else f[f"hessian/{o}/{k}"][0])
+            for o in ("swa", "sgd") for q, k in (("top_eigenvalue", "eigenvalues"), ("trace", "trace"))
+            if f"hessian/{o}/{k}" in f}
+
+
+def _report(res: dict) -> list[Section]:
+    from figures import spectrum
+
+    if "hessian" not in res:
+        return []
+    return [Section("hessian", "Hessian of the training loss at SGD and SWA",
+                    "Beside the paper: curvature without random directions. A flatter solution has smaller top "
+                    "eigenvalues and a smaller trace (error bars: one standard error of Hutchinson's estimate).", 10,
+                    lambda: (spectrum.hessian_figure(res["hessian"]), spectrum.hessian_plotly(res["hessian"])))]
+
+
+ANALYSIS = register(Analysis(
+    "hessian", "top eigenvalues and trace of the training-loss Hessian at SWA, SGD, snapshots or segment points",
+    HessianConfig, _run, describe, UNSUPPORTED_BN_MODES, metrics=_metrics, report=_report,
+    labels={f"hessian_{o}_{q}": f"Hessian at {o.upper()}: {what}" for o in ("swa", "sgd")
+            for q, what in (("top_eigenvalue", "top eigenvalue"), ("trace", "trace (Hutchinson)"))}))
+"""The Hessian in the registry."""

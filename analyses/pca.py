@@ -21,11 +21,12 @@ from landscape.engine import BNMode, EngineConfig
 from landscape.errors import UserError, bounded, check_bounds
 from landscape.points import PointSet
 
-from .common import RunContext, analysis, check_bn_mode
+from .common import RunContext
 from .distributed import ShardedResults
-from .plane import evaluate_plane, grid_around, trajectory_projections
+from .plane import evaluate_plane, grid_around, plane_section, trajectory_projections
+from .registry import Analysis, Section, register
 
-__all__ = ["PCAConfig", "principal_plane", "pca", "describe", "UNSUPPORTED_BN_MODES"]
+__all__ = ["ANALYSIS", "PCAConfig", "principal_plane", "pca", "describe", "UNSUPPORTED_BN_MODES"]
 
 UNSUPPORTED_BN_MODES = {BNMode.INTERPOLATE: "the PCA plane has no anchors whose statistics could be interpolated "
                                             "(use recompute, or stored: the snapshots' mean statistics)"}
@@ -74,10 +75,7 @@ def pca(run: str | os.PathLike, out: str | os.PathLike | None = None, config: PC
 
     BN modes: ``recompute`` at every grid point; ``stored``: the mean of the chosen snapshots' statistics.
     """
-    config = config or PCAConfig()
-    check_bn_mode("pca", engine_config, UNSUPPORTED_BN_MODES)
-    with analysis(run, out, engine_config, model, data) as (ctx, results):
-        return _run(ctx, results, config, progress)
+    return ANALYSIS(run, out, config, engine_config, progress, model=model, data=data)
 
 
 def _run(ctx: RunContext, results: ShardedResults, config: PCAConfig, progress: bool) -> dict:
@@ -106,3 +104,20 @@ def describe(s: dict) -> str:
             f"{100 * r[1]:.1f}% of their variance; {len(s['x'])}x{len(s['y'])} grid ({s['computed']} points computed "
             f"now), test error {np.nanmin(s['test_error']):.4f}..{np.nanmax(s['test_error']):.4f}; the snapshots lie "
             f"up to {own.max():.3g} off the plane\n  {sol}")
+
+
+def _report(res: dict) -> list[Section]:
+    if "pca" not in res:
+        return []
+    ratio = res["pca"]["explained_variance_ratio"]
+    return [plane_section(res, "pca", f"The SWA branch's principal plane ({100 * ratio[0]:.1f}% + "
+                                      f"{100 * ratio[1]:.1f}% of the variance)",
+                          "Beside the paper: the plane the trajectory itself moves in most, centred at the snapshots' "
+                          "mean. Look at whether SWA sits in the middle of the low-loss region the snapshots explore.",
+                          12)]
+
+
+ANALYSIS = register(Analysis(
+    "pca", "the plane of the trajectory's two principal components, centred at the snapshots' mean", PCAConfig, _run,
+    describe, UNSUPPORTED_BN_MODES, report=_report))
+"""The PCA plane in the registry."""

@@ -23,10 +23,11 @@ from landscape.points import PointSet, affine_buffers
 from swa.runs import point
 from swa.trajectory import Trajectory
 
-from .common import VALUES, RunContext, analysis, evaluate_missing
+from .common import VALUES, RunContext, evaluate_missing
 from .distributed import ShardedResults
+from .registry import Analysis, Section, register
 
-__all__ = ["PlaneConfig", "PRESETS", "group_name", "branch_start", "plane_basis", "project", "resolve_anchors",
+__all__ = ["ANALYSIS", "plane_section", "PlaneConfig", "PRESETS", "group_name", "branch_start", "plane_basis", "project", "resolve_anchors",
            "grid_around", "trajectory_projections", "evaluate_plane", "plane", "describe"]
 
 UNSUPPORTED_BN_MODES: dict = {}
@@ -148,9 +149,7 @@ def plane(run: str | os.PathLike, out: str | os.PathLike | None = None, config: 
     BN modes: ``recompute`` at every grid point; ``stored``: the first anchor's statistics everywhere;
     ``interpolate``: the three anchors' statistics interpolated affinely with the plane coordinates.
     """
-    config = config or PlaneConfig()
-    with analysis(run, out, engine_config, model, data) as (ctx, results):
-        return _run(ctx, results, config, progress)
+    return ANALYSIS(run, out, config, engine_config, progress, model=model, data=data)
 
 
 def grid_around(xy: np.ndarray, grid: tuple[int, int], margin: float) -> tuple[np.ndarray, np.ndarray]:
@@ -228,3 +227,33 @@ def describe(s: dict) -> str:
     return (f"plane through {s['anchors']}: {len(s['x'])}x{len(s['y'])} grid ({s['computed']} points computed now); "
             f"test error {np.nanmin(s['test_error']):.4f}..{np.nanmax(s['test_error']):.4f}; "
             f"snapshots lie up to {np.max(s['off_plane']) if s['off_plane'].size else 0:.3g} off the plane\n  {sol}")
+
+
+def plane_section(res: dict, key: str, title: str, what: str, order: float) -> Section:
+    """The report section of a plane group (the planes, the eigen-direction planes and the PCA plane share it)."""
+    from figures import planes
+
+    return Section(key, title, what, order, lambda: (planes.plane_figure(res[key]), planes.plane_plotly(res[key])))
+
+
+def _report(res: dict) -> list[Section]:
+    out = []
+    if "plane_fig1" in res:
+        out.append(plane_section(
+            res, "plane_fig1", "The plane through SGD, SWA and the SWA branch's start (paper Figure 1)",
+            "The paper finds w_SWA near the centre of the low-error region and w_SGD near its edge. Look at where "
+            "the SWA diamond and the SGD square sit relative to the test-error contours.", 1))
+    if "plane" in res:
+        out.append(plane_section(
+            res, "plane", f"Plane through three points of the SWA branch {res['plane']['_attrs'].get('anchors', '')} "
+                          "(paper Figure 3)",
+            "The SWA branch's snapshots circle a low-loss region; the paper finds their average, w_SWA, near its "
+            "centre. Snapshots far off the plane (bright colours) are drawn where they project.", 3))
+    return out
+
+
+ANALYSIS = register(Analysis(
+    "plane", "the plane through three points (SWA branch snapshots, FGE proposals, or paper-fig1: SGD, SWA and the "
+             "branch's start) with the trajectory projected (paper Figures 1 and 3)",
+    PlaneConfig, _run, describe, UNSUPPORTED_BN_MODES, skippable=True, report=_report))
+"""The plane in the registry."""

@@ -21,11 +21,12 @@ from landscape.errors import UserError, bounded, check_bounds
 from landscape.layout import Layout
 from landscape.points import PointSet
 
-from .common import VALUES, RunContext, analysis, check_bn_mode, evaluate_missing
+from .common import VALUES, RunContext, evaluate_missing
 from .distributed import ShardedResults, barrier
-from .hessian import stored_eigenvectors
+from .registry import Analysis, Section, register
 
-__all__ = ["RaysConfig", "random_directions", "filter_normalize", "first_crossing", "group_name", "rays"]
+__all__ = ["RaysConfig", "random_directions", "filter_normalize", "first_crossing", "group_name", "mean_width", "rays",
+           "ANALYSIS"]
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,7 @@ def group_name(config: RaysConfig) -> str:
 
 def rays(run: str | os.PathLike, out: str | os.PathLike | None = None, config: RaysConfig | None = None,
          engine_config: EngineConfig | None = None, progress: bool = True, *,
-        model: nn.Module | None = None, data=None) -> dict:
+         model: nn.Module | None = None, data=None) -> dict:
     """Rays from both solutions; writes ``/rays/{swa,sgd}`` (``/rays_filter/...`` when filter-normalised).
 
     Raw and filter-normalised rays live in separate groups, so one results file holds both.
@@ -191,10 +192,7 @@ def rays(run: str | os.PathLike, out: str | os.PathLike | None = None, config: R
     Returns:
         Summary ``{origin: {"width_error": [D], "width_loss": [D], "t": [T]}}``.
     """
-    config = config or RaysConfig()
-    check_bn_mode("rays", engine_config, UNSUPPORTED_BN_MODES)
-    with analysis(run, out, engine_config, model, data) as (ctx, results):
-        return _run(ctx, results, config, progress)
+    return ANALYSIS(run, out, config, engine_config, progress, model=model, data=data)
 
 
 def _run(ctx: RunContext, results: ShardedResults, config: RaysConfig, progress: bool) -> dict:
@@ -202,6 +200,8 @@ def _run(ctx: RunContext, results: ShardedResults, config: RaysConfig, progress:
     w_sgd, b_sgd = ctx.traj.solution("sgd")
     layout = ctx.traj.param_layout
     if config.hessian:
+        from .hessian import stored_eigenvectors  # here: the registry's order is the order modules are imported
+
         used = {name: stored_eigenvectors(results, name).float() for name in ("swa", "sgd")}
     else:
         base_dirs = random_directions(config.directions, layout.size, config.seed)
@@ -275,3 +275,47 @@ def describe(summary: dict) -> str:
             f"({fe.size}/{len(s['width_error'])} directions crossed); width (train loss +margin) "
             f"{fl.mean() if fl.size else float('inf'):.3g} +- {fl.std() if fl.size else 0:.2g}")
     return "\n".join(lines)
+
+
+GROUPS = {"rays": "random directions", "rays_filter": "filter-normalised random directions",
+          "rays_hessian": "the top Hessian eigenvectors of each solution"}
+"""The results groups of rays (:func:`group_name`) and what their directions are."""
+_COMPARED = ("rays", "rays_filter")  # compare's width quantities: raw and filter-normalised random directions
+
+
+def mean_width(g, margin: str) -> float:
+    """Mean width over directions of one origin's rays (``margin``: ``"error"`` or ``"loss"``), a direction that
+    never crosses counted at the ray's end (a lower bound). ``g``: the results group, h5py or as read into dicts."""
+    w = np.asarray(g[f"width_{margin}"][:], dtype=float)
+    return float(np.mean(np.where(np.isfinite(w), w, float(g["t"][-1]))))
+
+
+def _metrics(f) -> dict[str, float]:
+    return {f"{g}_{o}_width_{m}": mean_width(f[f"{g}/{o}"], m) for g in _COMPARED for o in ("swa", "sgd")
+            if f"{g}/{o}/width_error" in f for m in ("error", "loss")}
+
+
+def _comparable(f) -> dict[str, tuple]:
+    return {g: (int(f[f"{g}/swa/directions_seed"][()]), f[f"{g}/swa/width_error"].shape[0])
+            for g in _COMPARED if f"{g}/swa/directions_seed" in f}
+
+
+def _report(res: dict) -> list[Section]:
+    from figures import plots
+
+    return [Section(g, f"Rays from SWA and SGD along {kind} (paper Figure 4)",
+                    "The paper finds the curves from SWA flatter: its width (dashed) is larger than SGD's. Compare the "
+                    "dashed lines of the two colours in both panels.", 4 + i / 10,
+                    lambda g=g, kind=kind: (plots.rays_figure(res[g], f"rays along {kind} (width: first distance "
+                                                                      "where the margin is exceeded)"),
+                                            plots.rays_plotly(res[g], f"rays along {kind}")))
+            for i, (g, kind) in enumerate(GROUPS.items()) if g in res]
+
+
+ANALYSIS = register(Analysis(
+    "rays", "random-direction rays from SWA and SGD: width and flatness (paper Figure 4)", RaysConfig, _run,
+    describe, UNSUPPORTED_BN_MODES, metrics=_metrics, comparable=_comparable, report=_report,
+    labels={f"{g}_{o}_width_{m}": f"width from {o.upper()}, {what} margin, {kind}"
+            for g, kind in (("rays", "raw"), ("rays_filter", "filter-normalised"))
+            for m, what in (("error", "test-error"), ("loss", "train-loss")) for o in ("swa", "sgd")}))
+"""The rays in the registry."""

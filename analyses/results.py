@@ -30,10 +30,15 @@ from swa.trajectory import Trajectory
 from .h5io import atomic_update
 from .journal import Journal
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "default_results_path", "ResultsFile"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "default_results_path", "config_json", "ResultsFile"]
 
 FORMAT = "swa-landscape/results"
 FORMAT_VERSION = 1
+
+
+def config_json(config: dict) -> str:
+    """A group's ``config`` attribute: the settings as canonical JSON (what resume compares)."""
+    return json.dumps(config, sort_keys=True)
 
 
 class ResultsFile:
@@ -97,10 +102,21 @@ class ResultsFile:
         Returns:
             The ``done`` mask (bool, flat over the points) as stored.
         """
-        self._prepare(group, json.dumps(config, sort_keys=True), arrays, scalars)
+        self._prepare(group, config_json(config), arrays, scalars)
         Journal(self.path).merge(self, group)  # chunks a killed run made durable
         with self.read() as f:
             return f[group]["done"][:]
+
+    def stored(self, group: str, config: dict) -> dict | None:
+        """A finished group's datasets if it was computed with ``config`` (resume of analyses that write a group
+        whole); None when it is absent, has other settings or has points still to do."""
+        if not self.path.exists():
+            return None
+        with self.read() as f:
+            g = f.get(group)
+            if g is None or g.attrs.get("config") != config_json(config) or ("done" in g and not g["done"][:].all()):
+                return None
+            return {k: g[k][()] for k in g if isinstance(g[k], h5py.Dataset)}
 
     def _prepare(self, group: str, cfg: str, arrays: dict, scalars: dict | None) -> np.ndarray:
         def fn(f: h5py.File) -> np.ndarray:

@@ -17,10 +17,11 @@ from landscape.engine import EngineConfig
 from landscape.errors import UserError, bounded, check_bounds
 from landscape.points import PointSet, affine_buffers
 
-from .common import VALUES, RunContext, analysis, evaluate_missing
+from .common import VALUES, RunContext, evaluate_missing
 from .distributed import ShardedResults
+from .registry import Analysis, Section, register
 
-__all__ = ["SegmentConfig", "segment_points", "segment", "describe"]
+__all__ = ["SegmentConfig", "segment_points", "segment", "describe", "ANALYSIS"]
 
 UNSUPPORTED_BN_MODES: dict = {}
 """BN modes this analysis cannot honour: none (see the analysis function for their meaning)."""
@@ -68,9 +69,7 @@ def segment(run: str | os.PathLike, out: str | os.PathLike | None = None, config
     BN modes: ``recompute`` at every t; ``stored``: w_SWA's statistics at every t; ``interpolate``:
     ``t b_SGD + (1 - t) b_SWA``, the statistics following the weights.
     """
-    config = config or SegmentConfig()
-    with analysis(run, out, engine_config, model, data) as (ctx, results):
-        return _run(ctx, results, config, progress)
+    return ANALYSIS(run, out, config, engine_config, progress, model=model, data=data)
 
 
 def _run(ctx: RunContext, results: ShardedResults, config: SegmentConfig, progress: bool) -> dict:
@@ -101,3 +100,40 @@ def describe(s: dict) -> str:
             f"{s['test_error'][i1]:.4f}\n  train loss minimal at t = {s['t_min_train_loss']:.3g} "
             f"(distance {s['t_min_train_loss'] * s['length']:.4g}); test error minimal at t = "
             f"{s['t_min_test_error']:.3g} (distance {s['t_min_test_error'] * s['length']:.4g})")
+
+
+def _metrics(f) -> dict[str, float]:
+    """Where train loss and test error are minimal, and the slopes of the L2-regularised train loss (the paper's
+    Figure 5 quantity) just beyond each endpoint: ``(L(1.5) - L(1)) / 0.5`` beyond SGD, ``(L(-0.5) - L(0)) / 0.5``
+    beyond SWA (linear interpolation on the stored grid; only where the segment reaches that far)."""
+    if "segment/t_min_test_error" not in f:
+        return {}
+    s = f["segment"]
+    ts, loss = s["t"][:], s["train_loss_l2" if "train_loss_l2" in s else "train_loss"][:]
+    v = {"seg_t_min_test_error": float(s["t_min_test_error"][()]),
+         "seg_t_min_train_loss": float(s["t_min_train_loss"][()])}
+    if ts[0] <= -0.5 and ts[-1] >= 1.5:
+        v["seg_slope_beyond_sgd"] = float(np.interp(1.5, ts, loss) - np.interp(1.0, ts, loss)) / 0.5
+        v["seg_slope_beyond_swa"] = float(np.interp(-0.5, ts, loss) - np.interp(0.0, ts, loss)) / 0.5
+    return v
+
+
+def _report(res: dict) -> list[Section]:
+    from figures import plots
+
+    if "segment" not in res:
+        return []
+    return [Section("segment", "Line through SWA and SGD (paper Figure 5)",
+                    "The paper finds the test error lowest near SWA and the train loss rising steeply just beyond "
+                    "SGD, which sits at the edge of the flat region. Compare the slopes beyond each dashed line.", 5,
+                    lambda: (plots.segment_figure(res["segment"]), plots.segment_plotly(res["segment"])))]
+
+
+ANALYSIS = register(Analysis(
+    "segment", "the line through SWA and SGD and beyond (paper Figure 5)", SegmentConfig, _run, describe,
+    UNSUPPORTED_BN_MODES, metrics=_metrics, report=_report,
+    labels={"seg_t_min_test_error": "segment: t of minimal test error",
+            "seg_t_min_train_loss": "segment: t of minimal train loss",
+            "seg_slope_beyond_sgd": "segment: L2-reg. train-loss slope beyond SGD (t 1 -> 1.5)",
+            "seg_slope_beyond_swa": "segment: L2-reg. train-loss slope beyond SWA (t 0 -> -0.5)"}))
+"""The segment in the registry."""

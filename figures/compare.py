@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
-from analyses.compare import mean_width
+from analyses.rays import mean_width
 
 from .data import read_results
 from .plots import SGD_C, SWA_C, clip_finite

@@ -12,32 +12,16 @@ import os
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import numpy as np
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
 from analyses.compare import compare
+from analyses.registry import REGISTRY, Section
 
-from . import planes, plots, spectrum
+from . import plots
 from .data import read_results, read_run
 
-__all__ = ["make_figures", "page_html", "save_figure", "verdict_table", "quantity_table"]
-
-# Records JavaScript errors, non-local resource requests, rendered plotly plots and, for the contour plots, the
-# smallest fraction of a plot area the contour covers (plotly's axis ranges against the trace) on <body>.
-_PROBE = """<script>window.__errs=[];window.addEventListener('error',function(e){window.__errs.push(String(e.message));});
-window.addEventListener('load',function(){var r=performance.getEntriesByType('resource').map(function(e){return e.name;})
-.filter(function(n){return !(n.startsWith('file:')||n.startsWith('data:')||n.startsWith('blob:'));});
-document.body.setAttribute('data-js-errors',String(window.__errs.length));
-document.body.setAttribute('data-network',String(r.length));
-document.body.setAttribute('data-plotly',String(document.querySelectorAll('.js-plotly-plot .main-svg').length));
-document.body.setAttribute('data-images',String(Array.prototype.filter.call(document.images,function(i){return i.complete&&i.naturalWidth>0;}).length));
-var fill=1;document.querySelectorAll('.js-plotly-plot').forEach(function(gd){(gd._fullData||[]).forEach(function(t){
-if(t.type!=='contour')return;var L=gd._fullLayout,ax=L['xaxis'+(t.xaxis||'x').slice(1)],ay=L['yaxis'+(t.yaxis||'y').slice(1)];
-function f(v,a){var lo=Math.min.apply(null,v),hi=Math.max.apply(null,v),r0=Math.min(a.range[0],a.range[1]),r1=Math.max(a.range[0],a.range[1]);
-return Math.max(0,Math.min(hi,r1)-Math.max(lo,r0))/(r1-r0);}fill=Math.min(fill,f(t.x,ax)*f(t.y,ay));});});
-document.body.setAttribute('data-contour-fill',fill.toFixed(3));});</script>"""
-
+__all__ = ["make_figures", "sections", "page_html", "save_figure", "verdict_table", "quantity_table"]
 
 def save_figure(fig: plt.Figure, out: Path, name: str) -> list[str]:
     files = []
@@ -69,75 +53,27 @@ def quantity_table(comparison) -> str:
 
 
 def page_html(body: str) -> str:
-    """A complete offline report page around ``body``: plotly.js embedded once, the page probe for the tests."""
+    """A complete offline report page around ``body``, plotly.js embedded once."""
     return f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>swa-landscape report</title>
-{_PROBE}<script type="text/javascript">{get_plotlyjs()}</script>
+<script type="text/javascript">{get_plotlyjs()}</script>
 <style>body{{font-family:sans-serif;max-width:1450px;margin:auto;padding:1em}} img{{max-width:100%}}
 table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:4px 8px}} pre{{background:#f6f6f6;padding:8px}}
 .holds{{color:#1a7f37}} .fails{{color:#b42318}}</style></head><body>
 {body}</body></html>"""
 
 
-def _sections(r, res: dict) -> list[tuple[str, str, str, object]]:
-    """The figures available, in the order of the paper, each ``(file stem, title, what to look for, draw)``."""
-    out = []
+def _schedule(r) -> Section:
+    """The run's own section: its learning rate and test error (paper Figure 2)."""
+    return Section("schedule", "Learning rate and test error against iteration (paper Figure 2)",
+                   "The learning rate of every step from the run's schedule, the averaged (captured) models circled. "
+                   "The SWA average's test error (dashed) should lie below that of every captured model and of "
+                   "conventional SGD.", 2, lambda: (plots.schedule_figure(r), plots.schedule_plotly(r)))
 
-    def add(key, title, what, draw):
-        out.append((key, title, what, draw))
 
-    if "plane_fig1" in res:
-        add("plane_fig1", "The plane through SGD, SWA and the SWA branch's start (paper Figure 1)",
-            "The paper finds w_SWA near the centre of the low-error region and w_SGD near its edge. Look at where the "
-            "SWA diamond and the SGD square sit relative to the test-error contours.",
-            lambda: (planes.plane_figure(res["plane_fig1"]), planes.plane_plotly(res["plane_fig1"])))
-    add("schedule", "Learning rate and test error against iteration (paper Figure 2)",
-        "The learning rate of every step from the run's schedule, the averaged (captured) models circled. The SWA "
-        "average's test error (dashed) should lie below that of every captured model and of conventional SGD.",
-        lambda: (plots.schedule_figure(r), plots.schedule_plotly(r)))
-    if "plane" in res:
-        add("plane", f"Plane through three points of the SWA branch {res['plane']['_attrs'].get('anchors', '')} "
-                     "(paper Figure 3)",
-            "The SWA branch's snapshots circle a low-loss region; the paper finds their average, w_SWA, near its "
-            "centre. Snapshots far off the plane (bright colours) are drawn where they project.",
-            lambda: (planes.plane_figure(res["plane"]), planes.plane_plotly(res["plane"])))
-    for g, kind in (("rays", "random directions"), ("rays_filter", "filter-normalised random directions"),
-                    ("rays_hessian", "the top Hessian eigenvectors of each solution")):
-        if g in res:
-            add(g, f"Rays from SWA and SGD along {kind} (paper Figure 4)",
-                "The paper finds the curves from SWA flatter: its width (dashed) is larger than SGD's. Compare the "
-                "dashed lines of the two colours in both panels.",
-                lambda g=g, kind=kind: (plots.rays_figure(res[g], f"rays along {kind} (width: first distance where "
-                                                                  "the margin is exceeded)"),
-                                        plots.rays_plotly(res[g], f"rays along {kind}")))
-    if "segment" in res:
-        add("segment", "Line through SWA and SGD (paper Figure 5)",
-            "The paper finds the test error lowest near SWA and the train loss rising steeply just beyond SGD, which "
-            "sits at the edge of the flat region. Compare the slopes beyond each dashed line.",
-            lambda: (plots.segment_figure(res["segment"]), plots.segment_plotly(res["segment"])))
-    if "fge" in res:
-        add("fge", "FGE ensemble versus SWA (paper section 3.5)",
-            "The SWA model's predictions should lie closer to the ensemble's than consecutive proposals to each "
-            "other (hatched bars below plain ones), as the paper's linearisation argument predicts.",
-            lambda: (plots.fge_figure(res["fge"]), plots.fge_plotly(res["fge"])))
-    if "hessian" in res:
-        add("hessian", "Hessian of the training loss at SGD and SWA",
-            "Beside the paper: curvature without random directions. A flatter solution has smaller top eigenvalues "
-            "and a smaller trace (error bars: one standard error of Hutchinson's estimate).",
-            lambda: (spectrum.hessian_figure(res["hessian"]), spectrum.hessian_plotly(res["hessian"])))
-    for name in ("swa", "sgd"):
-        g = f"plane_hessian_{name}"
-        if g in res:
-            add(g, f"The plane of the top two Hessian eigenvectors at {name.upper()}",
-                "Beside the paper: the loss along the sharpest directions, over the same extent at both solutions. "
-                "Compare how far the low-loss region reaches here and in the other solution's plane.",
-                lambda g=g: (planes.plane_figure(res[g]), planes.plane_plotly(res[g])))
-    if "pca" in res:
-        ratio = res["pca"]["explained_variance_ratio"]
-        add("pca", f"The SWA branch's principal plane ({100 * ratio[0]:.1f}% + {100 * ratio[1]:.1f}% of the variance)",
-            "Beside the paper: the plane the trajectory itself moves in most, centred at the snapshots' mean. Look "
-            "at whether SWA sits in the middle of the low-loss region the snapshots explore.",
-            lambda: (planes.plane_figure(res["pca"]), planes.plane_plotly(res["pca"])))
-    return out
+def sections(r, res: dict) -> list[Section]:
+    """The figures available: the run's schedule and every registered analysis' sections, in the paper's order."""
+    out = [_schedule(r)] + [x for a in REGISTRY.values() if a.report for x in a.report(res)]
+    return sorted(out, key=lambda x: x.order)
 
 
 def make_figures(run: str | os.PathLike, results: str | os.PathLike | None, out: str | os.PathLike) -> Path:
@@ -155,14 +91,15 @@ def make_figures(run: str | os.PathLike, results: str | os.PathLike | None, out:
     out.mkdir(parents=True, exist_ok=True)
     r = read_run(run)
     res = read_results(results) if results and Path(results).exists() else {}
-    sections: list[str] = []
-    for key, title, what, draw in _sections(r, res):
-        figure, interactive = draw()
+    parts: list[str] = []
+    for sec in sections(r, res):
+        key, title, what = sec.key, sec.title, sec.what
+        figure, interactive = sec.draw()
         files = save_figure(figure, out, key)
         interactive.write_html(out / f"{key}.html", include_plotlyjs=True, full_html=True)
         files.append(f"{key}.html")
         links = " · ".join(f'<a href="{f}" download>{f.rsplit(".", 1)[1].upper()}</a>' for f in files)
-        sections.append(f'<section id="{key}"><h2>{html.escape(title)}</h2><p>{html.escape(what)}</p>'
+        parts.append(f'<section id="{key}"><h2>{html.escape(title)}</h2><p>{html.escape(what)}</p>'
                         f'<p class="files">download: {links}</p><img src="{key}.png" alt="{html.escape(title)}">'
                         f'<div class="interactive">{pio.to_html(interactive, include_plotlyjs=False, full_html=False)}'
                         "</div></section>")
@@ -174,7 +111,7 @@ def make_figures(run: str | os.PathLike, results: str | os.PathLike | None, out:
     page = page_html(f"""<h1>swa-landscape report</h1><p>run file: <code>{html.escape(str(Path(run).resolve()))}</code>
 (status {html.escape(r.status)})</p>
 <h2>Summary</h2>{summary}
-{''.join(sections)}
+{''.join(parts)}
 <h2>Settings</h2><pre>{settings}</pre>""")
     index = out / "index.html"
     index.write_text(page, encoding="utf-8")

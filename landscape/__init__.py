@@ -6,9 +6,9 @@ from .engine import Engine
 from .errors import UserError
 from .layout import Layout, buffer_layout, flatten, param_layout, unflatten
 from .points import PointSet
-from .probe import DEFAULT_CACHE, ProbeCache, ProbeReport
+from .probe import ProbeCache, ProbeReport
 from .result import EvalResult
 
-__all__ = ["BNMode", "BNWeighting", "DEFAULT_CACHE", "Engine", "EngineConfig", "EvalResult", "Layout", "PointSet",
+__all__ = ["BNMode", "BNWeighting", "Engine", "EngineConfig", "EvalResult", "Layout", "PointSet",
            "ProbeCache", "ProbeReport", "Strategy", "UserError", "buffer_layout", "flatten", "param_layout",
            "recompute_bn", "unflatten"]

@@ -82,7 +82,8 @@ class EngineConfig:
             for every plan. None: the whole split for the loop (as far as the memory
             budget allows), about ``cpu_cache_bytes`` of activations for other CPU candidates.
         cpu_cache_bytes: Activation footprint of the cache-sized CPU candidates.
-        tune_allocator: On CPU, call :func:`tune_cpu_allocator` (process-wide glibc setting).
+        tune_allocator: On CPU, call :func:`~landscape.workers.tune_cpu_allocator`, a process-wide glibc
+            setting (off: a library changes nothing process-wide unless asked; the command line sets it once).
         probe_min_seconds: ``auto`` times other plans only if the plain plan would need at least this
             long for the whole evaluation (timing them costs more than they could save on short ones).
         workers: Threads evaluating different points at once, each with its own model copy
@@ -107,7 +108,7 @@ class EngineConfig:
     weight_decay: float = bounded(0.0, ge=0)
     superbatch: int | None = bounded(None, ge=1)
     cpu_cache_bytes: int = bounded(8 << 20, gt=0)
-    tune_allocator: bool = True
+    tune_allocator: bool = False
     workers: int | None = bounded(None, ge=1)
     probe_min_seconds: float = bounded(3.0, ge=0)
     tf32: bool = False

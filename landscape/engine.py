@@ -42,7 +42,7 @@ from .memory import activation_bytes, chunk_points, is_oom, superbatch_cap
 from .passes import Strategy, evaluate_split, recompute_buffers, recompute_buffers_exact
 from .reference import reference_point
 from .points import PointSet
-from .probe import DEFAULT_CACHE, Plan, ProbeCache, ProbeKey, ProbeReport, run_probe, warn_vmap_failed
+from .probe import Plan, ProbeCache, ProbeKey, ProbeReport, run_probe, warn_vmap_failed
 from .result import EvalResult, concat_results, flops_per_sample
 from .workers import WorkerPools, split_range, tf32_allowed, tune_cpu_allocator
 
@@ -62,7 +62,7 @@ class Engine:
         splits: Split name to ``(inputs [N, ...], targets [N])``, evaluation form.
         bn_data: Inputs of the BN recomputation pass (default: ``splits["train"][0]``).
         config: Engine settings.
-        cache: Where probe choices are remembered (default: :data:`landscape.probe.DEFAULT_CACHE`).
+        cache: Where probe choices are remembered (default: the engine's own; pass one to share them).
 
     Example:
         >>> eng = Engine(model, {"train": (x, y), "test": (xt, yt)})  # doctest: +SKIP
@@ -80,7 +80,7 @@ class Engine:
         if self.device.type == "cpu" and cfg.tune_allocator:
             tune_cpu_allocator()
         self.dtype = getattr(torch, cfg.dtype)
-        self.cache = DEFAULT_CACHE if cache is None else cache
+        self.cache = ProbeCache() if cache is None else cache
         self.p_layout: Layout = param_layout(model)
         self.b_layout: Layout = buffer_layout(model)
         self.template_buffers = torch.cat([b.detach().reshape(-1).to(self.dtype) for b in model.buffers()]) \

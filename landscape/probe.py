@@ -28,7 +28,7 @@ import torch
 from .memory import is_oom
 from .passes import Strategy
 
-__all__ = ["Plan", "Trial", "ProbeReport", "ProbeKey", "ProbeCache", "DEFAULT_CACHE", "run_probe", "warn_vmap_failed"]
+__all__ = ["Plan", "Trial", "ProbeReport", "ProbeKey", "ProbeCache", "run_probe", "warn_vmap_failed"]
 
 
 @dataclass(frozen=True)
@@ -132,8 +132,8 @@ class ProbeKey(NamedTuple):
 class ProbeCache:
     """Earlier probe reports by key (model structure, device, dtype, data sizes, settings).
 
-    A plain object: read ``entries``, call :meth:`clear`. The engine uses
-    :data:`DEFAULT_CACHE` unless it is given its own.
+    A plain object: read ``entries``, call :meth:`clear`. Each engine has its own unless it is given one;
+    whoever runs several engines on the same model (the command line) passes them one to probe once.
     """
 
     entries: dict[ProbeKey, ProbeReport] = field(default_factory=dict)
@@ -149,10 +149,6 @@ class ProbeCache:
 
     def __len__(self) -> int:
         return len(self.entries)
-
-
-DEFAULT_CACHE = ProbeCache()
-"""The process's shared probe cache (so that analyses run one after another probe once)."""
 
 
 def warn_vmap_failed(e: BaseException) -> None:

@@ -3,7 +3,7 @@
 Process-wide effects, all explicit:
 
 * :func:`tune_cpu_allocator` changes glibc's ``malloc`` thresholds for the whole
-  process (called by the engine on CPU unless ``EngineConfig(tune_allocator=False)``).
+  process (called once by the command line, or by an engine with ``EngineConfig(tune_allocator=True)``).
 * :func:`tf32_allowed` sets PyTorch's TF32 switches for the duration of an evaluation on a GPU and
   restores them after (strict float32 unless ``EngineConfig(tf32=True)``).
 * :class:`WorkerPools` sets each worker thread's intra-op thread count

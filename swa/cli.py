@@ -7,35 +7,13 @@ module assembles them with the other packages' commands into the one command lin
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 from collections.abc import Callable
-from enum import Enum
+
+from landscape.cli_fields import add_config_arguments, config_values, json_object
 
 from .config import TrainConfig, load_toml
 
 __all__ = ["COMMANDS", "train_config"]
-
-
-def _json_object(text: str) -> dict:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({e.msg}): {text!r}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
-    return value
-
-
-def _field_type(f: dataclasses.Field) -> Callable[[str], object]:
-    ann = str(f.type)
-    if "dict" in ann:
-        return _json_object
-    if ann.startswith("int"):
-        return int
-    if ann.startswith("float"):
-        return float
-    return str
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
@@ -44,26 +22,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run file")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    meaning = TrainConfig.help()
-    for f in dataclasses.fields(TrainConfig):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        shown = default.value if isinstance(default, Enum) else default
-        flag = f"--{f.name.replace('_', '-')}"
-        helptext = f"{meaning[f.name]} (default: {json.dumps(shown)})".replace("%", "%%")
-        if str(f.type).startswith("bool"):
-            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
-                           help=helptext)
-        else:
-            p.add_argument(flag, dest=f.name, type=_field_type(f), default=argparse.SUPPRESS, metavar=f.name.upper(),
-                           help=helptext)
+    add_config_arguments(p, TrainConfig)
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
     """Defaults, overridden by the TOML file, overridden by flags."""
-    values = load_toml(args.config) if args.config else {}
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    values.update({k: v for k, v in vars(args).items() if k in names})
-    return TrainConfig(**values)
+    return TrainConfig(**{**(load_toml(args.config) if args.config else {}), **config_values(args, TrainConfig)})
 
 
 def run_train(args: argparse.Namespace) -> None:
@@ -88,10 +52,10 @@ def run_info(args: argparse.Namespace) -> None:
 def add_import_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True,
                    help="package.module:function building the network (or a registry name)")
-    p.add_argument("--model-kwargs", type=_json_object, default={}, help="its keyword arguments as JSON")
+    p.add_argument("--model-kwargs", type=json_object, default={}, help="its keyword arguments as JSON")
     p.add_argument("--data", required=True,
                    help="package.module:function returning (train, test): datasets, DataLoaders or tensor pairs")
-    p.add_argument("--data-kwargs", type=_json_object, default={}, help="its keyword arguments as JSON")
+    p.add_argument("--data-kwargs", type=json_object, default={}, help="its keyword arguments as JSON")
     p.add_argument("--sgd", help="state_dict file of w_SGD")
     p.add_argument("--swa", help="state_dict file of w_SWA (default: the average of --snapshots, BN recomputed)")
     p.add_argument("--snapshots", help="glob of the SWA branch's checkpoints (averaged; the FGE proposals), "

@@ -7,7 +7,6 @@ dashes); flags override the file.
 from __future__ import annotations
 
 import dataclasses
-import re
 import tomllib
 from dataclasses import dataclass, field
 from enum import Enum
@@ -130,20 +129,6 @@ class TrainConfig:
         coerce_enums(self, {"swa_schedule": SWASchedule, "average": Averaging, "bn_weighting": BNWeighting})
         check_bounds(self)
         self.validate()
-
-    @classmethod
-    def help(cls) -> dict[str, str]:
-        """Field name to the first line of its description (the ``Attributes`` section above)."""
-        lines = cls.__doc__.split("Attributes:")[1].splitlines()
-        out, name = {}, None
-        for line in lines:
-            m = re.match(r"\s{8}(\w+): (.*)", line)
-            if m:
-                name = m.group(1)
-                out[name] = m.group(2)
-            elif name and line.strip():
-                out[name] += " " + line.strip()
-        return out
 
     @property
     def swa_start_epoch(self) -> int:

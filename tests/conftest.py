@@ -7,12 +7,14 @@ import os
 import pytest
 import torch
 
-from landscape.probe import DEFAULT_CACHE
+from landscape.workers import tune_cpu_allocator
 from swa import train
 from tests.factories import tiny_config
 
 torch.backends.cudnn.allow_tf32 = False
 torch.backends.cuda.matmul.allow_tf32 = False
+
+tune_cpu_allocator()  # what the command line does at start; engines leave the process alone
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -30,14 +32,6 @@ def tiny_run_constant(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("runs") / "tiny_const.h5"
     train(tiny_config(swa_schedule="constant", swa_cycle=1, snapshot_every=5), path, progress=False, log=lambda s: None)
     return str(path)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_probe_cache():
-    """Every test starts with an empty probe cache (choices of earlier tests do not leak in)."""
-    DEFAULT_CACHE.clear()
-    yield
-    DEFAULT_CACHE.clear()
 
 
 def pytest_configure(config):

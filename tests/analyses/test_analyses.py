@@ -267,14 +267,14 @@ def test_cli_analyze_all(tiny_run, tmp_path):
     before = _sha(tiny_run)
     out = tmp_path / "cli.h5"
     r = subprocess.run([sys.executable, "-m", "swa_landscape", "analyze", tiny_run, "all", "--out", str(out),
-                        "--directions", "2", "--ray-steps", "3", "--t-max", "1", "--segment-steps", "3",
-                        "--grid", "3", "3", "--no-progress"], capture_output=True, text=True)
+                        "--rays.directions", "2", "--rays.steps", "3", "--rays.t-max", "1", "--segment.steps", "3",
+                        "--plane.grid", "3", "3", "--no-progress"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     for word in ("rays (random directions):", "segment:", "plane through", "fge:", "results:"):
         assert word in r.stdout
     assert _sha(tiny_run) == before
     with h5py.File(out, "r") as f, Trajectory(tiny_run) as t:
-        assert set(f) == {"rays", "segment", "plane", "plane_fig1", "fge"}
+        assert set(f) == {"rays", "rays_filter", "segment", "plane", "plane_fig1", "fge"}  # PAPER, as the demo
         sgd, swa, start = json.loads(f["plane_fig1"].attrs["anchors"])  # the paper's Figure 1 plane
         assert (sgd, swa) == ("sgd", "swa")
         assert t.meta("branch")[start] == "sgd" and t.meta("epoch")[start] == t.config["swa_start"]
@@ -357,8 +357,8 @@ def test_rays_bn_modes(tiny_run, results_path):
 def test_analyze_all_completes_in_every_bn_mode(tiny_run, tmp_path, mode):
     out = tmp_path / "all.h5"
     r = subprocess.run([sys.executable, "-m", "swa_landscape", "analyze", tiny_run, "all", "--out", str(out),
-                        "--bn-mode", mode, "--directions", "2", "--ray-steps", "3", "--t-max", "1", "--grid", "3", "3",
-                        "--segment-steps", "3", "--no-progress"], capture_output=True, text=True)
+                        "--bn-mode", mode, "--rays.directions", "2", "--rays.steps", "3", "--rays.t-max", "1",
+                        "--plane.grid", "3", "3", "--segment.steps", "3", "--no-progress"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     with h5py.File(out, "r") as f:
@@ -371,7 +371,7 @@ def test_analyze_all_completes_in_every_bn_mode(tiny_run, tmp_path, mode):
         assert lines[0].startswith("rays skipped: bn_mode 'interpolate'") and groups == {"segment", "plane",
                                                                                           "plane_fig1", "fge"}
     else:
-        assert groups == {"rays", "segment", "plane", "plane_fig1", "fge"}
+        assert groups == {"rays", "rays_filter", "segment", "plane", "plane_fig1", "fge"}
 
 
 def test_filter_normalized_t_max_is_searched_on_the_directions_used(tiny_run, tmp_path):

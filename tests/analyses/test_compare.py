@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from analyses import FGEConfig, RaysConfig, SegmentConfig, fge, rays, segment
-from analyses.compare import FINDINGS, MIN_ACC_GAIN, _judge, _LABELS, compare
+from analyses.compare import FINDINGS, MIN_ACC_GAIN, _judge, compare, labels
 from landscape.engine import EngineConfig
 from landscape.errors import UserError
 from swa import Trajectory, train
@@ -112,7 +112,7 @@ def test_judge_flips_with_each_criterion():
     r = 3
 
     def good():
-        v = {k: rng.uniform(0.5, 1.0, r) for k in _LABELS}
+        v = {k: rng.uniform(0.5, 1.0, r) for k in labels()}
         v["acc_diff"] = rng.uniform(MIN_ACC_GAIN + 0.1, 2.0, r)
         for g in ("rays", "rays_filter"):
             for m in ("error", "loss"):

@@ -11,7 +11,7 @@ from torch.func import functional_call
 from torch.optim.swa_utils import update_bn
 
 from analyses import HessianConfig, PCAConfig, RaysConfig, hessian, pca, rays
-from analyses.hessian import EigenPlaneConfig, eigen_plane
+from analyses.hessian_plane import EigenPlaneConfig, eigen_plane
 from landscape.engine import EngineConfig
 from landscape.errors import UserError
 from landscape.layout import buffer_layout, flatten, param_layout, unflatten

@@ -1,5 +1,6 @@
 """Bad input to every command: one error line, exit code 2, no traceback, no hang, nothing changed on disk."""
 
+import argparse
 import contextlib
 import hashlib
 import io
@@ -108,8 +109,8 @@ def _cases(f):
         (["analyze", run, "plane", "--out", text], "not a readable HDF5 file"),
         (["analyze", run, "rays", "--directions", "0"], "directions must be at least 1"),
         (["analyze", run, "plane", "--dtype", "float16"], "invalid choice"),
-        (["analyze", run, "rays", "--directions", "many"], "number of directions or 'hessian'"),
-        (["analyze", run, "rays", "--directions", "hessian", "--out", str(f["dir"] / "nohess.h5")],
+        (["analyze", run, "rays", "--directions", "many"], "invalid int value: 'many'"),
+        (["analyze", run, "rays", "--hessian", "--out", str(f["dir"] / "nohess.h5")],
          "run 'swa-landscape analyze RUN hessian' first"),
         (["analyze", run, "hessian", "--points", "swa,w7"], "hessian point 'w7'"),
         (["analyze", run, "hessian", "--top-k", "0", "--trace-probes", "0"], "top_k >= 1 or trace_probes >= 2"),
@@ -128,10 +129,10 @@ def _cases(f):
         (["analyze", run, "rays", "--margin-error", "-0.1"], "margin_error must be positive"),
         (["analyze", run, "rays", "--margin-loss", "0"], "margin_loss must be positive"),
         (["analyze", run, "hessian", "--tol", "-1"], "tol must be non-negative"),
-        (["analyze", run, "rays", "--ray-steps", "1"], "steps must be at least 2"),
+        (["analyze", run, "rays", "--steps", "1"], "steps must be at least 2"),
         (["analyze", run, "rays", "--t-max", "-2"], "t_max must be positive"),
-        (["analyze", run, "segment", "--segment-steps", "1"], "steps must be at least 2"),
-        (["analyze", run, "segment", "--t-range", "2", "1"], "t_min < t_max"),
+        (["analyze", run, "segment", "--steps", "1"], "steps must be at least 2"),
+        (["analyze", run, "segment", "--t-min", "2", "--t-max", "1"], "t_min < t_max"),
         (["analyze", run, "plane", "--grid", "1", "5"], "at least 2 points per axis"),
         (["analyze", run, "plane", "--margin", "-0.5"], "margin must be non-negative"),
         (["analyze", run, "pca", "--margin", "-1"], "margin must be non-negative"),
@@ -140,9 +141,9 @@ def _cases(f):
         (["analyze", run, "hessian", "--top-k", "-1"], "top_k must be non-negative"),
         (["analyze", run, "hessian", "--trace-probes", "1"], "at least 2 probes"),
         (["analyze", run, "hessian", "--points", ","], "at least one point"),
-        (["analyze", run, "plane", "--directions", "hessian", "--t-max", "0"], "extent must be positive"),
-        (["analyze", run, "all", "--segment-steps", "0"], "steps must be at least 2"),  # before any analysis ran
-        (["analyze", run, "pca", "--snapshots", "some"], "invalid choice"),
+        (["analyze", run, "hessian-plane", "--extent", "0"], "extent must be positive"),
+        (["analyze", run, "all", "--segment.steps", "0"], "steps must be at least 2"),  # before any analysis ran
+        (["analyze", run, "pca", "--snapshots", "some"], "snapshots must be 'swa' or 'all'"),
         (["analyze", run, "plane", "--anchors", "sgd,swa"], "exactly three anchors"),
         (["analyze", run, "plane", "--anchors", "sgd,swa,w"], "neither 'sgd', 'swa' nor a snapshot index"),
         (["analyze", run, "plane", "--explain", "--strategy", "fast"], "invalid choice"),
@@ -254,11 +255,15 @@ def test_every_flag_has_a_meaning():
 
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    for name, p in sub.choices.items():
+    parsers = list(sub.choices.items())
+    while parsers:  # the commands and their subcommands (analyze RUN rays ...)
+        name, p = parsers.pop()
         for action in p._actions:
             if action.dest == "help":
                 continue
             assert action.help and not action.help.startswith("(default"), f"{name} {action.option_strings}"
+            if isinstance(action, argparse._SubParsersAction):
+                parsers += [(f"{name} {n}", q) for n, q in action.choices.items()]
     train = sub.choices["train"]
     args = train.parse_args(["--out", "x.h5", "--include-start"])
     assert args.include_start is True  # a switch, not a flag that takes a value

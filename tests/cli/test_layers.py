@@ -38,8 +38,8 @@ def test_analyze_all_opens_the_run_file_once(tiny_run, tmp_path, monkeypatch):
         return real(self, name, *a, **k)
 
     monkeypatch.setattr(h5py.File, "__init__", counting)
-    rc = swa_landscape.main(["analyze", tiny_run, "all", "--out", str(tmp_path / "r.h5"), "--directions", "2",
-                             "--ray-steps", "3", "--t-max", "1", "--grid", "3", "3", "--segment-steps", "3",
+    rc = swa_landscape.main(["analyze", tiny_run, "all", "--out", str(tmp_path / "r.h5"), "--rays.directions", "2",
+                             "--rays.steps", "3", "--rays.t-max", "1", "--plane.grid", "3", "3", "--segment.steps", "3",
                              "--dtype", "float64", "--no-progress"])
     assert rc == 0
     assert opened == ["r"]  # once, read-only, for four analyses

@@ -12,18 +12,12 @@ CLI = [sys.executable, "-m", "swa_landscape"]
 
 
 def _configs():
-    from analyses.fge import FGEConfig
-    from analyses.hessian import EigenPlaneConfig, HessianConfig
-    from analyses.pca import PCAConfig
-    from analyses.plane import PlaneConfig
-    from analyses.rays import RaysConfig
-    from analyses.segment import SegmentConfig
+    from analyses import REGISTRY
     from landscape.config import EngineConfig
     from swa.config import TrainConfig
     from swa_landscape import DemoConfig
 
-    return [TrainConfig, EngineConfig, RaysConfig, SegmentConfig, PlaneConfig, FGEConfig, HessianConfig,
-            EigenPlaneConfig, PCAConfig, DemoConfig]
+    return [TrainConfig, EngineConfig, DemoConfig, *(a.config for a in REGISTRY.values())]
 
 
 @pytest.mark.parametrize("cls", _configs(), ids=lambda c: c.__name__)
@@ -60,6 +54,6 @@ def test_no_progress_bars_when_output_is_not_a_terminal(tiny_run, tmp_path):
 
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()) as out:
-        assert main(["analyze", tiny_run, "segment", "--segment-steps", "5", "--out", str(tmp_path / "r.h5")]) == 0
+        assert main(["analyze", tiny_run, "segment", "--steps", "5", "--out", str(tmp_path / "r.h5")]) == 0
     assert "\r" not in err.getvalue() and "it/s" not in err.getvalue()
     assert "segment" in out.getvalue()

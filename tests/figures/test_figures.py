@@ -11,7 +11,7 @@ from matplotlib.text import Text
 
 from analyses import (FGEConfig, HessianConfig, PCAConfig, PlaneConfig, RaysConfig, SegmentConfig, fge, hessian, pca,
                       plane, rays, segment)
-from analyses.hessian import EigenPlaneConfig, eigen_plane
+from analyses.hessian_plane import EigenPlaneConfig, eigen_plane
 from figures import planes, plots, spectrum
 from figures.data import read_results, read_run
 from figures.report import make_figures
@@ -158,9 +158,36 @@ def test_report_files(tiny_run, results, tmp_path):
     assert "no analysis results yet" in only.read_text()
 
 
+# Records JavaScript errors, non-local resource requests, rendered plotly plots and, for the contour plots, the
+# smallest fraction of a plot area the contour covers (plotly's axis ranges against the trace) on <body>.
+PROBE = """<script>window.__errs=[];window.addEventListener('error',function(e){window.__errs.push(String(e.message));});
+window.addEventListener('load',function(){var r=performance.getEntriesByType('resource').map(function(e){return e.name;})
+.filter(function(n){return !(n.startsWith('file:')||n.startsWith('data:')||n.startsWith('blob:'));});
+document.body.setAttribute('data-js-errors',String(window.__errs.length));
+document.body.setAttribute('data-network',String(r.length));
+document.body.setAttribute('data-plotly',String(document.querySelectorAll('.js-plotly-plot .main-svg').length));
+document.body.setAttribute('data-images',String(Array.prototype.filter.call(document.images,function(i){return i.complete&&i.naturalWidth>0;}).length));
+var fill=1;document.querySelectorAll('.js-plotly-plot').forEach(function(gd){(gd._fullData||[]).forEach(function(t){
+if(t.type!=='contour')return;var L=gd._fullLayout,ax=L['xaxis'+(t.xaxis||'x').slice(1)],ay=L['yaxis'+(t.yaxis||'y').slice(1)];
+function f(v,a){var lo=Math.min.apply(null,v),hi=Math.max.apply(null,v),r0=Math.min(a.range[0],a.range[1]),r1=Math.max(a.range[0],a.range[1]);
+return Math.max(0,Math.min(hi,r1)-Math.max(lo,r0))/(r1-r0);}fill=Math.min(fill,f(t.x,ax)*f(t.y,ay));});});
+document.body.setAttribute('data-contour-fill',fill.toFixed(3));});</script>"""
+
+
+def _probed(index):
+    """A copy of the report beside it with the test's probe as the first script of the page (the generated
+    report carries no test code)."""
+    page = index.read_text(encoding="utf-8")
+    at = page.index('<meta charset="utf-8">') + len('<meta charset="utf-8">')
+    probed = index.with_name("probed.html")
+    probed.write_text(page[:at] + PROBE + page[at:], encoding="utf-8")
+    return probed
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_report_renders_in_headless_chromium_offline(tiny_run, results, tmp_path):
-    index = make_figures(tiny_run, results, tmp_path / "rep")
+    index = _probed(make_figures(tiny_run, results, tmp_path / "rep"))
+    assert "data-js-errors" not in (tmp_path / "rep" / "index.html").read_text()  # the probe is the test's own
     cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
            f"--user-data-dir={tmp_path / 'profile'}", "--host-resolver-rules=MAP * ~NOTFOUND",

@@ -9,7 +9,7 @@ import torch
 from landscape.engine import Engine, EngineConfig
 from landscape.passes import Strategy
 from landscape.points import PointSet
-from landscape.probe import DEFAULT_CACHE, Plan, ProbeCache, run_probe
+from landscape.probe import Plan, ProbeCache, run_probe
 from tests.landscape.test_engine import BN_BATCH, _assert_matches_reference, _data, _model, _points
 
 
@@ -51,7 +51,8 @@ def test_auto_probes_on_the_points_themselves_and_every_plan_is_exact():
     eng.evaluate(PointSet.explicit(pts[:5]))
     assert eng.explain().cached and eng.explain().choice == report.choice
     eng.cache.clear()
-    assert len(eng.cache) == 0 and len(DEFAULT_CACHE) == 0  # an engine's own cache is not the shared one
+    other = Engine(model, data, config=EngineConfig(dtype="float64"))
+    assert len(eng.cache) == 0 and other.cache is not eng.cache  # each engine has its own unless given one
 
 
 def test_few_points_use_the_plain_plan_unprobed():
@@ -59,7 +60,7 @@ def test_few_points_use_the_plain_plan_unprobed():
     eng = Engine(model, data, config=EngineConfig(dtype="float64"))
     res = eng.evaluate(PointSet.explicit(_points(model, 3, seed=45)))
     assert eng.explain().choice.plain and eng.explain().trials == [] and "too few" in eng.explain().reason
-    assert res.strategy == "loop" and len(DEFAULT_CACHE) == 0
+    assert res.strategy == "loop" and len(eng.cache) == 0
 
 
 def _fake(costs: dict[Plan, float], wrong: set[Plan] = frozenset()):

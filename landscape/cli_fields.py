@@ -1,0 +1,119 @@
+"""Command-line flags derived from a config dataclass: one flag per field, its help from the docstring.
+
+Every config of the toolkit (``TrainConfig``, each analysis' config) documents its fields in an ``Attributes:``
+section; :func:`add_config_arguments` turns each field into a flag with that text as its help, and
+:func:`config_values` reads back the values the user gave (absent flags keep the dataclass's defaults).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import re
+from collections.abc import Callable
+from enum import Enum
+
+__all__ = ["field_help", "add_config_arguments", "config_values", "json_object"]
+
+
+def field_help(cls: type) -> dict[str, str]:
+    """Field name to its description in the class docstring's ``Attributes:`` section (continuation lines joined)."""
+    doc = cls.__doc__ or ""
+    if "Attributes:" not in doc:
+        return {}
+    out: dict[str, str] = {}
+    name, indent = None, None
+    for line in doc.split("Attributes:", 1)[1].splitlines():
+        m = re.match(r"(\s+)([\w, ]+): (.*)", line)
+        if m and (indent is None or len(m.group(1)) == indent):
+            indent = len(m.group(1))
+            name = m.group(2)
+            for n in name.split(","):
+                out[n.strip()] = m.group(3)
+        elif name and line.strip():
+            for n in name.split(","):
+                out[n.strip()] += " " + line.strip()
+        elif not line.strip() and name:
+            name = None
+    return out
+
+
+def json_object(text: str) -> dict:
+    """An argparse type: a JSON object."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({e.msg}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
+def _scalar(ann: str) -> Callable[[str], object]:
+    ann = ann.strip()
+    if ann.startswith("int"):
+        return int
+    if ann.startswith("float"):
+        return float
+    return str
+
+
+def _comma_list(element: Callable[[str], object]) -> Callable[[str], tuple]:
+    def parse(text: str) -> tuple:
+        try:
+            return tuple(element(x.strip()) for x in text.split(",") if x.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}") from None
+
+    return parse
+
+
+def _flag_kwargs(f: dataclasses.Field) -> dict:
+    """argparse keywords of one field by its annotation (a string: the configs' modules use postponed annotations):
+    bool switches, fixed tuples as N values, variable ones comma-separated, dicts as JSON."""
+    ann = str(f.type)
+    if ann.startswith("bool"):
+        return {"action": argparse.BooleanOptionalAction}
+    if "dict" in ann:
+        return {"type": json_object}
+    tup = re.match(r"tuple\[(.*)\]", ann)
+    if tup:
+        parts = [p for p in tup.group(1).split(",") if p.strip()]
+        if parts[-1].strip() == "...":
+            return {"type": _comma_list(_scalar(parts[0]))}
+        return {"type": _scalar(parts[0]), "nargs": len(parts)}
+    if ann == "tuple":
+        return {"type": _comma_list(str)}
+    return {"type": _scalar(ann)}
+
+
+def add_config_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, prefix: str = "",
+                         skip: tuple[str, ...] = ()) -> None:
+    """One flag per field of the dataclass ``cls``: ``--field-name`` (``--PREFIX.field-name`` with a prefix).
+
+    Defaults are not set on the parser (``argparse.SUPPRESS``): only given flags reach :func:`config_values`,
+    so the dataclass stays the one owner of its defaults; the help shows them.
+    """
+    meaning = field_help(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        shown = default.value if isinstance(default, Enum) else list(default) if isinstance(default, tuple) else default
+        flag = "--" + (f"{prefix}." if prefix else "") + f.name.replace("_", "-")
+        text = f"{meaning.get(f.name, f.name)} (default: {json.dumps(shown)})".replace("%", "%%")
+        kwargs = _flag_kwargs(f)
+        if "action" not in kwargs:
+            kwargs["metavar"] = f.name.upper()
+        p.add_argument(flag, dest=_dest(prefix, f.name), default=argparse.SUPPRESS, help=text, **kwargs)
+
+
+def _dest(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def config_values(args: argparse.Namespace, cls: type, prefix: str = "") -> dict:
+    """The fields of ``cls`` the user gave as flags (see :func:`add_config_arguments`)."""
+    given = vars(args)
+    return {f.name: given[_dest(prefix, f.name)] for f in dataclasses.fields(cls) if _dest(prefix, f.name) in given}
