@@ -23,10 +23,11 @@ from landscape.points import PointSet
 
 from .common import VALUES, RunContext, evaluate_missing
 from .distributed import ShardedResults, barrier
+from .widths import MIN_STEPS, auto_t_max, first_crossing, mean_width, resolve_early
 from .registry import Analysis, Section, register
 
 __all__ = ["RaysConfig", "random_directions", "filter_normalize", "first_crossing", "group_name", "mean_width", "rays",
-           "ANALYSIS"]
+           "MIN_STEPS", "ANALYSIS"]
 
 
 @dataclass(frozen=True)
@@ -91,92 +92,6 @@ def filter_normalize(d: torch.Tensor, w: torch.Tensor, layout: Layout) -> torch.
     return out
 
 
-def _first_above(row: np.ndarray, margin: float) -> int | None:
-    """Index of the first value of ``row [T]`` after t = 0 above ``row[0] + margin`` (NaN counts as above), or None."""
-    hits = np.flatnonzero(~(row[1:] <= row[0] + margin)) + 1
-    return int(hits[0]) if hits.size else None
-
-
-def first_crossing(t: np.ndarray, values: np.ndarray, margin: float) -> np.ndarray:
-    """Per row, the first t where ``values`` exceeds its value at t[0] by ``margin``.
-
-    Linear interpolation between the grid points around the crossing; NaN/inf values
-    count as exceeding. ``inf`` where no crossing happens within the range.
-
-    Args:
-        t: Distances ``[T]`` (increasing, t[0] = 0).
-        values: ``[D, T]``.
-        margin: Threshold above the t = 0 value.
-
-    Returns:
-        ``[D]`` distances.
-    """
-    out = np.full(values.shape[0], np.inf)
-    for i, row in enumerate(values):
-        j = _first_above(row, margin)
-        if j is None:
-            continue
-        thr = row[0] + margin
-        lo, hi = row[j - 1], row[j]
-        frac = (thr - lo) / (hi - lo) if np.isfinite(hi) and hi > lo else 1.0
-        out[i] = t[j - 1] + frac * (t[j] - t[j - 1])
-    return out
-
-
-MIN_STEPS = 3
-"""A reported width lies at least this many grid steps from t = 0 (refining the grid near early crossings)."""
-_FINE = 4 * MIN_STEPS  # steps of a refined grid on [0, end of the bracket]
-_ROUNDS = 4  # refinements at most (each makes the step _FINE / MIN_STEPS times finer at least)
-
-
-def _auto_t_max(ctx: RunContext, w: torch.Tensor, b: torch.Tensor, dirs: torch.Tensor, margin: float) -> float:
-    """Three times the distance where test error along the first two directions, as used, first exceeds the margin.
-
-    Doubles t from a weight-space step of 2% of ||w|| (t is in units of ``dirs``, whose norm is 1 for unit
-    directions and about ||w|| for filter-normalised ones), so those crossings land in the first third of
-    the grid but well away from t = 0.
-    """
-    base = ctx.engine.evaluate(PointSet.explicit(w[None], b[None]), splits=("test",)).error("test")[0].item()
-    d = 0.02 * w.double().norm().item() / dirs[:2].double().norm(dim=1).mean().item()
-    for _ in range(16):
-        pts = PointSet.affine(w, dirs[:2], torch.eye(2, dtype=torch.float64) * d, buffer_origin=b)
-        err = ctx.engine.evaluate(pts, splits=("test",)).error("test").mean().item()
-        if not err <= base + margin:
-            break
-        d *= 2
-    return 3 * d
-
-
-def _resolve_early(ctx: RunContext, w: torch.Tensor, b: torch.Tensor, dirs: torch.Tensor, t: np.ndarray,
-                   values: np.ndarray, margin: float, split: str, metric) -> tuple[np.ndarray, np.ndarray]:
-    """Widths ``[D]`` with crossings closer than ``MIN_STEPS`` grid steps to t = 0 resolved on finer grids.
-
-    Args:
-        ctx, w, b, dirs: The rays (origin, its buffers, directions ``[D, P]``).
-        t: Grid ``[T]``; values ``[D, T]`` on it.
-        margin: Width threshold above the t = 0 value.
-        split: The split the values come from (the only one evaluated at refined points).
-        metric: ``EvalResult -> [k]`` values of the refined points.
-
-    Returns:
-        Widths ``[D]`` and the grid step each was resolved with ``[D]``.
-    """
-    widths = first_crossing(t, values, margin)
-    steps = np.full(len(widths), t[1] - t[0])
-    for i in np.flatnonzero(np.isfinite(widths) & (widths < MIN_STEPS * steps)):
-        row_t, row = t, values[i]
-        for _ in range(_ROUNDS):
-            row_t = np.linspace(0.0, row_t[_first_above(row, margin)], _FINE + 1)  # up to the bracket's upper end
-            coords = torch.as_tensor(row_t[1:], dtype=torch.float64)[:, None]
-            res = ctx.engine.evaluate(PointSet.affine(w, dirs[i:i + 1].double(), coords, buffer_origin=b),
-                                      splits=(split,))
-            row = np.concatenate([values[i, :1], metric(res)])
-            widths[i], steps[i] = first_crossing(row_t, row[None], margin)[0], row_t[1]
-            if widths[i] >= MIN_STEPS * steps[i]:
-                break
-    return widths, steps
-
-
 def group_name(config: RaysConfig) -> str:
     """The results group of rays with these settings: ``rays`` (raw), ``rays_filter`` or ``rays_hessian``."""
     return "rays_hessian" if config.hessian else "rays_filter" if config.filter_normalize else "rays"
@@ -209,7 +124,7 @@ def _run(ctx: RunContext, results: ShardedResults, config: RaysConfig, progress:
                 for name, w in (("swa", w_swa), ("sgd", w_sgd))}
     n_dirs = len(used["swa"])
     # searched on the directions the rays follow (filter-normalised ones have norm ~ ||w||, not 1)
-    t_max = config.t_max or _auto_t_max(ctx, w_swa, b_swa, used["swa"], config.margin_error)
+    t_max = config.t_max or auto_t_max(ctx, w_swa, b_swa, used["swa"], config.margin_error)
     t = np.linspace(0.0, t_max, config.steps)
     summary = {}
     for name, w, b in (("swa", w_swa, b_swa), ("sgd", w_sgd, b_sgd)):
@@ -228,8 +143,8 @@ def _run(ctx: RunContext, results: ShardedResults, config: RaysConfig, progress:
         _evaluate_rays(ctx, results, group, points, done, config.steps, progress, f"rays from {name}")
         with results.read() as f:
             err, loss = f[group]["test_error"][:], f[group]["train_loss"][:]
-        we, se = _resolve_early(ctx, w, b, dirs, t, err, config.margin_error, "test", lambda r: r.error("test").numpy())
-        wl, sl = _resolve_early(ctx, w, b, dirs, t, loss, config.margin_loss, "train",
+        we, se = resolve_early(ctx, w, b, dirs, t, err, config.margin_error, "test", lambda r: r.error("test").numpy())
+        wl, sl = resolve_early(ctx, w, b, dirs, t, loss, config.margin_loss, "train",
                                 lambda r: r.loss["train"].numpy())
         results.write(group, {"width_error": we, "width_loss": wl, "resolution_error": se, "resolution_loss": sl},
                       {"margin_error": config.margin_error, "margin_loss": config.margin_loss,
@@ -281,13 +196,6 @@ GROUPS = {"rays": "random directions", "rays_filter": "filter-normalised random 
           "rays_hessian": "the top Hessian eigenvectors of each solution"}
 """The results groups of rays (:func:`group_name`) and what their directions are."""
 _COMPARED = ("rays", "rays_filter")  # compare's width quantities: raw and filter-normalised random directions
-
-
-def mean_width(g, margin: str) -> float:
-    """Mean width over directions of one origin's rays (``margin``: ``"error"`` or ``"loss"``), a direction that
-    never crosses counted at the ray's end (a lower bound). ``g``: the results group, h5py or as read into dicts."""
-    w = np.asarray(g[f"width_{margin}"][:], dtype=float)
-    return float(np.mean(np.where(np.isfinite(w), w, float(g["t"][-1]))))
 
 
 def _metrics(f) -> dict[str, float]:

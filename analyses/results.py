@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -30,10 +30,38 @@ from swa.trajectory import Trajectory
 from .h5io import atomic_update
 from .journal import Journal
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "default_results_path", "config_json", "ResultsFile"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "default_results_path", "open_results", "read_groups", "config_json",
+           "ResultsFile"]
 
 FORMAT = "swa-landscape/results"
 FORMAT_VERSION = 1
+
+
+@contextmanager
+def open_results(path: str | os.PathLike) -> Iterator[h5py.File]:
+    """A results file opened read-only, its format and version checked."""
+    f = open_hdf5(path)
+    try:
+        if f.attrs.get("format") != FORMAT:
+            raise UserError(f"{path} is not a swa-landscape results file")
+        if int(f.attrs.get("format_version", -1)) != FORMAT_VERSION:
+            raise UserError(f"{path} has results format version {f.attrs.get('format_version')}; this toolkit reads "
+                            f"version {FORMAT_VERSION}")
+        yield f
+    finally:
+        f.close()
+
+
+def read_groups(path: str | os.PathLike) -> dict[str, dict]:
+    """Every group of a results file as nested dicts of numpy arrays, each with its attributes under ``_attrs``."""
+
+    def group(g: h5py.Group) -> dict:
+        out = {k: (group(v) if isinstance(v, h5py.Group) else v[()]) for k, v in g.items()}
+        out["_attrs"] = dict(g.attrs)
+        return out
+
+    with open_results(path) as f:
+        return {k: group(v) for k, v in f.items()}
 
 
 def config_json(config: dict) -> str:
@@ -65,18 +93,9 @@ class ResultsFile:
                 raise UserError(f"{self.path} holds results of another run ({other_run}); "
                                 "pass --out to write elsewhere")
 
-    @contextmanager
     def read(self):
         """Open read-only (validated)."""
-        f = open_hdf5(self.path)
-        try:
-            if f.attrs.get("format") != FORMAT:
-                raise UserError(f"{self.path} is not a swa-landscape results file")
-            if int(f.attrs.get("format_version", -1)) != FORMAT_VERSION:
-                raise UserError(f"{self.path} has results format version {f.attrs.get('format_version')}")
-            yield f
-        finally:
-            f.close()
+        return open_results(self.path)
 
     def update(self, fn: Callable[[h5py.File], Any]) -> Any:
         """Apply ``fn(file)`` to a copy and atomically replace the results file with it."""

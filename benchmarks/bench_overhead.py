@@ -26,7 +26,7 @@ from swa import TrainConfig, train
 from swa.data import DataSpec
 from swa.models import build_model
 from swa.schedules import conventional_lr, cyclic_lr
-from swa.trainer import builtin_data
+from swa.data import builtin_data
 
 
 def plain_run(cfg: TrainConfig) -> float:

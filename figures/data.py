@@ -1,18 +1,17 @@
-"""Read what the figures need from run and results files with h5py alone (no model or training code; the
+"""Read what the figures need from run and results files, through their readers (no model or training code; the
 learning rate of every step is computed from the stored config by :func:`swa.schedules.lr_trace`)."""
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 
-import h5py
 import numpy as np
 
-from landscape.errors import UserError
-from landscape.files import open_hdf5
+from analyses.results import read_groups
 from swa.schedules import lr_trace
+from swa.schema import SOLUTION_SCALARS
+from swa.trajectory import Trajectory
 
 __all__ = ["RunSummary", "read_run", "read_results"]
 
@@ -39,37 +38,17 @@ class RunSummary:
     recorded from a user's loop or imported, the lr each snapshot recorded."""
 
 
-_FORMAT_VERSION = 1  # of both file kinds this module reads
-
-
-def _check_format(f: h5py.File, path, fmt: str, what: str) -> None:
-    """The same checks the writers' readers make: the format and its version."""
-    if f.attrs.get("format") != fmt:
-        raise UserError(f"{path} is not a swa-landscape {what} file")
-    if int(f.attrs.get("format_version", -1)) != _FORMAT_VERSION:
-        raise UserError(f"{path} has {what} format version {f.attrs.get('format_version')}; this toolkit reads "
-                        f"version {_FORMAT_VERSION}")
-
-
 def read_run(path: str | os.PathLike) -> RunSummary:
-    """Settings, per-snapshot metrics and solution metrics of a run file (opened read-only, SWMR)."""
-    with open_hdf5(path, swmr=True) as f:
-        _check_format(f, path, "swa-landscape/trajectory", "run")
-        n = int(f["snapshots/count"][()])
-        s = f["snapshots"]
-        sols = {}
-        for name in ("sgd", "swa"):
-            g = f[f"solutions/{name}"]
-            if bool(g["written"][()]):
-                sols[name] = {k: float(g[k][()]) for k in ("train_loss", "train_acc", "test_loss", "test_acc", "n_averaged")}
-        return RunSummary(
-            str(path), json.loads(f.attrs["config"]), json.loads(f.attrs["model"]), json.loads(f.attrs["dataset"]),
-            s["iteration"][:n], s["epoch"][:n], s["lr"][:n], s["branch"][:n].astype(str), s["captured"][:n],
-            s["test_acc"][:n], s["train_loss"][:n], sols, f["state/status"][()].decode(),
-            _trace(json.loads(f.attrs["config"]), s["iteration"][:n], s["epoch"][:n])
-            if f.attrs.get("source", "trainer") == "trainer" else _recorded(s["iteration"][:n], s["lr"][:n],
-                                                                              s["branch"][:n].astype(str)),
-        )
+    """Settings, per-snapshot metrics and solution metrics of a run file (through :class:`swa.trajectory.Trajectory`:
+    read-only, SWMR, validated)."""
+    with Trajectory(path) as t:
+        sols = {name: {k: t.solution_scalar(name, k) for k in SOLUTION_SCALARS}
+                for name in ("sgd", "swa") if t.has_solution(name)}
+        meta = {k: t.meta(k) for k in ("iteration", "epoch", "lr", "branch", "captured", "test_acc", "train_loss")}
+        trace = _trace(t.config, meta["iteration"], meta["epoch"]) if t.source == "trainer" else \
+            _recorded(meta["iteration"], meta["lr"], meta["branch"])
+        return RunSummary(str(path), t.config, t.model_spec, t.dataset_spec, **meta, solutions=sols, status=t.status,
+                          lr_trace=trace)
 
 
 def _recorded(iteration: np.ndarray, lr: np.ndarray, branch: np.ndarray) -> dict:
@@ -86,13 +65,6 @@ def _trace(config: dict, iteration: np.ndarray, epoch: np.ndarray) -> dict:
 
 
 def read_results(path: str | os.PathLike) -> dict[str, dict]:
-    """Every analysis group of a results file as nested dicts of numpy arrays and attributes."""
-
-    def group(g: h5py.Group) -> dict:
-        out = {k: (group(v) if isinstance(v, h5py.Group) else v[()]) for k, v in g.items()}
-        out["_attrs"] = dict(g.attrs)
-        return out
-
-    with open_hdf5(path) as f:
-        _check_format(f, path, "swa-landscape/results", "results")
-        return {k: group(v) for k, v in f.items()}
+    """Every analysis group of a results file as nested dicts of numpy arrays and attributes
+    (:func:`analyses.results.read_groups`)."""
+    return read_groups(path)

@@ -9,10 +9,12 @@ The parts, each in its own module:
   path; where they differ the engine uses exact paths for this model (or refuses).
 * :mod:`landscape.passes`: the forwards of a chunk of points (per-point loop or ``vmap``),
   the BN statistics pass and the evaluation pass.
-* :mod:`landscape.probe`: candidate plans, timed on the evaluation's own first points; the
-  plain plan (one point at a time, whole split per forward, one worker) is always one of them.
+* :mod:`landscape.plans`: the candidate plans and their sizes; the plain plan (one point at a time,
+  whole split per forward, one worker) is always one of them.
+* :mod:`landscape.probe`: the candidates timed on the evaluation's own first points.
 * :mod:`landscape.memory`: sizes under the memory budget, out-of-memory detection.
-* :mod:`landscape.workers`: CPU worker threads and the process-wide allocator setting.
+* :mod:`landscape.workers`: CPU worker threads and the process-wide allocator setting (which an engine
+  changes only when asked: ``EngineConfig(tune_allocator=True)``).
 
 This module ties them together: :class:`Engine` evaluates a :class:`~landscape.points.PointSet`
 chunk by chunk (halving the chunk on out-of-memory errors) and never touches the user's model.
@@ -21,12 +23,8 @@ Dropout is off throughout; evaluation data is never shuffled.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-
 import copy
-import time
-import warnings
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -35,13 +33,13 @@ from tqdm.auto import tqdm
 
 from .config import BNMode, EngineConfig, default_memory_budget, resolve_device
 from .errors import UserError
-from .grouped_bn import GroupingError, Replica, engine_copy
-from .guard import GuardReport, discrepancy, tolerance
+from .grouped_bn import Replica, engine_copy
+from .guard import GuardReport, run_guard
 from .layout import Layout, buffer_layout, param_layout, unflatten
-from .memory import activation_bytes, chunk_points, is_oom, superbatch_cap
+from .memory import activation_bytes, is_oom
 from .passes import Strategy, evaluate_split, recompute_buffers, recompute_buffers_exact
-from .reference import reference_point
 from .points import PointSet
+from .plans import MIN_PROBE_POINTS, Planner
 from .probe import Plan, ProbeCache, ProbeKey, ProbeReport, run_probe, warn_vmap_failed
 from .result import EvalResult, concat_results, flops_per_sample
 from .workers import WorkerPools, split_range, tf32_allowed, tune_cpu_allocator
@@ -49,9 +47,6 @@ from .workers import WorkerPools, split_range, tf32_allowed, tune_cpu_allocator
 __all__ = ["BNMode", "Strategy", "EngineConfig", "EvalResult", "Engine", "flops_per_sample", "tune_cpu_allocator",
            "concat_results", "MIN_PROBE_POINTS"]
 
-_VMAP_WIDTH = 8  # points per vmap call
-_LOOP_CHUNK = 16  # points per chunk of the loop (the unit of on_chunk and of out-of-memory halving)
-MIN_PROBE_POINTS = 32  # fewer points than this: the plain plan, unprobed
 
 
 class Engine:
@@ -107,6 +102,10 @@ class Engine:
         self.bn_data = self._place(bn_data) if bn_data is not None else None
         example = self._place(next(iter(self.splits.values()))[0][: max(2, cfg.bn_batch_size)]).to(self.device)
         self.act_bytes = activation_bytes(self.model, example)
+        self.planner = Planner(cfg, self.device, self.memory_budget, self.act_bytes,
+                               (self.p_layout.size + self.b_layout.size) * self.dtype.itemsize,
+                               {k: x.shape[0] for k, (x, _) in self.splits.items()},
+                               None if self.bn_data is None else self.bn_data.shape[0])
         offs = np.cumsum((0,) + self.b_layout.numels)
         where = {n: slice(int(offs[i]), int(offs[i + 1])) for i, n in enumerate(self.b_layout.names)}
         self._bn_slices = {bn: {k: where[f"{bn}.{k}"] for k in ("running_mean", "running_var", "num_batches_tracked")}
@@ -201,14 +200,14 @@ class Engine:
 
             first = 0
             if self._guard is None and self.config.guard and self.bn_names and K:
-                self._guard, checked = self._run_guard(points, splits, recompute)
+                self._guard, checked = run_guard(self, points, splits, recompute)
                 if not probs:  # the guard's point, evaluated by the path now in use, is the evaluation's own
                     deliver(0, 1, checked)
                     first = 1
             plan, lo = self._choose(K, splits, probs, recompute, run, deliver, first)
             if self._guard is not None:
                 self._report.guard = str(self._guard)
-            k = max(self._chunk(plan, K), min(plan.workers, K))
+            k = max(self.planner.chunk(plan, K), min(plan.workers, K))
             while lo < K:
                 hi = min(lo + k, K)
                 try:
@@ -222,66 +221,17 @@ class Engine:
                     if plan.strategy is not Strategy.VMAP or is_oom(e):
                         raise
                     plan = self._vmap_failed(e, splits, probs, recompute)
-                    k = max(self._chunk(plan, K), min(plan.workers, K))
+                    k = max(self.planner.chunk(plan, K), min(plan.workers, K))
                     continue
                 deliver(lo, hi, part)
                 lo = hi
         bar.close()
         return concat_results(parts, splits, self.b_layout.size)
 
-    # --- plans ---------------------------------------------------------------------------------
-    def _plain(self, splits: tuple[str, ...], probs: tuple[str, ...], recompute: bool) -> Plan:
-        """The plain plan: one point at a time, whole split per forward (within the budget), one worker."""
-        return Plan(Strategy.LOOP, self._superbatch(splits, probs, recompute, 1, False), self.config.workers or 1,
-                    plain=True)
-
-    def _superbatch(self, splits: tuple[str, ...], probs: tuple[str, ...], recompute: bool, width: int,
-                    cache_sized: bool) -> int:
-        cfg, b = self.config, self.config.bn_batch_size
-        if cfg.superbatch is not None:
-            return max(b, cfg.superbatch // b * b)
-        sizes = [self.splits[s][0].shape[0] for s in dict.fromkeys((*splits, *probs))]
-        if recompute:
-            sizes.append(self.bn_data.shape[0])
-        s = min(-(-max(sizes) // b) * b, superbatch_cap(self.memory_budget, self.act_bytes, width, b))
-        if cache_sized:
-            s = min(s, max(b, cfg.cpu_cache_bytes // (self.act_bytes * width) // b * b))
-        return s
-
-    def _candidates(self, splits: tuple[str, ...], probs: tuple[str, ...], recompute: bool) -> list[Plan]:
-        """The plain plan first, then the other plans worth timing on this device."""
-        plain = self._plain(splits, probs, recompute)
-        if self.config.strategy is Strategy.LOOP:
-            return [plain]
-        cpu = self.device.type == "cpu"
-        vmap = [Plan(Strategy.VMAP, self._superbatch(splits, probs, recompute, _VMAP_WIDTH, cpu), w, _VMAP_WIDTH)
-                for w in self._worker_choices()]
-        if self.config.strategy is Strategy.VMAP:
-            return vmap[-1:]
-        loops = [Plan(Strategy.LOOP, self._superbatch(splits, probs, recompute, 1, cache), w)
-                 for w in self._worker_choices() for cache in (False, True) if cpu or not cache]
-        same_as_plain = Plan(Strategy.LOOP, plain.superbatch, plain.workers)
-        return list(dict.fromkeys([plain] + [p for p in loops if p != same_as_plain] + vmap))
-
-    def _worker_choices(self) -> list[int]:
-        if self.config.workers is not None:
-            return [self.config.workers]
-        cores = torch.get_num_threads()
-        return [1, cores] if self.device.type == "cpu" and cores > 1 else [1]
-
-    def _chunk(self, plan: Plan, n_points: int) -> int:
-        if self.config.chunk_size is not None:
-            return self.config.chunk_size
-        point_bytes = (self.p_layout.size + self.b_layout.size) * self.dtype.itemsize
-        vmap = plan.strategy is Strategy.VMAP
-        wanted = plan.points_per_round if vmap else max(_LOOP_CHUNK, plan.workers)
-        return chunk_points(self.memory_budget, point_bytes, wanted, n_points, self.act_bytes,
-                            self.config.bn_batch_size, vmap)
-
     def _choose(self, K: int, splits: tuple[str, ...], probs: tuple[str, ...], recompute: bool, run, deliver,
                 first: int = 0) -> tuple[Plan, int]:
         """The plan for the points from ``first`` on, and the first point the probe left to evaluate."""
-        cands = self._candidates(splits, probs, recompute)
+        cands = self.planner.candidates(splits, probs, recompute)
         if self.config.strategy is not Strategy.AUTO:
             self._report = ProbeReport([], cands[0], f"strategy {self.config.strategy.value!r} set in the config")
             return cands[0], first
@@ -308,61 +258,9 @@ class Engine:
         self._report = report
         return report.choice, done
 
-    # --- the guard ------------------------------------------------------------------------------
-    def _run_guard(self, points: PointSet, splits: tuple[str, ...], recompute: bool) -> tuple[GuardReport, EvalResult]:
-        """Point 0 through the fast path and the reference path; switch to exact paths where they differ.
-
-        Returns:
-            The report, and point 0's result by the path finally used (the plain plan's).
-
-        Raises:
-            UserError: Even the exact paths differ from the reference (the network is refused).
-        """
-        t0 = time.perf_counter()
-        tol = tolerance(self.dtype)
-        w = points.chunk(0, 1, self.device, self.dtype)[0]
-        b = points.buffer_chunk(0, 1, self.device, self.dtype, interpolate=self.config.bn_mode is not BNMode.STORED)
-        reference = copy.deepcopy(self._template).to(device=self.device, dtype=self.dtype)
-        t_ref = time.perf_counter()
-        ref, ref_buf = reference_point(reference, w, {s: self.splits[s] for s in splits},
-                                       self.bn_data if recompute else None, self.config.bn_batch_size,
-                                       self.config.bn_weighting, buffers=None if b is None else b[0])
-        t_ref = time.perf_counter() - t_ref
-        plain = self._plain(splits, (), recompute)
-        first, culprit = math.nan, None
-        for _ in range(3):  # the fast path, then at most two switches
-            action = ", ".join(["exact BN statistics"] * self._exact_bn + ["no folding"] * (not self._fold)) \
-                or "fast path"
-            try:
-                res = self._evaluate_chunk(self._replicas[0], points, 0, 1, plain, splits, ())
-                diffs = discrepancy(res.loss, res.buffers, ref, ref_buf, self._bn_slices)
-            except GroupingError as e:
-                diffs = [(math.inf, str(e).split(":")[0])]
-            worst = max(d for d, _ in diffs)
-            if worst <= tol:
-                report = GuardReport(tol, worst, culprit, action, time.perf_counter() - t0, t_ref, first)
-                if culprit is not None:
-                    warnings.warn(f"{culprit} differs from the reference path on the fast path by {first:.2g}; "
-                                  f"using {action} for this model", stacklevel=3)
-                return report, res
-            where = next(wh for d, wh in diffs if d > tol)  # BN layers in module order, then the evaluation pass
-            if culprit is None:
-                first, culprit = worst, where
-            if not self._exact_bn and recompute and where != "the evaluation pass":
-                self._exact_bn = True
-            elif self._fold:
-                self._fold = False
-                self._replicas = [engine_copy(self._template, self.dtype, self.device, fold=False)]
-                self.model = self._replicas[0].model
-            else:
-                break
-        raise UserError(f"this network cannot be evaluated exactly: even the exact paths differ from the reference "
-                        f"path by {worst:.2g} at {where} (turn the guard off with guard=False / --no-guard to "
-                        "evaluate it anyway)")
-
     def _vmap_failed(self, e: Exception, splits, probs, recompute: bool) -> Plan:
         warn_vmap_failed(e)
-        plain = self._plain(splits, probs, recompute)
+        plain = self.planner.plain(splits, probs, recompute)
         self._report = ProbeReport([], plain, f"vmap failed ({type(e).__name__}); fell back to the per-point loop")
         return plain
 

@@ -12,14 +12,20 @@ that differs it refuses. :class:`GuardReport` says what was compared, found and 
 
 from __future__ import annotations
 
+import copy
 import math
+import time
+import warnings
 from dataclasses import dataclass
 
 import torch
 
-from .reference import Metrics
+from .config import BNMode
+from .errors import UserError
+from .grouped_bn import GroupingError, engine_copy
+from .reference import Metrics, reference_point
 
-__all__ = ["GuardReport", "tolerance", "discrepancy"]
+__all__ = ["GuardReport", "tolerance", "discrepancy", "run_guard"]
 
 
 @dataclass
@@ -92,3 +98,56 @@ def discrepancy(losses: dict[str, torch.Tensor], buffers: torch.Tensor, ref: dic
         d = max(d, diff if math.isfinite(diff) else math.inf)
     out.append((d, "the evaluation pass"))
     return out
+
+
+def run_guard(engine, points, splits: tuple[str, ...], recompute: bool) -> tuple[GuardReport, object]:
+    """Point 0 of ``points`` through the engine's fast path and the reference path; switch the engine to exact paths
+    (its ``_exact_bn`` and ``_fold`` switches, its replicas) where they differ.
+
+    Returns:
+        The report, and point 0's result by the path finally used (the plain plan's).
+
+    Raises:
+        UserError: Even the exact paths differ from the reference (the network is refused).
+    """
+    t0 = time.perf_counter()
+    tol = tolerance(engine.dtype)
+    w = points.chunk(0, 1, engine.device, engine.dtype)[0]
+    b = points.buffer_chunk(0, 1, engine.device, engine.dtype, interpolate=engine.config.bn_mode is not BNMode.STORED)
+    reference = copy.deepcopy(engine._template).to(device=engine.device, dtype=engine.dtype)
+    t_ref = time.perf_counter()
+    ref, ref_buf = reference_point(reference, w, {s: engine.splits[s] for s in splits},
+                                   engine.bn_data if recompute else None, engine.config.bn_batch_size,
+                                   engine.config.bn_weighting, buffers=None if b is None else b[0])
+    t_ref = time.perf_counter() - t_ref
+    plain = engine.planner.plain(splits, (), recompute)
+    first, culprit = math.nan, None
+    for _ in range(3):  # the fast path, then at most two switches
+        action = ", ".join(["exact BN statistics"] * engine._exact_bn + ["no folding"] * (not engine._fold)) \
+            or "fast path"
+        try:
+            res = engine._evaluate_chunk(engine._replicas[0], points, 0, 1, plain, splits, ())
+            diffs = discrepancy(res.loss, res.buffers, ref, ref_buf, engine._bn_slices)
+        except GroupingError as e:
+            diffs = [(math.inf, str(e).split(":")[0])]
+        worst = max(d for d, _ in diffs)
+        if worst <= tol:
+            report = GuardReport(tol, worst, culprit, action, time.perf_counter() - t0, t_ref, first)
+            if culprit is not None:
+                warnings.warn(f"{culprit} differs from the reference path on the fast path by {first:.2g}; "
+                              f"using {action} for this model", stacklevel=4)
+            return report, res
+        where = next(wh for d, wh in diffs if d > tol)  # BN layers in module order, then the evaluation pass
+        if culprit is None:
+            first, culprit = worst, where
+        if not engine._exact_bn and recompute and where != "the evaluation pass":
+            engine._exact_bn = True
+        elif engine._fold:
+            engine._fold = False
+            engine._replicas = [engine_copy(engine._template, engine.dtype, engine.device, fold=False)]
+            engine.model = engine._replicas[0].model
+        else:
+            break
+    raise UserError(f"this network cannot be evaluated exactly: even the exact paths differ from the reference "
+                    f"path by {worst:.2g} at {where} (turn the guard off with guard=False / --no-guard to "
+                    "evaluate it anyway)")

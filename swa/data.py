@@ -9,8 +9,9 @@ a resumed run draws the same batches) and applies the train augmentation batch-w
 from __future__ import annotations
 
 import functools
+import math
 import pickle
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,10 @@ from landscape.errors import UserError
 
 from .sources import as_splits, call_factory, is_import_path
 
-__all__ = ["DataSpec", "Splits", "DATASETS", "load_splits", "iterate_batches", "cifar_augment"]
+__all__ = ["DataSpec", "Splits", "DATASETS", "TrainData", "builtin_data", "load_splits", "iterate_batches",
+           "cifar_augment"]
+
+Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
 DATASETS = ("mnist1d", "cifar10", "cifar100")
 
@@ -211,3 +215,56 @@ def iterate_batches(
         if augment is not None:
             xb = augment(xb, generator)
         yield xb, y[idx]
+
+
+@dataclass
+class TrainData:
+    """Where batches come from.
+
+    Attributes:
+        train: ``generator -> batches`` of one training epoch (shuffled, augmented).
+        eval_batches: ``split -> batches`` in evaluation form (fixed order, no
+            augmentation); ``"train"`` is also the BN recomputation pass.
+        num_batches: Training batches per epoch.
+        spec: JSON-able description stored in the run file (``{"name": "custom"}``
+            for user loaders).
+    """
+
+    train: Callable[[torch.Generator], Batches]
+    eval_batches: Callable[[str], Batches]
+    num_batches: int
+    spec: dict
+
+    @classmethod
+    def from_loaders(cls, train_loader: Iterable, test_loader: Iterable, train_eval_loader: Iterable | None = None,
+                     description: str = "custom") -> TrainData:
+        """Wrap user ``DataLoader``s (resume is exact only if they are seeded and deterministic)."""
+        ev = {"train": train_eval_loader or train_loader, "test": test_loader}
+        return cls(lambda g: train_loader, lambda s: ev[s], len(train_loader), {"name": description})
+
+
+def builtin_data(spec: DataSpec, batch_size: int, device: torch.device | str = "cpu", rank: int = 0, world: int = 1
+                 ) -> TrainData:
+    """A built-in data set held on ``device`` as tensors.
+
+    With ``world`` > 1 (DDP) every rank trains on its slice of each global batch of ``batch_size``
+    samples (same shuffling on all ranks), so the optimisation sees the same global batches.
+    """
+    if batch_size % world:
+        raise UserError(f"batch_size {batch_size} must be divisible by the number of ranks {world}")
+    s = load_splits(spec)
+    tx, ty, vx, vy = (t.to(device) for t in (s.train_x, s.train_y, s.test_x, s.test_y))
+    ev = {"train": (tx, ty), "test": (vx, vy)}
+
+    def train_batches(g: torch.Generator) -> Batches:
+        for xb, yb in iterate_batches(tx, ty, batch_size, g, s.augment):
+            lo = rank * xb.shape[0] // world
+            hi = (rank + 1) * xb.shape[0] // world
+            yield xb[lo:hi], yb[lo:hi]  # the whole batch when world == 1
+
+    return TrainData(
+        train=train_batches,
+        eval_batches=lambda split: iterate_batches(*ev[split], batch_size),
+        num_batches=math.ceil(tx.shape[0] / batch_size),
+        spec={**spec.to_dict(), "num_classes": s.num_classes},
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -13,7 +14,7 @@ from landscape.errors import UserError
 
 T = TypeVar("T")
 
-__all__ = ["init_from_env", "rank", "world", "barrier", "all_finite", "all_within", "on_rank0"]
+__all__ = ["init_from_env", "rank", "world", "barrier", "all_finite", "all_within", "on_rank0", "RankWriter"]
 
 
 def init_from_env() -> None:
@@ -76,3 +77,28 @@ def on_rank0(fn: Callable[[], T]) -> T | None:
     if message is not None:
         raise UserError(message)
     return result
+
+
+class RankWriter:
+    """Stand-in for the writer on ranks other than 0 under DDP: counts snapshots, keeps the fork in memory."""
+
+    def __init__(self, path: Path, count: int = 0, fork: dict | None = None):
+        self.path, self.count, self._fork = Path(path), count, fork
+
+    def append(self, *_a, **_k) -> int:
+        self.count += 1
+        return self.count - 1
+
+    def save_fork(self, state: dict) -> None:
+        self._fork = state
+
+    def fork(self) -> dict:
+        return self._fork
+
+    def save_checkpoint(self, *_a) -> None: ...
+
+    def write_solution(self, *_a, **_k) -> None: ...
+
+    def set_status(self, *_a) -> None: ...
+
+    def close(self) -> None: ...

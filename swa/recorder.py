@@ -37,7 +37,8 @@ from landscape.reference import evaluate_model
 
 from .config import TrainConfig
 from .sources import as_splits, fingerprint
-from .trajectory import Status, TrajectoryWriter, run_attributes
+from .schema import Status, run_attributes
+from .writer import TrajectoryWriter
 
 __all__ = ["Recorder", "import_run"]
 

@@ -3,7 +3,7 @@
 * ``package.module:function`` import paths for a model factory (returns an ``nn.Module``) or a data factory
   (returns ``(train, test)``); the paths and their keyword arguments are stored in the run file, so every
   command rebuilds both from the file alone.
-* :func:`as_splits` turns what a user has (tensor pairs, datasets, DataLoaders, a :class:`~swa.trainer.TrainData`)
+* :func:`as_splits` turns what a user has (tensor pairs, datasets, DataLoaders, a :class:`~swa.data.TrainData`)
   into the evaluation tensors the analyses use.
 * :func:`fingerprint` summarises a split (size, label counts, a hash of a fixed sample of inputs and labels);
   stored at training time, it lets an analysis refuse data that is not the run's with one line.
@@ -104,7 +104,7 @@ def as_splits(data: Any, what: str = "data") -> dict[str, tuple[torch.Tensor, to
 
     Args:
         data: A dict ``{"train": ..., "test": ...}`` or a pair ``(train, test)``, each an ``(inputs, targets)``
-            tensor pair, a map-style dataset or a DataLoader; or a :class:`~swa.trainer.TrainData` (its
+            tensor pair, a map-style dataset or a DataLoader; or a :class:`~swa.data.TrainData` (its
             evaluation batches).
         what: How to name it in errors.
 

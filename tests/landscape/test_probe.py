@@ -19,7 +19,7 @@ from tests.landscape.test_engine import BN_BATCH, _assert_matches_reference, _da
 def test_plain_plan_is_always_the_first_candidate(name, cfg):
     model, data = _model(name), _data()
     eng = Engine(model, data, config=EngineConfig(dtype="float64", bn_batch_size=BN_BATCH, **cfg))
-    cands = eng._candidates(("train", "test"), (), True)
+    cands = eng.planner.candidates(("train", "test"), (), True)
     plain = cands[0]
     assert plain.plain and plain.strategy is Strategy.LOOP and plain.width == 1
     assert plain.workers == cfg.get("workers", 1)

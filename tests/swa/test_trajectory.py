@@ -11,7 +11,7 @@ import torch
 
 from landscape.errors import UserError
 from swa import Trajectory, info, train
-from swa.trajectory import TrajectoryWriter
+from swa.writer import TrajectoryWriter
 from tests.factories import tiny_config
 
 CLI = [sys.executable, "-m", "swa_landscape"]

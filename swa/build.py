@@ -1,0 +1,76 @@
+"""What a training run is built from: the network (the registry's or the user's), the data, the device, and the
+run file's root attributes."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from torch import nn
+
+from landscape.config import resolve_device
+from landscape.errors import UserError
+
+from .config import TrainConfig
+from .data import DataSpec, TrainData, builtin_data
+from .distributed import rank, world
+from .models import build_model
+from .schema import run_attributes
+from .sources import as_splits, fingerprint, is_import_path
+
+__all__ = ["build_run", "load_init", "run_file_attributes"]
+
+
+def run_file_attributes(cfg: TrainConfig, model: nn.Module, model_spec: dict, data: TrainData) -> dict[str, str]:
+    """The run file's root attributes, with the fingerprint of the data in evaluation form."""
+    splits = as_splits(data)  # the data in evaluation form: its fingerprint lets analyses refuse other data
+    return run_attributes(cfg.to_dict(), model, model_spec, data.spec,
+                          {s: fingerprint(*xy) for s, xy in splits.items()})
+
+
+def build_run(cfg: TrainConfig, model: nn.Module | None, data: TrainData | None
+           ) -> tuple[nn.Module, dict, TrainData, torch.device]:
+    """The network on its device, how to rebuild it, the data and the device of a run (validated settings).
+
+    Args:
+        cfg: The settings.
+        model: A user network (default: ``cfg.model`` from the registry).
+        data: User data (default: the built-in ``cfg.dataset``).
+    """
+    cfg.validate()
+    device = resolve_device(cfg.device)
+    if data is None:
+        data = builtin_data(DataSpec(cfg.dataset, cfg.data_dir, cfg.num_samples, kwargs=cfg.dataset_kwargs),
+                            cfg.batch_size, device, rank(), world())
+    torch.manual_seed(cfg.seed)
+    if model is None:
+        kwargs = dict(cfg.model_kwargs)
+        if "num_classes" in data.spec and not is_import_path(cfg.model):  # a factory's signature is its own
+            kwargs.setdefault("num_classes", data.spec["num_classes"])
+        try:
+            model = build_model(cfg.model, **kwargs)
+        except UserError:
+            raise
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise UserError(f"model {cfg.model!r} rejects model_kwargs {json.dumps(kwargs)}: "
+                            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        spec = {"name": cfg.model, "kwargs": kwargs}
+    else:
+        spec = {"name": None, "class": f"{type(model).__module__}.{type(model).__qualname__}", "kwargs": {}}
+    return model.to(device), spec, data, device
+
+
+def load_init(model: nn.Module, path: str, device: torch.device) -> None:
+    """Load a pre-trained state_dict into ``model`` or raise one clear :class:`UserError`."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"--init {path}: no such file") from None
+    except Exception as e:  # noqa: BLE001 - torch.load raises many kinds for a file of another format
+        raise UserError(f"--init {path} is not a PyTorch state_dict file ({type(e).__name__})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"--init {path} holds a {type(state).__name__}, not a state_dict of tensors")
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError) as e:
+        raise UserError(f"--init {path} does not fit the model: {str(e).splitlines()[0]}") from None

@@ -1,0 +1,215 @@
+"""The training loop of one run: the conventional branch to the budget, then the SWA branch with its captures.
+
+:class:`TrainingLoop` holds a run's state (model, optimizer, average, scheduler, RNG, position in the plan) as
+one checkpointable dict, and runs its epochs: the lr of every step and the capture rule come from
+:mod:`swa.schedules`, every snapshot and solution goes to the writer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.optim.swa_utils import SWALR, AveragedModel, get_ema_multi_avg_fn
+from tqdm.auto import tqdm
+
+from landscape.bn import recompute_bn
+from landscape.errors import UserError
+from landscape.layout import flatten
+from landscape.reference import Metrics, evaluate_batches
+
+from .config import Averaging, SWASchedule, TrainConfig
+from .data import Batches, TrainData
+from .distributed import world
+from .divergence import check_divergence
+from .schedules import captured_after_epoch, captured_after_step, scheduled_lr
+from .schema import Status
+from .writer import TrajectoryWriter
+
+__all__ = ["TrainingLoop"]
+
+
+class TrainingLoop:
+    """State of one training run; methods are the phases of the plan."""
+
+    def __init__(self, cfg: TrainConfig, model: nn.Module, data: TrainData, writer: TrajectoryWriter,
+                 device: torch.device, progress: bool, log: Callable[[str], None]):
+        self.cfg, self.model, self.data, self.w, self.device = cfg, model, data, writer, device
+        self.progress, self.log = progress, log
+        self.nb = data.num_batches
+        self.net = model
+        if world() > 1:  # gradients averaged over ranks; parameters stay identical on every rank
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None)
+        self.opt = self._optimizer()
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.avg: AveragedModel | None = None
+        self.sched: SWALR | None = None
+        self.iteration = 0
+        self.start_loss: float | None = None  # the first batch's loss; divergence is judged against it
+        self.k = 0  # plan epochs done
+        start, length = cfg.swa_start_epoch, cfg.swa_length
+        sgd = [] if cfg.init else [("sgd", e) for e in range(cfg.epochs)]
+        self.plan = sgd + [("swa", e) for e in range(start, start + length)]
+
+    # --- state ---------------------------------------------------------------------------------
+    def _optimizer(self) -> torch.optim.Optimizer:
+        c = self.cfg
+        if c.optimizer == "adam":
+            return torch.optim.Adam(self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        return torch.optim.SGD(self.model.parameters(), lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+
+    def _new_average(self) -> None:
+        multi = get_ema_multi_avg_fn(self.cfg.ema_decay) if self.cfg.average is Averaging.EMA else None
+        self.avg = AveragedModel(self.model, multi_avg_fn=multi)
+        if self.cfg.swa_schedule is SWASchedule.SWALR:
+            self.sched = SWALR(self.opt, self.cfg.swa_lr, self.cfg.swa_anneal_epochs, self.cfg.swa_anneal_strategy)
+
+    def state(self) -> dict:
+        return {
+            "plan_index": self.k, "iteration": self.iteration, "n_snapshots": self.w.count,
+            "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+            "avg": self.avg.state_dict() if self.avg is not None else None,
+            "scheduler": self.sched.state_dict() if self.sched is not None else None,
+            "rng_torch": torch.get_rng_state(), "rng_data": self.gen.get_state(), "start_loss": self.start_loss,
+        }
+
+    def load_state(self, s: dict) -> None:
+        self.k, self.iteration = int(s["plan_index"]), int(s["iteration"])
+        self.start_loss = s.get("start_loss")
+        self.model.load_state_dict(s["model"])
+        self.opt.load_state_dict(s["optimizer"])
+        torch.set_rng_state(s["rng_torch"])
+        self.gen.set_state(s["rng_data"])
+        self.avg, self.sched = None, None
+        if s["avg"] is not None:
+            self._new_average()
+            self.avg.load_state_dict(s["avg"])
+        if s["scheduler"] is not None:
+            self.sched.load_state_dict(s["scheduler"])
+
+    # --- recording -----------------------------------------------------------------------------
+    def evaluate(self, model: nn.Module, split: str) -> Metrics:
+        return evaluate_batches(model, self._to_device(self.data.eval_batches(split)))
+
+    def _to_device(self, batches: Batches) -> Batches:
+        return ((x.to(self.device), y.to(self.device)) for x, y in batches)
+
+    def snapshot(self, branch: str, captured: bool, train: tuple[float, float], test: Metrics | None) -> None:
+        self.w.append(
+            flatten(list(self.model.parameters())), flatten(list(self.model.buffers())),
+            epoch=self.iteration / self.nb, iteration=self.iteration, lr=self.opt.param_groups[0]["lr"],
+            branch=branch, captured=captured, train_loss=train[0], train_acc=train[1],
+            test_loss=test.loss if test else math.nan, test_acc=test.acc if test else math.nan,
+        )
+
+    def capture(self) -> None:
+        self.avg.update_parameters(self.model)
+
+    def write_solution(self, name: str, model: nn.Module, **extra: float) -> tuple[Metrics, Metrics]:
+        tr, te = self.evaluate(model, "train"), self.evaluate(model, "test")
+        self.w.write_solution(
+            name, flatten(list(model.parameters())), flatten(list(model.buffers())),
+            train_loss=tr.loss, train_acc=tr.acc, test_loss=te.loss, test_acc=te.acc, **extra,
+        )
+        return tr, te
+
+    # --- training ------------------------------------------------------------------------------
+    def lr_at(self, branch: str, epoch: int, j: int) -> float:
+        """The lr of batch ``j`` of ``epoch`` (:func:`swa.schedules.scheduled_lr`; SWALR's own otherwise)."""
+        lr = scheduled_lr(self.cfg, branch, epoch * self.nb + j + 1, self.nb)
+        return self.opt.param_groups[0]["lr"] if lr is None else lr
+
+    def run_epoch(self, branch: str, epoch: int) -> tuple[float, float, Metrics, bool]:
+        c = self.cfg
+        self.model.train()
+        loss_sum = correct = seen = 0
+        last_snap = -1
+        any_capture = False
+        for j, (xb, yb) in enumerate(self._to_device(self.data.train(self.gen))):
+            lr = self.lr_at(branch, epoch, j)
+            for g in self.opt.param_groups:
+                g["lr"] = lr
+            out = self.net(xb)
+            loss = F.cross_entropy(out, yb)
+            self._check_divergence(loss.detach(), branch, epoch)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            self.iteration += 1
+            loss_sum += loss.item() * yb.shape[0]
+            correct += (out.argmax(1) == yb).sum().item()
+            seen += yb.shape[0]
+            captured = captured_after_step(c, branch, epoch * self.nb + j + 1, self.nb)
+            if captured:
+                self.capture()
+                any_capture = True
+            if captured or (c.snapshot_every and self.iteration % c.snapshot_every == 0):
+                test = self.evaluate(self.model, "test") if captured else None
+                self.snapshot(branch, captured, (loss_sum / seen, correct / seen), test)
+                last_snap = self.iteration
+        if self.sched is not None:
+            self.sched.step()
+        captured = captured_after_epoch(c, branch, epoch)
+        if captured:
+            self.capture()
+            any_capture = True
+        test = self.evaluate(self.model, "test")
+        if last_snap != self.iteration and (captured or not c.snapshot_every):
+            self.snapshot(branch, captured, (loss_sum / seen, correct / seen), test)
+        return loss_sum / seen, correct / seen, test, any_capture
+
+    def _check_divergence(self, loss: torch.Tensor, branch: str, epoch: int) -> None:
+        self.start_loss = check_divergence(loss, self.start_loss, self.cfg.divergence_factor,
+                                           f"iteration {self.iteration + 1} ({branch} epoch {epoch + 1})")
+
+    def start_swa_branch(self) -> None:
+        """Switch from the end of the conventional run (w_SGD) to the fork."""
+        c = self.cfg
+        if not c.init:
+            self.write_solution("sgd", self.model)
+            k = self.k
+            self.load_state({**self.w.fork(), "avg": None, "scheduler": None})
+            self.k = k  # the plan goes on; only the weights, optimizer, RNG and iteration come from the fork
+        self._new_average()
+        if c.include_start:
+            self.capture()
+
+    def finish(self) -> dict:
+        c = self.cfg
+        swa = self.avg.module
+        recompute_bn(swa, self._to_device(self.data.eval_batches("train")), c.bn_weighting)
+        n_avg = int(self.avg.n_averaged.item())
+        swa_tr, swa_te = self.write_solution("swa", swa, n_averaged=float(n_avg))
+        return {"swa_train": swa_tr, "swa_test": swa_te, "n_averaged": n_avg}
+
+    def run(self) -> dict:
+        c = self.cfg
+        fmt = "{:>5} {:>6} {:>9} {:>10} {:>9} {:>10} {:>9} {:>5}"
+        self.log(fmt.format("phase", "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "avg"))
+        bar = tqdm(total=len(self.plan), initial=self.k, desc="train", disable=None if self.progress else True,
+                   leave=False)  # None: on a terminal only
+        while self.k < len(self.plan):
+            branch, epoch = self.plan[self.k]
+            if branch == "swa" and self.avg is None:
+                self.start_swa_branch()
+            lr_shown = self.lr_at(branch, epoch, 0)
+            loss, acc, test, _ = self.run_epoch(branch, epoch)
+            self.k += 1
+            if branch == "sgd" and self.k == c.swa_start_epoch:
+                self.w.save_fork(self.state())
+            self.w.save_checkpoint(self.state())
+            n_avg = int(self.avg.n_averaged.item()) if self.avg is not None else 0
+            self.log(fmt.format(branch, epoch + 1, f"{lr_shown:.4g}", f"{loss:.4f}", f"{acc:.4f}",
+                                f"{test.loss:.4f}", f"{test.acc:.4f}", n_avg))
+            bar.update(1)
+        bar.close()
+        if self.avg is None:  # SWA branch of zero epochs cannot happen (validated); keep the invariant explicit
+            raise UserError("the SWA branch did not run")
+        out = self.finish()
+        self.w.save_checkpoint(self.state())
+        self.w.set_status(Status.COMPLETE)
+        return out

@@ -1,0 +1,202 @@
+"""Writing a run file (:mod:`swa.schema`): built complete under a temporary name, then appended to in SWMR mode."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+
+from landscape.errors import UserError
+from landscape.files import output_path
+
+from .schema import META, META_DTYPES, SOLUTION_SCALARS, Status, create_structure, pack_blob, unpack_blob
+from .trajectory import Trajectory
+
+__all__ = ["TrajectoryWriter"]
+
+
+class TrajectoryWriter:
+    """Append-only writer of a trajectory file (one training process).
+
+    Use :meth:`create` for a new run and :meth:`resume` to continue one.
+    """
+
+    def __init__(self, path: Path, built: Path | None = None):
+        self.path = Path(path)
+        self._f = h5py.File(built or self.path, "a", libver="latest")
+        self._f.swmr_mode = True
+        if built is not None:  # the file appears at its path only once it is in SWMR mode: a kill at any moment
+            os.replace(built, self.path)  # leaves either no file or one that SWMR readers open
+        self._s = self._f["snapshots"]
+        self._n = int(self._s["count"][()])
+
+    @classmethod
+    def create(cls, path: str | os.PathLike, attrs: dict[str, str], p: int, q: int,
+               weight_dtype: str = "float32", overwrite: bool = False) -> TrajectoryWriter:
+        """Create a new run file atomically and open it for appending.
+
+        Args:
+            path: Destination.
+            attrs: Root attributes (JSON strings: model, dataset, config, layouts...).
+            p: Number of parameters P.
+            q: Number of buffer entries Q.
+            weight_dtype: ``"float32"`` or ``"float16"`` for the snapshot weights.
+            overwrite: Replace an existing file.
+
+        Raises:
+            UserError: The file exists and ``overwrite`` is False.
+        """
+        path = output_path(path, "run file")
+        if path.exists() and not overwrite:
+            raise UserError(f"{path} exists; pass --overwrite to replace it or --resume to continue it")
+        if weight_dtype not in ("float32", "float16"):
+            raise UserError(f"snapshot dtype must be float32 or float16, got {weight_dtype!r}")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with h5py.File(tmp, "w", libver="latest") as f:
+            create_structure(f, attrs, p, q, weight_dtype)
+        return cls(path, built=tmp)
+
+    @classmethod
+    def resume(cls, path: str | os.PathLike) -> tuple[TrajectoryWriter, dict]:
+        """Rebuild a run file from its last checkpoint and reopen it for appending.
+
+        Snapshots written after the checkpoint are dropped (they are recomputed).
+
+        Returns:
+            The writer and the checkpoint dict (see the trainer).
+
+        Raises:
+            UserError: Not a trajectory file, or no checkpoint in it.
+        """
+        path = Path(path)
+        with Trajectory(path) as old:
+            ckpt = old.checkpoint()
+            if ckpt is None:
+                raise UserError(f"{path} has no checkpoint to resume from (killed before the first epoch ended?)")
+            n = int(ckpt["n_snapshots"])
+            f0 = old._f
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            with h5py.File(tmp, "w", libver="latest") as f:
+                attrs = {k: v for k, v in f0.attrs.items() if k not in ("format", "format_version")}
+                p, q = f0["snapshots/weights"].shape[1], f0["snapshots/buffers"].shape[1]
+                create_structure(f, attrs, p, q, str(f0["snapshots/weights"].dtype))
+                for k in ("weights", "buffers", *META):
+                    d = f[f"snapshots/{k}"]
+                    d.resize(n, axis=0)
+                    if n:
+                        d[:n] = f0[f"snapshots/{k}"][:n]
+                f["snapshots/count"][()] = n
+                for name in ("sgd", "swa"):
+                    for k, v in f0[f"solutions/{name}"].items():
+                        f[f"solutions/{name}/{k}"][()] = v[()]
+                fork_len = int(f0["state/fork_len"][()])
+                if fork_len:
+                    f["state/fork"].resize(fork_len, axis=0)
+                    f["state/fork"][:] = f0["state/fork"][:fork_len]
+                    f["state/fork_len"][()] = fork_len
+        w = cls(path, built=tmp)
+        w.save_checkpoint(ckpt)
+        w.set_status(Status.RUNNING)
+        return w, ckpt
+
+    @property
+    def count(self) -> int:
+        """Number of committed snapshots."""
+        return self._n
+
+    def append(self, weights: torch.Tensor, buffers: torch.Tensor, **meta: Any) -> int:
+        """Append one snapshot and commit it.
+
+        Args:
+            weights: Flat parameters ``[P]``.
+            buffers: Flat buffers ``[Q]``.
+            **meta: Per-snapshot values named as in the schema (missing metrics are NaN).
+
+        Returns:
+            Index of the new snapshot.
+        """
+        unknown = set(meta) - set(META)
+        if unknown:
+            raise ValueError(f"unknown snapshot fields {sorted(unknown)}")
+        i = self._n
+        rows = {"weights": weights.detach().cpu().numpy(), "buffers": buffers.detach().cpu().numpy()}
+        for k in META:
+            rows[k] = meta.get(k, np.nan if META_DTYPES[k] == "f8" else None)
+        rows["branch"] = str(rows["branch"]).encode()
+        for k, v in rows.items():
+            d = self._s[k]
+            d.resize(i + 1, axis=0)
+            if v is not None:
+                d[i] = v
+            d.flush()
+        self._n = i + 1
+        self._s["count"][()] = self._n
+        self._s["count"].flush()
+        return i
+
+    def save_checkpoint(self, state: dict) -> None:
+        """Write the resume state into the inactive slot, then point at it."""
+        st = self._f["state"]
+        blob = pack_blob(state)
+        slot = 1 - int(st["active"][()]) if int(st["active"][()]) >= 0 else 0
+        d = st[f"ckpt{slot}"]
+        if d.shape[0] < blob.size:
+            d.resize(blob.size, axis=0)
+        d[: blob.size] = blob
+        lens = st["ckpt_len"][:]
+        lens[slot] = blob.size
+        st["ckpt_len"][:] = lens
+        self._f.flush()
+        st["active"][()] = slot
+        self._f.flush()
+
+    def save_fork(self, state: dict) -> None:
+        """Store the state at the SWA start; the SWA branch starts from it."""
+        st = self._f["state"]
+        blob = pack_blob(state)
+        st["fork"].resize(blob.size, axis=0)
+        st["fork"][:] = blob
+        self._f.flush()
+        st["fork_len"][()] = blob.size
+        self._f.flush()
+
+    def fork(self) -> dict:
+        """The state stored by :meth:`save_fork`."""
+        st = self._f["state"]
+        n = int(st["fork_len"][()])
+        if not n:
+            raise UserError(f"{self.path} lacks the SWA fork state")
+        return unpack_blob(st["fork"][:n])
+
+    def write_solution(self, name: str, weights: torch.Tensor, buffers: torch.Tensor, **scalars: float) -> None:
+        """Write ``/solutions/{name}`` (``"sgd"`` or ``"swa"``) with its metrics."""
+        g = self._f[f"solutions/{name}"]
+        g["weights"][:] = weights.detach().cpu().float().numpy()
+        g["buffers"][:] = buffers.detach().cpu().float().numpy()
+        for k, v in scalars.items():
+            if k not in SOLUTION_SCALARS:
+                raise ValueError(f"unknown solution field {k!r}")
+            g[k][()] = v
+        self._f.flush()
+        g["written"][()] = True
+        self._f.flush()
+
+    def set_status(self, status: str, message: str = "") -> None:
+        st = self._f["state"]
+        st["status"][()] = status.encode()
+        st["message"][()] = message.encode()[:512]
+        self._f.flush()
+
+    def close(self) -> None:
+        if self._f.id.valid:
+            self._f.close()
+
+    def __enter__(self) -> TrajectoryWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
