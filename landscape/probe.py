@@ -159,7 +159,8 @@ def warn_vmap_failed(e: BaseException) -> None:
 
 def run_probe(candidates: list[Plan], run: Callable[[Plan, int, int], Any], deliver: Callable[[int, int, Any], None],
               max_points: int, total_points: int, min_total_seconds: float = 0.0, min_seconds: float = 0.2,
-              margin: float = 0.05, tol: float = 1e-4, start: int = 0) -> tuple[ProbeReport, int]:
+              margin: float = 0.05, tol: float = 1e-4, start: int = 0,
+              clock: Callable[[], float] = time.perf_counter) -> tuple[ProbeReport, int]:
     """Time the candidates on points ``start, start + 1, ...`` of the evaluation; return the report and the
     first point not yet evaluated.
 
@@ -176,6 +177,7 @@ def run_probe(candidates: list[Plan], run: Callable[[Plan, int, int], Any], deli
         margin: A plan other than the plain one must be faster by more than this fraction.
         tol: Relative tolerance of the vmap-vs-plain check on losses.
         start: Points before this one were evaluated already.
+        clock: Seconds, for the timing (tests pass a simulated clock).
 
     Returns:
         The report, and the first point that was not evaluated.
@@ -214,14 +216,14 @@ def run_probe(candidates: list[Plan], run: Callable[[Plan, int, int], Any], deli
                 continue
         deliver(lo, lo + per, warm)
         lo += per
-        t0 = time.perf_counter()
+        t0 = clock()
         n = 0
         share = max(per, max_points // (4 * len(candidates)))  # bounds what losing candidates cost
-        while n == 0 or (time.perf_counter() - t0 < min_seconds and n + per <= share and lo + per <= max_points):
+        while n == 0 or (clock() - t0 < min_seconds and n + per <= share and lo + per <= max_points):
             deliver(lo, lo + per, run(plan, lo, lo + per))
             lo += per
             n += per
-        trial.points, trial.seconds = n, time.perf_counter() - t0
+        trial.points, trial.seconds = n, clock() - t0
         if trial is trials[0] and total_points / trial.rate < min_total_seconds:
             for other in trials[1:]:
                 other.note = f"skipped: the plain plan needs about {total_points / trial.rate:.2f} s in all"

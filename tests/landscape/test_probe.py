@@ -1,6 +1,5 @@
 """The strategy choice: the plain plan is always a candidate, ties go to it, every plan is exact."""
 
-import time
 from types import SimpleNamespace
 
 import pytest
@@ -64,13 +63,16 @@ def test_few_points_use_the_plain_plan_unprobed():
 
 
 def _fake(costs: dict[Plan, float], wrong: set[Plan] = frozenset()):
-    """A run function whose plans take ``costs[plan]`` seconds per point; ``wrong`` plans return other losses."""
+    """A run function whose plans take ``costs[plan]`` seconds per point on a simulated clock (no sleeping, no
+    timing noise); ``wrong`` plans return other losses. Returns ``run, deliver, delivered, clock``."""
+    now = [0.0]
+
     def run(plan, lo, hi):
-        time.sleep(costs[plan] * (hi - lo))
+        now[0] += costs[plan] * (hi - lo)
         off = 1.0 if plan in wrong else 0.0
         return SimpleNamespace(loss={"train": torch.arange(lo, hi, dtype=torch.float64) + off})
     delivered = []
-    return run, (lambda lo, hi, part: delivered.append((lo, hi))), delivered
+    return run, (lambda lo, hi, part: delivered.append((lo, hi))), delivered, (lambda: now[0])
 
 
 PLAIN = Plan(Strategy.LOOP, 256, 1, plain=True)
@@ -79,45 +81,49 @@ VMAP = Plan(Strategy.VMAP, 128, 1, 4)
 
 
 def test_probe_prefers_the_plain_plan_on_a_near_tie_and_a_clear_winner_otherwise():
-    run, deliver, delivered = _fake({PLAIN: 0.010, TWO: 0.0099, VMAP: 0.012})
-    report, done = run_probe([PLAIN, TWO, VMAP], run, deliver, max_points=200, total_points=400, min_seconds=0.05)
+    run, deliver, delivered, clock = _fake({PLAIN: 0.010, TWO: 0.0099, VMAP: 0.012})
+    report, done = run_probe([PLAIN, TWO, VMAP], run, deliver, max_points=200, total_points=400, min_seconds=0.05,
+                             clock=clock)
     assert report.choice == PLAIN and "no candidate beat" in report.reason
     assert delivered[0][0] == 0 and delivered[-1][1] == done and all(a[1] == b[0] for a, b in zip(delivered, delivered[1:]))
-    run, deliver, _ = _fake({PLAIN: 0.010, TWO: 0.004, VMAP: 0.012})
-    report, _ = run_probe([PLAIN, TWO, VMAP], run, deliver, max_points=200, total_points=400, min_seconds=0.05)
+    run, deliver, _, clock = _fake({PLAIN: 0.010, TWO: 0.004, VMAP: 0.012})
+    report, _ = run_probe([PLAIN, TWO, VMAP], run, deliver, max_points=200, total_points=400, min_seconds=0.05,
+                             clock=clock)
     assert report.choice == TWO and report.trials[1].rate > 2 * report.trials[0].rate
 
 
 def test_probe_rejects_a_disagreeing_vmap_and_skips_what_does_not_fit():
-    run, deliver, delivered = _fake({PLAIN: 0.002, TWO: 0.010, VMAP: 0.0001}, wrong={VMAP})
+    run, deliver, delivered, clock = _fake({PLAIN: 0.002, TWO: 0.010, VMAP: 0.0001}, wrong={VMAP})
     with pytest.warns(UserWarning, match="disagree"):
-        report, done = run_probe([PLAIN, TWO, VMAP], run, deliver, max_points=60, total_points=120, min_seconds=0.01)
+        report, done = run_probe([PLAIN, TWO, VMAP], run, deliver, max_points=60, total_points=120, min_seconds=0.01,
+                                 clock=clock)
     assert report.choice == PLAIN and "disagrees" in report.trials[2].note and report.trials[2].points == 0
     assert sum(hi - lo for lo, hi in delivered) == done  # the rejected vmap round was not delivered
-    report, done = run_probe([PLAIN, TWO, VMAP], *_fake({PLAIN: 0.001, TWO: 0.001, VMAP: 0.001})[:2], max_points=6,
-                             total_points=12)
+    run, deliver, _, clock = _fake({PLAIN: 0.001, TWO: 0.001, VMAP: 0.001})
+    report, done = run_probe([PLAIN, TWO, VMAP], run, deliver, max_points=6, total_points=12, clock=clock)
     assert "skipped" in report.trials[2].note and done <= 6
 
 
 def test_short_evaluations_are_not_worth_probing():
     """The plain plan would finish 400 points in about 0.4 s: timing the others could not pay for itself."""
-    run, deliver, _ = _fake({PLAIN: 0.001, TWO: 0.0001, VMAP: 0.0001})
+    run, deliver, _, clock = _fake({PLAIN: 0.001, TWO: 0.0001, VMAP: 0.0001})
     report, done = run_probe([PLAIN, TWO, VMAP], run, deliver, max_points=200, total_points=400,
-                             min_total_seconds=3.0, min_seconds=0.02)
+                             min_total_seconds=3.0, min_seconds=0.02, clock=clock)
     assert report.choice == PLAIN and all("skipped" in t.note and t.points == 0 for t in report.trials[1:])
-    run, deliver, _ = _fake({PLAIN: 0.001, TWO: 0.0001, VMAP: 0.0001})
+    run, deliver, _, clock = _fake({PLAIN: 0.001, TWO: 0.0001, VMAP: 0.0001})
     report, _ = run_probe([PLAIN, TWO, VMAP], run, deliver, max_points=200, total_points=400,
-                          min_total_seconds=0.1, min_seconds=0.02)
+                          min_total_seconds=0.1, min_seconds=0.02, clock=clock)
     assert report.choice != PLAIN
 
 
 def test_a_candidate_running_out_of_memory_is_skipped():
-    run, deliver, _ = _fake({PLAIN: 0.001, TWO: 0.0005, VMAP: 0.0001})
+    run, deliver, _, clock = _fake({PLAIN: 0.001, TWO: 0.0005, VMAP: 0.0001})
 
     def tight(plan, lo, hi):
         if plan is TWO:
             raise RuntimeError("CUDA out of memory. Tried to allocate 9.00 GiB")
         return run(plan, lo, hi)
 
-    report, _ = run_probe([PLAIN, TWO, VMAP], tight, deliver, max_points=200, total_points=400, min_seconds=0.02)
+    report, _ = run_probe([PLAIN, TWO, VMAP], tight, deliver, max_points=200, total_points=400, min_seconds=0.02,
+                          clock=clock)
     assert report.trials[1].note == "out of memory" and report.trials[1].points == 0 and report.choice == VMAP

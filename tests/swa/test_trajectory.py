@@ -2,7 +2,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -63,47 +63,41 @@ def _start_training(path, *extra):
     return args
 
 
-def _wait_for_checkpoint(path, min_epochs, proc, timeout=120):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        assert proc.poll() is None, "training finished before it could be killed"
-        if path.exists():
-            try:
-                with Trajectory(path) as t:
-                    c = t.checkpoint()
-                    if c is not None and c["plan_index"] >= min_epochs:
-                        return
-            except (UserError, OSError, KeyError):
-                pass
-        time.sleep(0.05)
-    raise AssertionError("no checkpoint appeared")
-
-
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _killed_at(event: str, n: int, when: str, args: list[str]) -> subprocess.CompletedProcess:
+    """``swa-landscape ARGS`` killed with SIGKILL at an event (:mod:`tests.killpoint`); ``n = 0`` only counts."""
+    return subprocess.run([sys.executable, "-m", "tests.killpoint", event, str(n), when, "--", *args], env=ENV,
+                          cwd=ROOT, capture_output=True, text=True)
+
+
+WRITER = "swa.writer:TrajectoryWriter.__init__"  # the run file is at its path, open in SWMR mode
+CHECKPOINT = "swa.writer:TrajectoryWriter.save_checkpoint"
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
+    """The run without a kill, and how many HDF5 writes it made after its file appeared."""
     full = tmp_path_factory.mktemp("resume") / "full.h5"
-    subprocess.run(CLI + _start_training(full), check=True, env=ENV, capture_output=True)
-    return full
+    r = _killed_at(WRITER, 0, "after", _start_training(full))
+    assert r.returncode == 0, r.stderr
+    return full, int(r.stdout.rsplit("writes=", 1)[1])
 
 
 @pytest.mark.parametrize("kill_after", [3, 10])  # inside the conventional run, inside the SWA branch
 def test_kill9_then_resume_equals_uninterrupted(tmp_path, uninterrupted, kill_after):
-    env, full, cut = ENV, uninterrupted, tmp_path / "cut.h5"
-    proc = subprocess.Popen(CLI + _start_training(cut), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_for_checkpoint(cut, kill_after, proc)
-    time.sleep(0.07)  # land somewhere inside the next epoch
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    (full, _), cut = uninterrupted, tmp_path / "cut.h5"
+    r = _killed_at(CHECKPOINT, kill_after, "during:5", _start_training(cut))  # inside the next epoch's writes
+    assert r.returncode == -signal.SIGKILL, r.stderr
     # the killed file opens, with every committed snapshot intact
-    summary = subprocess.run(CLI + ["info", str(cut)], env=env, capture_output=True, text=True)
+    summary = subprocess.run(CLI + ["info", str(cut)], env=ENV, capture_output=True, text=True)
     assert summary.returncode == 0, summary.stderr
     assert "status: running" in summary.stdout
     with Trajectory(cut) as t, Trajectory(full) as f:
         n_cut = t.n
-        assert n_cut >= kill_after
+        assert n_cut >= kill_after and t.checkpoint()["plan_index"] == kill_after
         torch.testing.assert_close(t.weights(), f.weights(slice(0, n_cut)), rtol=0, atol=0)
     _resume_equals(cut, full)
 
@@ -200,42 +194,25 @@ def test_toml_config_and_flag_override(tmp_path):
 
 
 def test_kill9_before_the_first_checkpoint_then_resume_starts_over(tmp_path, uninterrupted):
-    def until_created(path, proc):
-        t0 = time.time()
-        while not path.exists():
-            assert proc.poll() is None and time.time() - t0 < 120, "training ended before its file appeared"
-            time.sleep(0.002)
-
-    for attempt in range(5):  # the window before the first checkpoint is short; retry if it was missed
-        cut = tmp_path / f"early{attempt}.h5"
-        proc = subprocess.Popen(CLI + _start_training(cut), env=ENV, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        until_created(cut, proc)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        with Trajectory(cut) as t:
-            if t.checkpoint() is None:
-                break
-    else:
-        pytest.skip("could not kill a run before its first checkpoint in 5 tries")
-    stdout = _resume_equals(cut, uninterrupted)
+    cut = tmp_path / "early.h5"
+    r = _killed_at(WRITER, 1, "after", _start_training(cut))  # the file exists; no epoch has ended
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    with Trajectory(cut) as t:
+        assert t.checkpoint() is None and t.status == "running"
+    stdout = _resume_equals(cut, uninterrupted[0])
     assert "no checkpoint yet" in stdout and "starting the run over" in stdout
 
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_kill9_at_a_random_moment_then_resume_equals_uninterrupted(tmp_path, uninterrupted, seed):
-    delay = np.random.default_rng(seed).uniform(0.2, 2.5)
-
+    """Killed inside the M-th HDF5 write of the run, M drawn uniformly over all its writes (appends, count
+    increments, checkpoint slots and their pointer, solutions)."""
+    full, writes = uninterrupted
+    m = int(np.random.default_rng(seed).integers(1, writes))
     cut = tmp_path / "cut.h5"
-    proc = subprocess.Popen(CLI + _start_training(cut), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    t0 = time.time()
-    while not cut.exists():
-        time.sleep(0.01)
-    time.sleep(max(0.0, delay - (time.time() - t0)))
-    assert proc.poll() is None, "training finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    _resume_equals(cut, uninterrupted)
+    r = _killed_at(WRITER, 1, f"during:{m}", _start_training(cut))
+    assert r.returncode == -signal.SIGKILL, f"write {m} of {writes}: {r.stderr}"
+    _resume_equals(cut, full)
 
 
 def test_rows_read_only_what_is_asked_and_in_the_order_asked(tiny_run):
