@@ -9,7 +9,6 @@ import io
 from dataclasses import dataclass
 
 import h5py
-import numpy as np
 import pytest
 
 import analyses.batch
@@ -18,7 +17,6 @@ from analyses.compare import compare
 from analyses.registry import REGISTRY, Analysis, Section, by_config, get, register, registered
 from landscape.errors import UserError, bounded, check_bounds
 from landscape.points import PointSet
-from swa.trajectory import Trajectory
 from swa_landscape import build_parser, main
 
 
@@ -138,17 +136,3 @@ def test_every_registered_analysis_declares_what_the_toolkit_needs():
         assert set(field_help(a.config)) >= {f for f in a.config.__dataclass_fields__}, a.name
         assert a.help and (a.report or a.metrics), a.name
     assert {by_config(type(c)).name for _, c in analyses.batch.PAPER} == {"rays", "segment", "plane", "fge"}
-
-
-def test_stored_results_resume_only_their_own_config(tiny_run, tmp_path):
-    """The results file's resume rule (analyses that write a group whole, like the Hessian's points)."""
-    from analyses.results import ResultsFile
-
-    with Trajectory(tiny_run) as t:
-        rf = ResultsFile(tmp_path / "r.h5", t)
-        assert rf.stored("g", {"a": 1}) is None
-        rf.write("g", {"x": np.arange(3.0)}, {"config": '{"a": 1}'})
-        np.testing.assert_array_equal(rf.stored("g", {"a": 1})["x"], np.arange(3.0))
-        assert rf.stored("g", {"a": 2}) is None
-        rf.prepare("h", {"b": 1}, {"v": ((4,), "f8", np.nan)})
-        assert rf.stored("h", {"b": 1}) is None  # points still to do

@@ -1,0 +1,68 @@
+"""The SWA-SGD segment (paper Figure 5) against the slow reference, in every BN mode."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from analyses import PlaneConfig, SegmentConfig, plane, segment
+from analyses.plane import plane_basis
+from landscape.engine import EngineConfig
+from swa import Trajectory
+from tests.analyses.helpers import ENG, QUIET, reference, reference_with, sha
+
+
+def test_segment_endpoints_reproduce_the_solutions(tiny_run, results_path):
+    before = sha(tiny_run)
+    s = segment(tiny_run, results_path, SegmentConfig(-0.5, 1.5, 5), ENG, **QUIET)
+    assert sha(tiny_run) == before  # analyses never modify the run file
+    with Trajectory(tiny_run) as t:
+        w_swa, w_sgd = t.solution("swa")[0], t.solution("sgd")[0]
+        swa_acc = t.solution_scalar("swa", "test_acc")
+    t_ = s["t"]
+    assert 0.0 in t_ and 1.0 in t_
+    np.testing.assert_allclose(s["distance"], t_ * (w_sgd.double() - w_swa.double()).norm().item(), rtol=1e-12)
+    i0, i1 = list(t_).index(0.0), list(t_).index(1.0)
+    for i, w in ((i0, w_swa), (i1, w_sgd)):
+        ref = reference(tiny_run, w)
+        assert s["train_loss"][i] == pytest.approx(ref["train"].loss, rel=1e-10)
+        assert s["test_error"][i] == pytest.approx(1 - ref["test"].acc, abs=1e-12)
+    assert s["test_error"][i0] == pytest.approx(1 - swa_acc, abs=1e-9)  # trainer recomputed BN the same way
+    with h5py.File(results_path, "r") as f, Trajectory(tiny_run) as t:  # the paper's L2-regularised loss
+        wd = t.config["weight_decay"]
+        for i, w in ((i0, w_swa), (i1, w_sgd)):
+            l2 = f["segment/train_loss_l2"][i] - f["segment/train_loss"][i]
+            assert wd > 0 and l2 == pytest.approx(0.5 * wd * float(w.double().pow(2).sum()), rel=1e-9)
+    with h5py.File(results_path, "r") as f:
+        assert f["segment/train_loss"].shape == (len(t_),) and "t_min_test_error" in f["segment"]
+
+
+@pytest.mark.parametrize("mode", ["stored", "interpolate"])
+def test_segment_and_plane_bn_modes_against_reference(tiny_run, tmp_path, mode):
+    """Each BN mode means what it says, checked against the reference path with buffers written out in the test."""
+    eng = EngineConfig(**{**ENG.__dict__, "bn_mode": mode})
+    s = segment(tiny_run, tmp_path / "r.h5", SegmentConfig(-0.5, 1.5, 5), eng, **QUIET)
+    with Trajectory(tiny_run) as t:
+        (w_swa, b_swa), (w_sgd, b_sgd) = t.solution("swa"), t.solution("sgd")
+    for i, ti in enumerate(s["t"]):
+        w = w_swa.double() + ti * (w_sgd.double() - w_swa.double())
+        b = b_swa.double() + (ti * (b_sgd.double() - b_swa.double()) if mode == "interpolate" else 0)
+        ref = reference_with(tiny_run, w, b)
+        assert s["train_loss"][i] == pytest.approx(ref["train"].loss, rel=1e-10)
+        assert s["test_error"][i] == pytest.approx(1 - ref["test"].acc, abs=1e-12)
+    p = plane(tiny_run, tmp_path / "r.h5", PlaneConfig(grid=(3, 2), margin=0.1), eng, **QUIET)
+    with h5py.File(tmp_path / "r.h5", "r") as f:
+        idx = json.loads(f["plane"].attrs["anchors"])
+        assert json.loads(f["plane"].attrs["config"])["engine"]["bn_mode"] == mode  # recorded = used
+    with Trajectory(tiny_run) as t:
+        w, b = t.weights(idx).double(), t.buffers(idx).double()
+    basis, xy = plane_basis(w[0], w[1], w[2])
+    # buffers through the three anchors: b = b1 + alpha (b3 - b1) + beta (b2 - b1), solved from the plane coordinates
+    for gi, gj in ((0, 0), (2, 1)):
+        x, y = p["x"][gi], p["y"][gj]
+        beta = y / xy[1, 1]
+        alpha = (x - beta * xy[1, 0]) / xy[2, 0]
+        bb = b[0] + (alpha * (b[2] - b[0]) + beta * (b[1] - b[0]) if mode == "interpolate" else 0)
+        ref = reference_with(tiny_run, w[0] + x * basis[0] + y * basis[1], bb)
+        assert p["train_loss"][gi, gj] == pytest.approx(ref["train"].loss, rel=1e-10)
