@@ -37,7 +37,7 @@ __all__ = ["DemoConfig", "demo", "build_parser", "main"]
 @dataclass(frozen=True)
 class DemoConfig:
     """Demo settings. The defaults are the configuration of the study in ``benchmarks/sweep_demo.py`` chosen for the
-    demo (README: "The demo's default"): the paper's four findings held on seeds 0, 1 and 2. The conv net
+    demo (docs/findings.md): the paper's four findings held on seeds 0, 1 and 2. The conv net
     without BatchNorm on 4000 MNIST-1D samples (3200 to train on), budget 40 epochs, SWA branch from epoch 30
     for 20 epochs (the paper's 1.25 budget) with the cyclical schedule from 0.1 to 0.01, one cycle per epoch
     (each cycle's end is an FGE proposal)."""

@@ -241,7 +241,7 @@ class Comparison:
         return "\n".join(lines)
 
     def format_markdown(self) -> str:
-        """The table and verdicts as Markdown (the README's findings section is this, generated)."""
+        """The table and verdicts as Markdown (docs/findings.md is this, generated)."""
         heads = " | ".join(f"run {i + 1}" for i in range(len(self.runs)))
         lines = [f"| quantity | mean ± std | {heads} |", "|---|---|" + "---|" * len(self.runs)]
         lines += [f"| {a} | {b} | " + " | ".join(cs) + " |" for a, b, cs in self.rows()]

@@ -15,7 +15,7 @@ For each registry model, a 2-D grid of points around the initial weights is eval
 All rows run in one process; ratios are taken between numbers of the same run.
 
 Usage:
-    python benchmarks/bench_matrix.py                     # the five models of the README's table
+    python benchmarks/bench_matrix.py                     # the five models of docs/performance.md's table
     python benchmarks/bench_matrix.py --models mlp --grid 21 --explain
 """
 

@@ -79,7 +79,7 @@ def main() -> None:
     args = ap.parse_args()
     from swa_landscape import DemoConfig
 
-    cfg = DemoConfig(epochs=args.epochs).train_config()  # the README's default run
+    cfg = DemoConfig(epochs=args.epochs).train_config()  # the demo's default run
     plain, full = [], []
     with tempfile.TemporaryDirectory() as d:
         for _ in range(args.repeats):

@@ -1,11 +1,11 @@
-"""Regenerate the README's findings section from ``swa-landscape compare`` (never written by hand).
+"""Regenerate the findings page's table from ``swa-landscape compare`` (never written by hand).
 
-Replaces the text between ``<!-- findings:begin -->`` and ``<!-- findings:end -->`` in the README with
+Replaces the text between ``<!-- findings:begin -->`` and ``<!-- findings:end -->`` in docs/findings.md (or the page given) with
 the Markdown table and verdicts of :func:`analyses.compare.compare` over the given runs (results files
 next to them), headed by the command that produced it.
 
 Usage:
-    python benchmarks/findings_readme.py RUN1.h5 RUN2.h5 ... [--readme README.md] [--label TEXT]
+    python benchmarks/findings_readme.py RUN1.h5 RUN2.h5 ... [--readme docs/findings.md] [--label TEXT]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ BEGIN, END = "<!-- findings:begin -->", "<!-- findings:end -->"
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+")
-    p.add_argument("--readme", default="README.md")
+    p.add_argument("--readme", default="docs/findings.md", help="the page holding the findings block")
     p.add_argument("--label", default="", help="a line saying what the runs are")
     args = p.parse_args()
     c = compare(args.runs)

@@ -28,7 +28,7 @@ def tune_cpu_allocator() -> bool:
 
     By default every activation above 128 KiB is a fresh ``mmap`` whose pages fault
     in on first touch; on a 2-core CPU that doubled the time of an evaluation pass
-    of the MNIST-1D conv net (measured, see README). This is what the usual advice
+    of the MNIST-1D conv net (measured, see docs/performance.md). This is what the usual advice
     of preloading jemalloc/tcmalloc for PyTorch on CPU achieves. Process-wide; freed
     memory stays with the process. Returns True if glibc accepted the settings.
     """
