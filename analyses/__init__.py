@@ -14,6 +14,7 @@ from .fge import FGEConfig, fge
 from .hessian import HessianConfig, hessian
 from .hessian_plane import EigenPlaneConfig, eigen_plane
 from .pca import PCAConfig, pca
+from .sharpness import SharpnessConfig, sharpness
 from .batch import PAPER, analyze_all
 from .compare import Comparison, compare
 from .registry import REGISTRY, Analysis, Section, register
@@ -21,4 +22,5 @@ from .results import ResultsFile
 
 __all__ = ["PAPER", "REGISTRY", "Analysis", "Section", "register", "analyze_all", "Comparison", "EigenPlaneConfig",
            "FGEConfig", "HessianConfig", "PCAConfig", "PlaneConfig", "RaysConfig", "ResultsFile", "SegmentConfig",
-           "compare", "default_results_path", "eigen_plane", "fge", "hessian", "pca", "plane", "rays", "segment"]
+           "SharpnessConfig", "compare", "default_results_path", "eigen_plane", "fge", "hessian", "pca", "plane", "rays",
+           "segment", "sharpness"]

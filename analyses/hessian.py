@@ -5,7 +5,8 @@ eval mode, using the statistics the engine gives that point (``recompute``, the 
 own, recomputed from the training data). Computed with :mod:`landscape.curvature`:
 
 * the ``top_k`` largest eigenvalues of the Hessian and their unit eigenvectors (Lanczos, ``eigsh``);
-* the trace by Hutchinson's estimator with ``trace_probes`` Rademacher vectors, and its standard error.
+* the trace by Hutchinson's estimator over Rademacher vectors, and its standard error: probes are added until
+  the standard error is at most ``trace_rtol`` of the trace, ``trace_probes`` at most (``trace_rtol`` 0: all).
 
 The Hessian of the L2-regularised loss ``L + 0.5 wd ||w||^2`` is this one plus ``wd I``: its
 eigenvalues are these plus the run's weight decay (stored as ``weight_decay``), its trace plus ``wd P``.
@@ -29,9 +30,8 @@ from torch import nn
 from landscape.curvature import HessianOperator, hutchinson_trace, top_eigen
 from landscape.engine import EngineConfig
 from landscape.errors import UserError, bounded, check_bounds
-from landscape.points import PointSet
 
-from .common import RunContext
+from .common import RunContext, parse_point, point_set
 from .distributed import ShardedResults, rank, shard_map, world
 from .registry import Analysis, Section, register
 from .results import config_json
@@ -50,7 +50,8 @@ class HessianConfig:
     Attributes:
         points: Where: ``sgd``, ``swa``, snapshot indices (as strings) or ``t=T`` on the segment.
         top_k: Number of largest eigenvalues (0: none).
-        trace_probes: Rademacher vectors of the Hutchinson trace (0: no trace).
+        trace_probes: The most Rademacher vectors of the Hutchinson trace (0: no trace).
+        trace_rtol: Stop the trace once its standard error is at most this fraction of it (0: use all trace_probes).
         tol: Relative accuracy of the eigenvalues asked of ARPACK (0: machine precision).
         seed: Seed of the Lanczos start vector and the trace probes.
         vectors: Hessian-vector products vmapped in one pass (trace probes, Lanczos blocks).
@@ -59,6 +60,7 @@ class HessianConfig:
     points: tuple[str, ...] = ("swa", "sgd")
     top_k: int = bounded(5, ge=0)
     trace_probes: int = bounded(100, ge=0)
+    trace_rtol: float = bounded(0.01, ge=0)
     tol: float = bounded(1e-4, ge=0)
     seed: int = bounded(0, meaning="any integer seeds the start vector and the probes")
     vectors: int = bounded(10, ge=1)
@@ -72,35 +74,7 @@ class HessianConfig:
         if not self.points:
             raise UserError("hessian needs at least one point")
         for p in self.points:
-            _parse(p)
-
-
-def _parse(name: str) -> tuple[str, float | int | None]:
-    """``("solution", None)``, ``("snapshot", i)`` or ``("segment", t)`` for a point name."""
-    if name in ("sgd", "swa"):
-        return "solution", None
-    if name.startswith("t="):
-        try:
-            return "segment", float(name[2:])
-        except ValueError:
-            pass
-    elif name.lstrip("-").isdigit():
-        return "snapshot", int(name)
-    raise UserError(f"hessian point {name!r}: use sgd, swa, a snapshot index or t=T on the SGD-SWA segment")
-
-
-def _point_set(ctx: RunContext, name: str) -> PointSet:
-    """The point as a one-point set carrying the buffers the BN modes need."""
-    kind, arg = _parse(name)
-    t = ctx.traj
-    if kind == "solution":
-        w, b = t.solution(name)
-        return PointSet.explicit(w[None], b[None])
-    if kind == "snapshot":
-        return PointSet.explicit(t.weights([arg]), t.buffers([arg]))
-    from .segment import segment_points  # here: the registry's order is the order modules are imported
-
-    return segment_points(t, np.array([arg]))[0]
+            parse_point(p)
 
 
 def hessian_operator(ctx: RunContext, name: str, vectors: int = 10) -> tuple[HessianOperator, float]:
@@ -109,7 +83,7 @@ def hessian_operator(ctx: RunContext, name: str, vectors: int = 10) -> tuple[Hes
     Returns:
         The operator and the point's training loss as the engine evaluates it (with the same statistics).
     """
-    pts = _point_set(ctx, name)
+    pts = point_set(ctx, name)
     res = ctx.engine.evaluate(pts, splits=("train",))  # the statistics the BN mode gives this point
     w = pts.chunk(0, 1, dtype=torch.float64)[0]
     x, y = ctx.splits["train"]
@@ -139,7 +113,7 @@ def _compute(ctx: RunContext, name: str, config: HessianConfig) -> dict:
         vals, vecs = top_eigen(op, k, config.tol, config.seed)
         out.update(eigenvalues=vals, eigenvectors=vecs.astype(np.float32))
     if config.trace_probes:
-        est = hutchinson_trace(op, config.trace_probes, config.seed)
+        est = hutchinson_trace(op, config.trace_probes, config.seed, config.trace_rtol)
         out.update(trace=est.trace, trace_se=est.standard_error, trace_samples=est.samples)
     out.update(hvps=op.calls, seconds=time.perf_counter() - t0)
     return out
@@ -185,7 +159,8 @@ def describe(summary: dict) -> str:
         if "eigenvalues" in s:
             parts.append("top eigenvalues " + ", ".join(f"{v:.4g}" for v in np.asarray(s["eigenvalues"])))
         if "trace" in s:
-            parts.append(f"trace {float(s['trace']):.4g} +- {float(s['trace_se']):.2g} (Hutchinson, 1 SE)")
+            parts.append(f"trace {float(s['trace']):.4g} +- {float(s['trace_se']):.2g} (Hutchinson, 1 SE, "
+                         f"{len(np.atleast_1d(s['trace_samples']))} probes)")
         parts.append(f"{int(s['hvps'])} Hessian-vector products in {float(s['seconds']):.1f} s")
         lines.append("; ".join(parts))
     return "\n".join(lines)

@@ -130,7 +130,7 @@ def test_every_registered_analysis_declares_what_the_toolkit_needs():
     """The built-in ones: a documented config with defaults, a description, and a report section or metrics."""
     from landscape.cli_fields import field_help
 
-    assert list(REGISTRY) == ["rays", "segment", "plane", "fge", "hessian", "hessian-plane", "pca"]
+    assert list(REGISTRY) == ["rays", "segment", "plane", "fge", "hessian", "hessian-plane", "pca", "sharpness"]
     for a in REGISTRY.values():
         a.config()  # every field has a default
         assert set(field_help(a.config)) >= {f for f in a.config.__dataclass_fields__}, a.name

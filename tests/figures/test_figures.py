@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from matplotlib.text import Text
 
-from analyses import (FGEConfig, HessianConfig, PCAConfig, PlaneConfig, RaysConfig, SegmentConfig, fge, hessian, pca,
-                      plane, rays, segment)
+from analyses import (FGEConfig, HessianConfig, PCAConfig, PlaneConfig, RaysConfig, SegmentConfig, SharpnessConfig,
+                      fge, hessian, pca, plane, rays, segment, sharpness)
 from analyses.hessian_plane import EigenPlaneConfig, eigen_plane
 from figures import planes, plots
 from figures.data import read_results, read_run
@@ -32,11 +32,13 @@ def results(tiny_run, tmp_path_factory):
     hessian(tiny_run, out, HessianConfig(top_k=2, trace_probes=4), ENG, progress=False)
     eigen_plane(tiny_run, out, EigenPlaneConfig(grid=(4, 4)), ENG, progress=False)
     pca(tiny_run, out, PCAConfig(grid=(4, 4)), ENG, progress=False)
+    sharpness(tiny_run, out, SharpnessConfig(rhos=(0.05, 0.2), samples=3, report_rho=0.2, steps=2, m=100,
+                                            batches=2), ENG, progress=False)
     return str(out)
 
 
 FIGURES = ("plane_fig1", "schedule", "plane", "rays", "segment", "fge", "hessian", "plane_hessian_swa",
-           "plane_hessian_sgd", "pca")  # the report's order
+           "plane_hessian_sgd", "pca", "sharpness")  # the report's order
 
 
 def _draw(name, run, res):

@@ -31,15 +31,15 @@ def _dense(m, w, b, x, y) -> torch.Tensor:
     return torch.autograd.functional.hessian(loss, w)
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_products_eigenvalues_and_trace_match_the_dense_hessian(seed):
+@pytest.mark.parametrize("seed,retain", [(0, False), (1, False), (2, True), (3, True)])
+def test_products_eigenvalues_and_trace_match_the_dense_hessian(seed, retain):
     m, w, b, x, y = _tiny(seed)
     h = _dense(m, w, b, x, y)
     assert torch.allclose(h, h.T, atol=1e-12)
-    # 17 samples per pass (several data chunks), 4 vectors per vmapped block
+    # recomputed: 17 samples per pass (several data chunks); retained: one graph; 4 vectors per block
     op = HessianOperator(m, w, b, x, y, dtype=torch.float64, memory_budget=6 * 4 * 17 * 100, activation_bytes=100,
-                         vectors=4)
-    assert op.samples == 17
+                         vectors=4, retain=retain)
+    assert op.samples == 17 and op.retained == retain
     v = torch.randn(9, w.numel(), dtype=torch.float64)
     torch.testing.assert_close(op.matmat(v), v @ h, rtol=1e-10, atol=1e-12)
     exact = torch.linalg.eigvalsh(h).flip(0).numpy()
@@ -55,11 +55,30 @@ def test_products_eigenvalues_and_trace_match_the_dense_hessian(seed):
     assert est.standard_error == pytest.approx(s.std(ddof=1) / np.sqrt(len(s)), rel=1e-12)
 
 
-def test_float32_products_agree_with_float64():
+@pytest.mark.parametrize("retain", [False, True])
+def test_float32_products_agree_with_float64(retain):
     m, w, b, x, y = _tiny(2)
-    op64 = HessianOperator(m, w, b, x, y, dtype=torch.float64)
-    op32 = HessianOperator(m, w, b, x, y, dtype=torch.float32)
+    op64 = HessianOperator(m, w, b, x, y, dtype=torch.float64, retain=retain)
+    op32 = HessianOperator(m, w, b, x, y, dtype=torch.float32, retain=retain)
     v = torch.randn(3, w.numel(), dtype=torch.float64)
     torch.testing.assert_close(op32.matmat(v).double(), op64.matmat(v), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(op32.matmat(v[:1]).double(), op64.matmat(v[:1]), rtol=1e-4, atol=1e-5)  # one vector
     assert op32.loss() == pytest.approx(op64.loss(), rel=1e-6)
-    assert op64.calls == 3
+    assert op64.calls == 4
+
+
+def test_adaptive_trace_stops_at_its_tolerance_on_the_same_probes():
+    """The adaptive estimate is the fixed one cut short: the same first probes, stopped once SE <= rtol |trace|."""
+    m, w, b, x, y = _tiny(4)
+    op = HessianOperator(m, w, b, x, y, dtype=torch.float64, vectors=5)
+    full = hutchinson_trace(op, probes=200, seed=3)
+    op.calls = 0
+    rtol = 2 * full.standard_error / abs(full.trace)  # reachable well before 200 probes
+    est = hutchinson_trace(op, probes=200, seed=3, rtol=rtol)
+    n = len(est.samples)
+    assert 10 <= n < 200 and n % 5 == 0 and op.calls == n  # whole blocks, stopped early
+    np.testing.assert_array_equal(est.samples, full.samples[:n])
+    assert est.standard_error <= rtol * abs(est.trace)
+    prev = est.samples[:n - 5]  # one block earlier the rule did not hold yet
+    assert n == 10 or prev.std(ddof=1) / np.sqrt(len(prev)) > rtol * abs(prev.mean())
+    assert len(hutchinson_trace(op, probes=30, seed=3, rtol=1e-9).samples) == 30  # the cap
