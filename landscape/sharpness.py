@@ -135,7 +135,7 @@ def worst_case(loss: Callable[[torch.Tensor], torch.Tensor], w: torch.Tensor, sc
     for i in range(steps + 1):
         d = delta.detach().requires_grad_(True)
         value = loss(w + scale * d)
-        inc = float(value) - base
+        inc = float(value.detach()) - base
         trace.append(inc)
         if inc > best:
             best, best_delta = inc, d.detach().clone()

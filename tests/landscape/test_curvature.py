@@ -82,3 +82,29 @@ def test_adaptive_trace_stops_at_its_tolerance_on_the_same_probes():
     prev = est.samples[:n - 5]  # one block earlier the rule did not hold yet
     assert n == 10 or prev.std(ddof=1) / np.sqrt(len(prev)) > rtol * abs(prev.mean())
     assert len(hutchinson_trace(op, probes=30, seed=3, rtol=1e-9).samples) == 30  # the cap
+
+
+def test_a_full_lanczos_basis_hands_over_to_arpack(monkeypatch):
+    """Where the basis would pass its memory cap, ARPACK's restarted Lanczos finishes from the best Ritz vector."""
+    import landscape.curvature as curvature
+
+    m, w, b, x, y = _tiny(5)
+    exact = torch.linalg.eigvalsh(_dense(m, w, b, x, y)).flip(0).numpy()
+    monkeypatch.setattr(curvature, "_BASIS_BYTES", 1)  # a basis of 2k + 2 vectors only
+    op = HessianOperator(m, w, b, x, y, dtype=torch.float64)
+    vals, vecs = top_eigen(op, 3, tol=0.0, seed=1)
+    np.testing.assert_allclose(vals, exact[:3], rtol=1e-6)
+    assert op.calls > 8  # more than the capped basis: ARPACK went on
+
+
+def test_hutch_plus_plus_is_exact_on_the_whole_space_and_reduces_the_variance():
+    m, w, b, x, y = _tiny(6)
+    h = _dense(m, w, b, x, y)
+    exact = float(torch.trace(h))
+    op = HessianOperator(m, w, b, x, y, dtype=torch.float64, vectors=8)
+    full = hutchinson_trace(op, probes=4, seed=1, deflate=op.size)  # Q spans everything: the residual is 0
+    assert full.trace == pytest.approx(exact, rel=1e-10) and full.standard_error < 1e-8 * abs(exact)
+    plain = hutchinson_trace(op, probes=200, seed=2)
+    deflated = hutchinson_trace(op, probes=200, seed=2, deflate=40)
+    assert abs(deflated.trace - exact) < 3 * deflated.standard_error
+    assert deflated.standard_error < plain.standard_error  # the dominant eigenspace's share is exact
