@@ -19,12 +19,14 @@ Each finding gets a verdict per run and overall, by the criteria in :data:`FINDI
 from __future__ import annotations
 
 import csv
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
 
 from landscape.errors import UserError
 from landscape.files import default_results_path
@@ -33,7 +35,7 @@ from swa.trajectory import Trajectory
 from .registry import REGISTRY
 from .results import ResultsFile
 
-__all__ = ["Finding", "FINDINGS", "Verdict", "Comparison", "labels", "run_metrics", "compare", "MIN_ACC_GAIN"]
+__all__ = ["Finding", "FINDINGS", "FLATNESS", "t_interval", "three_way", "Verdict", "Comparison", "labels", "run_metrics", "compare", "MIN_ACC_GAIN"]
 
 MIN_ACC_GAIN = 0.5
 """Finding 1 needs SWA's test accuracy above SGD's by at least this many points on average."""
@@ -61,6 +63,26 @@ FINDINGS = (
             "on every run, ||p_SWA - p_FGE|| is below the mean consecutive-proposal gap ||p_i - p_i+1||"),
 )
 """The paper's findings (sections 3.4-3.5, Figures 4-5) in the order the verdicts are printed."""
+
+FLATNESS = Finding(
+    "sharpness", "SWA is flatter (adaptive sharpness)",
+    "the 95% t-interval over runs of SGD's minus SWA's adaptive average-case sharpness at report_rho lies above 0 "
+    "(holds) or below 0 (contradicted); otherwise inconclusive (also with one run)")
+"""Beside the paper: judged with an interval over runs, and shown only where the sharpness analysis ran."""
+
+
+def t_interval(x: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of ``x [R]`` and its two-sided t-interval (NaN bounds for fewer than two values)."""
+    x = np.asarray(x, dtype=np.float64)
+    if len(x) < 2:
+        return float(np.mean(x)), math.nan, math.nan
+    lo, hi = stats.t.interval(level, len(x) - 1, loc=float(np.mean(x)), scale=float(stats.sem(x)))
+    return float(np.mean(x)), float(lo), float(hi)
+
+
+def three_way(lo: float, hi: float) -> str:
+    """``holds`` (the interval lies above 0), ``contradicted`` (below 0) or ``inconclusive``."""
+    return "holds" if lo > 0 else "contradicted" if hi < 0 else "inconclusive"
 
 _RAYS = (("rays", "raw"), ("rays_filter", "filter-normalised"))
 _RUN_LABELS = {"sgd_acc": "SGD test accuracy (%)", "swa_acc": "SWA test accuracy (%)",
@@ -115,17 +137,21 @@ class Verdict:
         per_run: Per run: True (holds), False (does not) or None (not measured: an analysis is missing).
         holds: Overall: every run holds (and, for accuracy, the mean gain is large enough).
         margin: The numbers behind the verdict, in words.
+        interval: For a finding judged with uncertainty, ``(mean, low, high)`` of its statistic over the runs.
     """
 
     finding: Finding
     per_run: tuple[bool | None, ...]
     holds: bool
     margin: str
+    interval: tuple[float, float, float] | None = None
 
     @property
     def word(self) -> str:
         if any(r is None for r in self.per_run):
             return "not measured"
+        if self.interval is not None:
+            return three_way(*self.interval[1:])
         return "holds" if self.holds else "does not hold"
 
 
@@ -134,7 +160,7 @@ def _per_run(ok: np.ndarray, measured: np.ndarray) -> tuple[bool | None, ...]:
 
 
 _NEEDS = {"accuracy": "the run's solutions", "width": "rays, with and without --filter-normalize",
-          "segment": "segment", "fge": "fge (a cyclic run's proposals)"}
+          "segment": "segment", "fge": "fge (a cyclic run's proposals)", "sharpness": "sharpness"}
 """What each finding needs, for the reason of a "not measured" verdict."""
 
 
@@ -179,6 +205,14 @@ def _judge(v: dict[str, np.ndarray]) -> list[Verdict]:
     gap, cons = v["fge_prob_diff_swa_ensemble"], v["fge_prob_diff_consecutive"]
     per = _per_run(gap < cons, np.isfinite(gap) & np.isfinite(cons))
     add(FINDINGS[3], per, all(per), lambda: f"largest ratio gap/consecutive {np.max(gap / cons):.3f}")
+    d = v["sharpness_sgd_adaptive"] - v["sharpness_swa_adaptive"]
+    if np.isfinite(d).any():  # beside the paper: only where the sharpness analysis ran
+        per = _per_run(d > 0, np.isfinite(d))
+        why = _unmeasured(per, FLATNESS.key)
+        iv = t_interval(d) if why is None else None
+        out.append(Verdict(FLATNESS, per, iv is not None and three_way(*iv[1:]) == "holds",
+                           why or f"SGD - SWA: mean {iv[0]:+.4g}, 95% t-interval [{iv[1]:+.4g}, {iv[2]:+.4g}] over "
+                                  f"{len(d)} run(s)", iv))
     return out
 
 
@@ -210,7 +244,8 @@ class Comparison:
 
     @property
     def all_hold(self) -> bool:
-        return all(v.holds for v in self.verdicts)
+        """Whether the paper's findings all hold (findings beside the paper are not part of it)."""
+        return all(v.holds for v in self.verdicts if v.finding in FINDINGS)
 
     def rows(self) -> list[tuple[str, str, list[str]]]:
         """Measured quantities as ``(label, "mean +- std", per-run values)``, in table order."""

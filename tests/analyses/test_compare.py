@@ -6,10 +6,11 @@ import sys
 
 import h5py
 import numpy as np
+from scipy import stats
 import pytest
 
 from analyses import FGEConfig, RaysConfig, SegmentConfig, fge, rays, segment
-from analyses.compare import FINDINGS, MIN_ACC_GAIN, _judge, compare, labels
+from analyses.compare import FINDINGS, FLATNESS, MIN_ACC_GAIN, _judge, compare, labels, t_interval
 from landscape.engine import EngineConfig
 from landscape.errors import UserError
 from swa import Trajectory, train
@@ -120,6 +121,7 @@ def test_judge_flips_with_each_criterion():
         v["seg_t_min_test_error"] = rng.uniform(-1, 0.45, r)
         v["seg_slope_beyond_swa"] = v["seg_slope_beyond_sgd"] - rng.uniform(0.01, 0.1, r)
         v["fge_prob_diff_swa_ensemble"] = v["fge_prob_diff_consecutive"] * rng.uniform(0.1, 0.9, r)
+        v["sharpness_sgd_adaptive"] = v["sharpness_swa_adaptive"] + rng.uniform(0.1, 0.2, r)
         return v
 
     assert all(x.holds for x in _judge(good()))
@@ -176,3 +178,31 @@ def test_compare_refuses_bad_input(analysed_runs, tiny_run_constant, tmp_path):
     r = subprocess.run([sys.executable, "-m", "swa_landscape", "compare", str(tmp_path / "missing.h5")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no such file" in r.stderr
+
+
+def test_t_interval_against_scipy_and_the_formula():
+    rng = np.random.default_rng(21)
+    for n in (2, 3, 7, 30):
+        x = rng.normal(rng.uniform(-1, 1), rng.uniform(0.1, 2), n)
+        mean, lo, hi = t_interval(x)
+        half = stats.t.ppf(0.975, n - 1) * x.std(ddof=1) / np.sqrt(n)  # written out
+        assert mean == pytest.approx(x.mean(), rel=1e-12)
+        assert (lo, hi) == (pytest.approx(x.mean() - half, rel=1e-10), pytest.approx(x.mean() + half, rel=1e-10))
+        assert (lo, hi) == pytest.approx(stats.t.interval(0.95, n - 1, loc=x.mean(), scale=stats.sem(x)))
+    assert np.isnan(t_interval(np.array([1.0]))[1])
+
+
+def test_the_flatness_verdict_is_three_way_and_shown_only_where_measured():
+    rng = np.random.default_rng(22)
+    base = {k: rng.uniform(0.5, 1.0, 4) for k in labels()}
+    cases = {"holds": rng.uniform(0.2, 0.3, 4), "contradicted": -rng.uniform(0.2, 0.3, 4),
+             "inconclusive": np.array([0.3, -0.3, 0.2, -0.25])}
+    for word, diff in cases.items():
+        v = dict(base, sharpness_sgd_adaptive=base["sharpness_swa_adaptive"] + diff)
+        flat = {x.finding.key: x for x in _judge(v)}["sharpness"]
+        assert flat.finding is FLATNESS and flat.word == word and flat.holds == (word == "holds")
+        assert flat.interval == pytest.approx(t_interval(diff)) and "95% t-interval" in flat.margin
+    one = {k: x[:1] for k, x in base.items()}
+    assert {x.finding.key: x for x in _judge(one)}["sharpness"].word == "inconclusive"  # one run proves nothing
+    none = dict(base, sharpness_swa_adaptive=np.full(4, np.nan), sharpness_sgd_adaptive=np.full(4, np.nan))
+    assert "sharpness" not in {x.finding.key for x in _judge(none)}
