@@ -16,7 +16,7 @@ from torch import nn
 
 from landscape.engine import Engine, EngineConfig
 from landscape.errors import UserError
-from landscape.layout import buffer_layout, flatten, param_layout, unflatten
+from landscape.layout import flatten, param_layout, unflatten
 from landscape.points import PointSet
 from tests.landscape.zoo import ZOO, data_for
 
