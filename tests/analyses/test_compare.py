@@ -10,7 +10,9 @@ from scipy import stats
 import pytest
 
 from analyses import FGEConfig, RaysConfig, SegmentConfig, fge, rays, segment
-from analyses.compare import FINDINGS, FLATNESS, MIN_ACC_GAIN, _judge, compare, labels, t_interval
+from analyses.compare import compare, labels
+from analyses.findings import FINDINGS, FLATNESS, MIN_ACC_GAIN, t_interval
+from analyses.findings import judge
 from landscape.engine import EngineConfig
 from landscape.errors import UserError
 from swa import Trajectory, train
@@ -124,7 +126,7 @@ def test_judge_flips_with_each_criterion():
         v["sharpness_sgd_adaptive"] = v["sharpness_swa_adaptive"] + rng.uniform(0.1, 0.2, r)
         return v
 
-    assert all(x.holds for x in _judge(good()))
+    assert all(x.holds for x in judge(good()))
     breaks = {
         "accuracy": lambda v: v["acc_diff"].__setitem__(1, -0.01),
         "width": lambda v: v["rays_filter_sgd_width_loss"].__setitem__(2, v["rays_filter_swa_width_loss"][2] * 1.001),
@@ -134,20 +136,20 @@ def test_judge_flips_with_each_criterion():
     for key, brk in breaks.items():
         v = good()
         brk(v)
-        verdicts = {x.finding.key: x for x in _judge(v)}
+        verdicts = {x.finding.key: x for x in judge(v)}
         assert not verdicts[key].holds and verdicts[key].word == "does not hold"
         assert sum(p is False for p in verdicts[key].per_run) == 1
         assert all(x.holds for k, x in verdicts.items() if k != key)
     v = good()
     v["acc_diff"] = np.array([0.2, 0.3, 0.4])  # SWA better on every run, but not by enough on average
-    acc = _judge(v)[0]
+    acc = judge(v)[0]
     assert acc.per_run == (True, True, True) and not acc.holds
     v = good()
     v["seg_slope_beyond_swa"] = v["seg_slope_beyond_sgd"] + 0.01  # steeper beyond SWA
-    assert not _judge(v)[2].holds
+    assert not judge(v)[2].holds
     v = good()
     v["rays_sgd_width_error"][0] = np.nan  # raw rays of one run not measured
-    width = _judge(v)[1]
+    width = judge(v)[1]
     assert width.per_run[0] is None and width.word == "not measured" and not width.holds
     assert [f.key for f in FINDINGS] == ["accuracy", "width", "segment", "fge"]
 
@@ -199,10 +201,10 @@ def test_the_flatness_verdict_is_three_way_and_shown_only_where_measured():
              "inconclusive": np.array([0.3, -0.3, 0.2, -0.25])}
     for word, diff in cases.items():
         v = dict(base, sharpness_sgd_adaptive=base["sharpness_swa_adaptive"] + diff)
-        flat = {x.finding.key: x for x in _judge(v)}["sharpness"]
+        flat = {x.finding.key: x for x in judge(v)}["sharpness"]
         assert flat.finding is FLATNESS and flat.word == word and flat.holds == (word == "holds")
         assert flat.interval == pytest.approx(t_interval(diff)) and "95% t-interval" in flat.margin
     one = {k: x[:1] for k, x in base.items()}
-    assert {x.finding.key: x for x in _judge(one)}["sharpness"].word == "inconclusive"  # one run proves nothing
+    assert {x.finding.key: x for x in judge(one)}["sharpness"].word == "inconclusive"  # one run proves nothing
     none = dict(base, sharpness_swa_adaptive=np.full(4, np.nan), sharpness_sgd_adaptive=np.full(4, np.nan))
-    assert "sharpness" not in {x.finding.key for x in _judge(none)}
+    assert "sharpness" not in {x.finding.key for x in judge(none)}
