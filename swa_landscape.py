@@ -64,11 +64,8 @@ def demo(config: DemoConfig, out: str | os.PathLike, progress: bool = True) -> P
     Returns:
         The path of ``index.html``.
     """
-    from analyses import PAPER, compare
-    from analyses.batch import run_analyses, with_settings
-    from analyses.common import default_engine_config
+    from analyses import analyze_all, compare
     from figures.report import make_figures
-    from swa.trajectory import Trajectory
 
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -81,10 +78,9 @@ def demo(config: DemoConfig, out: str | os.PathLike, progress: bool = True) -> P
     print(f"[1/4] training ({config.epochs} epochs + SWA branch) -> {run}")
     train(config.train_config(), run, overwrite=True, progress=progress)
     print("[2/4] analyses -> " + str(results))
-    configs = with_settings(PAPER, {"rays": {"directions": config.directions, "steps": config.ray_steps},
-                                    "plane": {"grid": (config.grid, config.grid)}})
-    with Trajectory(run) as t:
-        run_analyses(t, results, configs, default_engine_config(t), progress=progress, log=print)
+    analyze_all(run, results, progress=progress, settings={
+        "rays": {"directions": config.directions, "steps": config.ray_steps},
+        "plane": {"grid": (config.grid, config.grid)}})
     print("[3/4] figures")
     index = make_figures(run, results, out)
     print("[4/4] the paper's findings of this run (swa-landscape compare):")
