@@ -21,13 +21,13 @@ from landscape.probe import ProbeCache
 from swa.runs import build_run_model, run_splits
 from swa.trajectory import Trajectory
 
-from .distributed import ShardedResults, rank, world
+from .distributed import ShardedResults, rank, shard_map, world
 from .distributed import mine as shard
 from .journal import Journal
-from .results import ResultsFile
+from .results import ResultsFile, config_json
 
 __all__ = ["VALUES", "RunContext", "default_engine_config", "open_run", "analysis", "evaluate_missing", "parse_point",
-           "point_set", "RESULT_DEFINING"]
+           "point_set", "per_point", "RESULT_DEFINING"]
 
 VALUES = ("train_loss", "train_error", "test_loss", "test_error", "train_loss_l2")
 """What :func:`evaluate_missing` stores per point."""
@@ -164,3 +164,32 @@ def point_set(ctx: RunContext, name: str) -> PointSet:
     from .segment import segment_points  # here: the registry's order is the order modules are imported
 
     return segment_points(t, np.array([arg]))[0]
+
+
+def per_point(ctx: RunContext, results: ShardedResults, group: str, config, compute, attrs: dict,
+              progress: bool) -> dict:
+    """An analysis computed point by point (``config.points``), each point its own group ``GROUP/<point>``.
+
+    Points already stored with these settings are read back (resume); the others are shared out over the ranks
+    and each written whole when done.
+
+    Args:
+        group: The analysis' results group.
+        config: Its config (a dataclass with ``points``); with the engine's settings it identifies a result.
+        compute: ``compute(point name) -> dict`` of values.
+        attrs: Attributes stored with every point (besides ``config`` and ``point``).
+    """
+    cfg = {**dataclasses.asdict(config), "engine": ctx.engine_dict()}
+    cfg.pop("points")
+    summary = {name: got for name in config.points if (got := results.stored(f"{group}/{name}", cfg)) is not None}
+    todo = [n for n in config.points if n not in summary]
+
+    def announced(name: str) -> dict:
+        if progress:
+            print(f"{group} at {name} (rank {rank()})" if world() > 1 else f"{group} at {name}", flush=True)
+        return compute(name)
+
+    for name, vals in zip(todo, shard_map(announced, todo)):  # points shared out over the ranks
+        results.write(f"{group}/{name}", vals, {"config": config_json(cfg), "point": name, **attrs})
+        summary[name] = vals
+    return {n: summary[n] for n in config.points}

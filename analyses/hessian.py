@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -33,10 +33,9 @@ from landscape.curvature import HessianOperator, hutchinson_trace, top_eigen
 from landscape.engine import EngineConfig
 from landscape.errors import UserError, bounded, check_bounds
 
-from .common import RunContext, parse_point, point_set
-from .distributed import ShardedResults, rank, shard_map, world
+from .common import RunContext, parse_point, per_point, point_set
+from .distributed import ShardedResults
 from .registry import Analysis, Section, register
-from .results import config_json
 
 __all__ = ["ANALYSIS", "HessianConfig", "hessian", "hessian_operator", "stored_eigenvectors", "describe",
            "UNSUPPORTED_BN_MODES"]
@@ -126,21 +125,8 @@ def _compute(ctx: RunContext, name: str, config: HessianConfig) -> dict:
 
 
 def _run(ctx: RunContext, results: ShardedResults, config: HessianConfig, progress: bool) -> dict:
-    cfg = {**asdict(config), "engine": ctx.engine_dict()}
-    cfg.pop("points")
-    summary = {name: got for name in config.points if (got := results.stored(f"hessian/{name}", cfg)) is not None}
-    todo = [n for n in config.points if n not in summary]
-
-    def compute(name: str) -> dict:
-        if progress:
-            print(f"hessian at {name} (rank {rank()})" if world() > 1 else f"hessian at {name}", flush=True)
-        return _compute(ctx, name, config)
-
-    for name, vals in zip(todo, shard_map(compute, todo)):  # points shared out over the ranks
-        results.write(f"hessian/{name}", vals, {"config": config_json(cfg), "point": name,
-                                                "weight_decay": ctx.traj.config["weight_decay"]})
-        summary[name] = vals
-    return {n: summary[n] for n in config.points}
+    return per_point(ctx, results, "hessian", config, lambda name: _compute(ctx, name, config),
+                     {"weight_decay": ctx.traj.config["weight_decay"]}, progress)
 
 
 def stored_eigenvectors(results: ShardedResults, name: str) -> torch.Tensor:

@@ -28,7 +28,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -40,10 +40,9 @@ from landscape.errors import UserError, bounded, check_bounds
 from landscape.layout import buffer_layout, param_layout, unflatten
 from landscape.sharpness import average_case, perturbation_points, scales, worst_case
 
-from .common import RunContext, parse_point, point_set
-from .distributed import ShardedResults, rank, shard_map, world
+from .common import RunContext, parse_point, per_point, point_set
+from .distributed import ShardedResults
 from .registry import Analysis, Section, register
-from .results import config_json
 
 __all__ = ["ANALYSIS", "SharpnessConfig", "sharpness", "perturbed_mask", "describe"]
 
@@ -114,19 +113,24 @@ def sharpness(run: str | os.PathLike, out: str | os.PathLike | None = None, conf
     return ANALYSIS(run, out, config, engine_config, progress, model=model, data=data)
 
 
-def _fixed_bn_loss(ctx: RunContext, buffers: torch.Tensor, x: torch.Tensor, y: torch.Tensor, wd: float):
-    """The loss of weights ``[P]`` on ``(x, y)``, BN in eval mode with ``buffers`` held fixed (differentiable)."""
+def _fixed_bn_losses(ctx: RunContext, buffers: torch.Tensor, wd: float):
+    """``batch_loss(x, y)``: the loss of weights ``[P]`` on a batch, BN in eval mode with ``buffers`` held fixed
+    (differentiable); one network copy serves every batch."""
     eng = ctx.engine
     net = copy.deepcopy(eng.template).to(device=eng.device, dtype=eng.dtype).eval()
     bufs = {k: v.to(eng.device) for k, v in unflatten(buffers.to(eng.dtype), buffer_layout(net)).items()}
     layout = param_layout(net)
-    x, y = x.to(eng.device, eng.dtype) if x.is_floating_point() else x.to(eng.device), y.to(eng.device)
 
-    def loss(w: torch.Tensor) -> torch.Tensor:
-        out = functional_call(net, {**unflatten(w, layout), **bufs}, (x,))
-        return nn.functional.cross_entropy(out, y) + 0.5 * wd * w.pow(2).sum()
+    def batch_loss(x: torch.Tensor, y: torch.Tensor):
+        x, y = x.to(eng.device, eng.dtype) if x.is_floating_point() else x.to(eng.device), y.to(eng.device)
 
-    return loss
+        def loss(w: torch.Tensor) -> torch.Tensor:
+            out = functional_call(net, {**unflatten(w, layout), **bufs}, (x,))
+            return nn.functional.cross_entropy(out, y) + 0.5 * wd * w.pow(2).sum()
+
+        return loss
+
+    return batch_loss
 
 
 def _compute(ctx: RunContext, name: str, config: SharpnessConfig) -> dict:
@@ -152,12 +156,12 @@ def _compute(ctx: RunContext, name: str, config: SharpnessConfig) -> dict:
         order = torch.randperm(len(x), generator=torch.Generator().manual_seed(config.seed))
         m = len(x) if config.m == 0 else min(config.m, len(x))
         n_batches = 1 if config.m == 0 else min(config.batches, len(x) // m)
-        wd_ = w.to(eng.dtype).to(eng.device)
+        w_dev, batch_loss = w.to(eng.dtype).to(eng.device), _fixed_bn_losses(ctx, b, wd)
         for p, radius in ((math.inf, config.worst_rho), (2.0, config.worst_rho * math.sqrt(int(mask.sum())))):
             key = "inf" if math.isinf(p) else "2"
             for kind, adaptive in (("adaptive", True), ("raw", False)):
                 scale = scales(w, mask, adaptive).to(eng.dtype).to(eng.device)
-                inc = [worst_case(_fixed_bn_loss(ctx, b, x[idx], y[idx], wd), wd_, scale, radius, p, config.steps,
+                inc = [worst_case(batch_loss(x[idx], y[idx]), w_dev, scale, radius, p, config.steps,
                                   seed=config.seed + j).increase
                        for j, idx in enumerate(order[:n_batches * m].reshape(n_batches, m))]
                 out.update({f"worst_{kind}_{key}": float(np.mean(inc)), f"worst_{kind}_{key}_batches": np.asarray(inc),
@@ -169,24 +173,10 @@ def _compute(ctx: RunContext, name: str, config: SharpnessConfig) -> dict:
 
 
 def _run(ctx: RunContext, results: ShardedResults, config: SharpnessConfig, progress: bool) -> dict:
-    cfg = {**asdict(config), "engine": ctx.engine_dict()}
-    cfg.pop("points")
-    summary = {name: got for name in config.points if (got := results.stored(f"sharpness/{name}", cfg)) is not None}
-    todo = [n for n in config.points if n not in summary]
-
-    def compute(name: str) -> dict:
-        if progress:
-            print(f"sharpness at {name} (rank {rank()})" if world() > 1 else f"sharpness at {name}", flush=True)
-        return _compute(ctx, name, config)
-
-    for name, vals in zip(todo, shard_map(compute, todo)):
-        results.write(f"sharpness/{name}", vals, {
-            "config": config_json(cfg), "point": name,
-            "loss": "cross-entropy + 0.5 wd ||w||^2" if config.l2 else "cross-entropy",
-            "perturbed_weights": "all but BatchNorm weights and biases" if config.exclude_bn_bias else "all",
-            "worst_case_bn": "eval mode, the point's statistics held fixed"})
-        summary[name] = vals
-    return {n: summary[n] for n in config.points}
+    return per_point(ctx, results, "sharpness", config, lambda name: _compute(ctx, name, config), {
+        "loss": "cross-entropy + 0.5 wd ||w||^2" if config.l2 else "cross-entropy",
+        "perturbed_weights": "all but BatchNorm weights and biases" if config.exclude_bn_bias else "all",
+        "worst_case_bn": "eval mode, the point's statistics held fixed"}, progress)
 
 
 def describe(summary: dict) -> str:
