@@ -16,9 +16,8 @@ from torch import nn
 
 from landscape.engine import EngineConfig
 from landscape.errors import UserError
-from landscape.files import default_results_path
 from landscape.probe import ProbeCache
-from swa.trajectory import Trajectory
+from swa.trajectory import NULL_ROLES, Trajectory
 
 from .common import analysis, default_engine_config
 from .fge import FGEConfig
@@ -97,16 +96,17 @@ def run_analyses(t: Trajectory, out: str | os.PathLike, configs: Mapping[str, ob
 def analyze_all(run: str | os.PathLike, out: str | os.PathLike | None = None,
                 engine_config: EngineConfig | None = None, *, model: nn.Module | None = None, data=None,
                 progress: bool = True, log: Callable[[str], None] = print,
-                settings: Mapping[str, Mapping] | None = None) -> dict:
+                settings: Mapping[str, Mapping] | None = None, null: bool = False) -> dict:
     """The paper's analyses (:data:`PAPER`), as ``swa-landscape analyze RUN all`` runs them.
 
     Args:
         settings: Fields to change per analysis, e.g. ``{"rays": {"directions": 4}}`` (:func:`with_settings`).
+        null: Analyse the null control's pair (``train --controls``; default results ``RUN.null.landscape.h5``).
 
     Returns:
         Key of :data:`PAPER` to its summary (skipped ones absent).
     """
     configs = with_settings(PAPER, settings or {})
-    with Trajectory(run) as t:
-        return run_analyses(t, out or default_results_path(t.path), configs, engine_config or default_engine_config(t),
+    with Trajectory(run, NULL_ROLES if null else None) as t:
+        return run_analyses(t, out or t.results_path, configs, engine_config or default_engine_config(t),
                             model=model, data=data, progress=progress, log=log, skip=True)

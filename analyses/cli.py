@@ -13,9 +13,8 @@ import dataclasses
 
 from landscape.cli_fields import add_config_arguments, config_values
 from landscape.engine import MIN_PROBE_POINTS, EngineConfig
-from landscape.files import default_results_path
 from landscape.probe import ProbeCache
-from swa.trajectory import Trajectory
+from swa.trajectory import NULL_ROLES, Trajectory
 
 from . import batch
 from .batch import with_settings
@@ -27,7 +26,11 @@ __all__ = ["COMMANDS", "engine_config", "run_analyses", "explain"]
 
 
 def _common_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", help="results file (default: RUN.landscape.h5 next to the run)")
+    p.add_argument("--out", help="results file (default: RUN.landscape.h5 next to the run, RUN.null.landscape.h5 "
+                                 "with --null)")
+    p.add_argument("--null", action="store_true",
+                   help="analyse the null control's pair instead (train --controls): the second SGD solution in "
+                        "SWA's place, so that compare can tell whether a criterion discriminates")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--explain", action="store_true",
                    help="print how the engine evaluated the analyses (candidate plans, their times, the choice)")
@@ -101,9 +104,9 @@ def run_analyses(args: argparse.Namespace) -> None:
     say = print if rank() == 0 else (lambda *a, **k: None)
     todo = configs(args)
     cache = ProbeCache()
-    with Trajectory(args.run) as t:
+    with Trajectory(args.run, NULL_ROLES if args.null else None) as t:
         eng = engine_config(args, t)
-        out = args.out or str(default_results_path(t.path))
+        out = args.out or str(t.results_path)
         # `all` names the analyses that cannot honour the mode or the run and runs the others; one refuses itself
         batch.run_analyses(t, out, todo, eng, progress=not args.no_progress and rank() == 0, log=say,
                            skip=args.analysis == "all", cache=cache)

@@ -15,7 +15,6 @@ from torch import nn
 
 from landscape.engine import Engine, EngineConfig, EvalResult
 from landscape.errors import UserError
-from landscape.files import default_results_path
 from landscape.points import PointSet
 from landscape.probe import ProbeCache
 from swa.runs import build_run_model, run_splits
@@ -100,7 +99,7 @@ def analysis(run: str | os.PathLike | Trajectory, out: str | os.PathLike | None,
     t = run if isinstance(run, Trajectory) else Trajectory(run)
     try:
         ctx = open_run(t, engine_config, model, data, cache)  # refused model or data: nothing written
-        results = ShardedResults(ResultsFile(out or default_results_path(t.path), t))
+        results = ShardedResults(ResultsFile(out or t.results_path, t))
         yield ctx, results
     finally:
         if t is not run:

@@ -13,7 +13,10 @@ Reads each run file and its results file (never modifies either) and collects, p
 * the four FGE numbers of the paper's section 3.5;
 * what every other registered analysis that ran declares (the Hessian's top eigenvalue and trace, sharpness).
 
-Each finding gets a verdict per run and overall (:mod:`analyses.findings`).
+Each finding is judged with 95% t-intervals over the runs (:mod:`analyses.findings`). Where the runs were trained
+with ``--controls``, the accuracy finding compares SWA with the better of SGD and the budget-matched SGD, and where
+the null pair was analysed (``analyze RUN all --null``, ``RUN.null.landscape.h5``), every claim is also measured on
+it and reported beside.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import numpy as np
 
 from landscape.errors import UserError
 from landscape.files import default_results_path
-from swa.trajectory import Trajectory
+from swa.trajectory import NULL_ROLES, Trajectory
 
 from .findings import FINDINGS, Verdict, judge
 from .registry import REGISTRY
@@ -37,7 +40,8 @@ from .results import ResultsFile
 __all__ = ["Comparison", "labels", "run_metrics", "compare"]
 
 _RUN_LABELS = {"sgd_acc": "SGD test accuracy (%)", "swa_acc": "SWA test accuracy (%)",
-               "acc_diff": "SWA - SGD accuracy (points)"}
+               "acc_diff": "SWA - SGD accuracy (points)",
+               "sgd_budget_acc": "budget-matched SGD test accuracy (%, control)"}
 """The quantities of the run file itself; each analysis declares its own (:attr:`Analysis.labels`)."""
 
 
@@ -47,12 +51,15 @@ def labels() -> dict[str, str]:
     return {**_RUN_LABELS, **{k: v for a in REGISTRY.values() for k, v in a.labels.items()}}
 
 
-def run_metrics(run: str | os.PathLike, results: str | os.PathLike | None = None) -> tuple[dict[str, float], dict]:
+def run_metrics(run: str | os.PathLike, results: str | os.PathLike | None = None, roles: dict | None = None
+                ) -> tuple[dict[str, float], dict]:
     """The quantities of one run (``NaN`` where an analysis has not been run) and the settings that must agree.
 
     Args:
         run: Run file (read-only).
-        results: Its results file (default ``RUN.landscape.h5``); must belong to this run.
+        results: Its results file (default ``RUN.landscape.h5``, ``RUN.null.landscape.h5`` for the null view); must
+            belong to this run (view).
+        roles: A view of the run (:data:`~swa.trajectory.NULL_ROLES`: the null pair), or None.
 
     Returns:
         ``(values, settings)``: values by key of :func:`labels`, read by each registered analysis'
@@ -61,13 +68,15 @@ def run_metrics(run: str | os.PathLike, results: str | os.PathLike | None = None
     """
     v = dict.fromkeys(labels(), np.nan)
     settings: dict[str, tuple] = {}
-    with Trajectory(run) as t:
-        for name in ("sgd", "swa"):
-            if not t.has_solution(name):
-                raise UserError(f"{run} has no {name.upper()} solution yet (training unfinished)")
-            v[f"{name}_acc"] = 100 * t.solution_scalar(name, "test_acc")
+    with Trajectory(run, roles) as t:
+        for name in ("sgd", "swa", "sgd_budget"):
+            if t.has_solution(name):
+                v[f"{name}_acc"] = 100 * t.solution_scalar(name, "test_acc")
+            elif name != "sgd_budget":
+                raise UserError(f"{run} has no {t.roles.get(name, name).upper()} solution yet (training unfinished"
+                                f"{'' if name == 'sgd' or not roles else ', or trained without --controls'})")
         v["acc_diff"] = v["swa_acc"] - v["sgd_acc"]
-        results = Path(results) if results else default_results_path(t.path)
+        results = Path(results) if results else t.results_path
         if not results.exists():
             raise UserError(f"{run} has no results file {results}: run 'swa-landscape analyze {run} all' first "
                             "(or name it as RUN=RESULTS)")
@@ -88,6 +97,7 @@ class Comparison:
         results: Their results files ``[R]``.
         values: Quantity key to per-run values ``[R]`` (NaN: not measured).
         verdicts: One per finding, in the order of :data:`FINDINGS`.
+        null: The null pair's values (where every run has its null results), or None.
         notes: Warnings about comparability (e.g. rays with different direction seeds).
     """
 
@@ -96,6 +106,7 @@ class Comparison:
     values: dict[str, np.ndarray]
     verdicts: list[Verdict]
     notes: list[str] = field(default_factory=list)
+    null: dict[str, np.ndarray] | None = None
 
     def stat(self, key: str) -> tuple[float, float]:
         """Mean and standard deviation (ddof 1; 0 for one run) over the runs of a quantity."""
@@ -122,7 +133,8 @@ class Comparison:
         return out
 
     def format_table(self) -> str:
-        """The terminal table: quantities with mean +- std and per-run values, then the verdicts."""
+        """The terminal table: quantities with mean +- std and per-run values, then the verdicts with their
+        intervals (and the null control's)."""
         rows = self.rows()
         heads = [f"run {i + 1}" for i in range(len(self.runs))]
         w0 = max(len(r[0]) for r in rows) if rows else 10
@@ -130,12 +142,18 @@ class Comparison:
         lines = [f"{len(self.runs)} runs: " + ", ".join(f"run {i + 1} = {r}" for i, r in enumerate(self.runs)),
                  f"{'quantity':<{w0}}  {'mean ± std':>{w1}}  " + "  ".join(f"{h:>9}" for h in heads)]
         lines += [f"{a:<{w0}}  {b:>{w1}}  " + "  ".join(f"{c:>9}" for c in cs) for a, b, cs in rows]
-        lines.append("findings (criterion; verdict per run; margins):")
-        for v in self.verdicts:
-            per = " ".join({True: "yes", False: "no", None: "-"}[p] for p in v.per_run)
-            lines.append(f"  {v.finding.title}: {v.word.upper()}  [{per}]\n    criterion: {v.finding.criterion}\n"
-                         f"    {v.margin}")
+        lines.append(self.format_verdicts())
         lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def format_verdicts(self) -> str:
+        """The verdicts alone: per finding its word, and per claim the 95% t-interval over the runs."""
+        null = " and on the null pair (a second SGD solution in SWA's place)" if self.null is not None else ""
+        lines = [f"findings over {len(self.runs)} run(s), each claim by its 95% t-interval over runs{null}:"]
+        for v in self.verdicts:
+            null_word = f"  [null control: {v.null_word}]" if v.null is not None else ""
+            lines.append(f"  {v.finding.title}: {v.word.upper()}{null_word}")
+            lines += [f"    {line}" for line in v.lines()]
         return "\n".join(lines)
 
     def format_markdown(self) -> str:
@@ -143,15 +161,26 @@ class Comparison:
         heads = " | ".join(f"run {i + 1}" for i in range(len(self.runs)))
         lines = [f"| quantity | mean ± std | {heads} |", "|---|---|" + "---|" * len(self.runs)]
         lines += [f"| {a} | {b} | " + " | ".join(cs) + " |" for a, b, cs in self.rows()]
-        lines += ["", "| finding | verdict | per run | criterion | margins |", "|---|---|---|---|---|"]
+        null = self.null is not None
+        lines += ["", "| finding | verdict | claim | mean | 95% t-interval | per run |"
+                  + (" null: mean [95% t-interval] |" if null else ""),
+                  "|---|---|---|---|---|---|" + ("---|" if null else "")]
         for v in self.verdicts:
-            per = " ".join({True: "yes", False: "no", None: "–"}[p] for p in v.per_run)
-            lines.append(f"| {v.finding.title} | **{v.word}** | {per} | {v.finding.criterion} | {v.margin} |")
+            for i, m in enumerate(v.claims):
+                head = (f"{v.finding.title} | **{v.word}**" + (f" (null: {v.null_word})" if null else "")
+                        if i == 0 else " | ")
+                per = " ".join(f"{x:+.3g}" for x in m.values)
+                row = f"| {head} | {m.claim.text} | {m.mean:+.4g} | [{m.low:+.4g}, {m.high:+.4g}] {m.word} | {per} |"
+                if null:
+                    n = v.null[i]
+                    row += f" {n.mean:+.4g} [{n.low:+.4g}, {n.high:+.4g}] {n.word} |"
+                lines.append(row)
         lines += [f"\nnote: {n}" for n in self.notes]
         return "\n".join(lines)
 
     def write_csv(self, path: str | os.PathLike) -> Path:
-        """One row per quantity (key, label, mean, std, per-run values), then one per finding's verdict."""
+        """One row per quantity (key, label, mean, std, per-run values), then one per claim: its finding's verdict,
+        the claim's mean, interval and verdict, the per-run statistic (and the null pair's, prefixed ``null_``)."""
         path = Path(path)
         with open(path, "w", newline="") as fh:
             w = csv.writer(fh)
@@ -159,9 +188,12 @@ class Comparison:
             for key, label in labels().items():
                 if key in self.values and np.isfinite(self.values[key]).any():
                     w.writerow([key, label, *self.stat(key), *self.values[key]])
+            w.writerow(["claim", "text", "finding verdict", "mean", "low", "high", "claim verdict", *self.runs])
             for v in self.verdicts:
-                w.writerow([f"finding_{v.finding.key}", v.finding.criterion, v.word, v.margin,
-                            *({True: "holds", False: "does not hold", None: "not measured"}[p] for p in v.per_run)])
+                for prefix, claims in (("", v.claims), ("null_", v.null or ())):
+                    for m in claims:
+                        w.writerow([f"{prefix}{v.finding.key}_{m.claim.key}", m.claim.text,
+                                    v.null_word if prefix else v.word, m.mean, m.low, m.high, m.word, *m.values])
         return path
 
 
@@ -187,6 +219,17 @@ def compare(runs: Sequence[str | os.PathLike | tuple[str | os.PathLike, str | os
         if len({s[-1] for s in settings}) == 1 and len(settings) > 1:
             notes.append(f"{g}: runs used different settings (direction seeds or counts) {sorted(settings)}; their "
                          "numbers compare, but not along the same directions")
-    values = {k: np.array([p.get(k, np.nan) for p in per], dtype=float) for k in labels()}
+    values = _stack(per)
+    nulls = [default_results_path(run, "null") for run, _ in pairs]
+    null = None
+    if all(p.exists() for p in nulls):
+        null = _stack([run_metrics(run, res, NULL_ROLES)[0] for (run, _), res in zip(pairs, nulls)])
+    elif any(p.exists() for p in nulls):
+        notes.append(f"the null pair was analysed on {sum(p.exists() for p in nulls)} of {len(nulls)} runs; the null "
+                     "control needs it on every run ('analyze RUN all --null')")
     results = [str(res or default_results_path(run)) for run, res in pairs]
-    return Comparison([str(r) for r, _ in pairs], results, values, judge(values), notes)
+    return Comparison([str(r) for r, _ in pairs], results, values, judge(values, null), notes, null)
+
+
+def _stack(per: list[dict[str, float]]) -> dict[str, np.ndarray]:
+    return {k: np.array([p.get(k, np.nan) for p in per], dtype=float) for k in labels()}

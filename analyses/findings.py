@@ -1,68 +1,174 @@
-"""The paper's findings and their verdicts: each judged from the per-run values ``compare`` collected.
+"""The paper's findings and their verdicts, judged with uncertainty over runs.
 
-The paper's four findings (sections 3.4-3.5, Figures 4-5) are judged by the criteria printed with them; the
-flatness finding beside the paper by a 95% t-interval over runs with a three-way verdict (holds, contradicted,
-inconclusive).
+Each finding is one or more *claims*, each a statistic measured once per run and oriented so that a positive value
+is the paper's direction (for widths and distances: the log of a ratio). A claim's verdict comes from the 95%
+t-interval of its per-run values (Student's t, ``n - 1`` degrees of freedom): **holds** when the interval lies
+above 0, **contradicted** when it lies below, **inconclusive** otherwise (always with one run). A finding holds
+when every claim holds, is contradicted when one is, and is inconclusive otherwise.
+
+With the null control (``train --controls``, ``analyze RUN all --null``) every claim is also measured on the null
+pair: a second SGD solution in SWA's place. A claim that holds on the null does not tell SWA from another SGD
+solution; its finding is reported as *not discriminating* and does not count as holding.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
 
-__all__ = ["MIN_ACC_GAIN", "Finding", "FINDINGS", "FLATNESS", "Verdict", "t_interval", "three_way", "judge"]
+__all__ = ["Claim", "Finding", "FINDINGS", "FLATNESS", "Measured", "Verdict", "t_interval", "three_way", "judge"]
 
-MIN_ACC_GAIN = 0.5
-"""Finding 1 needs SWA's test accuracy above SGD's by at least this many points on average."""
+LEVEL = 0.95
+"""Confidence level of every interval."""
+
+
+def t_interval(x: np.ndarray, level: float = LEVEL) -> tuple[float, float, float]:
+    """Mean of ``x [R]`` and its two-sided Student-t interval (NaN bounds for fewer than two values; the mean
+    itself for values without spread)."""
+    x = np.asarray(x, dtype=np.float64)
+    mean = float(np.mean(x))
+    if len(x) < 2:
+        return mean, math.nan, math.nan
+    sem = float(stats.sem(x))
+    if sem == 0:
+        return mean, mean, mean
+    lo, hi = stats.t.interval(level, len(x) - 1, loc=mean, scale=sem)
+    return mean, float(lo), float(hi)
+
+
+def three_way(lo: float, hi: float) -> str:
+    """``holds`` (the interval lies above 0), ``contradicted`` (below 0) or ``inconclusive`` (NaN included)."""
+    return "holds" if lo > 0 else "contradicted" if hi < 0 else "inconclusive"
+
+
+def _log_ratio(num: str, den: str) -> Callable[[dict], np.ndarray]:
+    return lambda v: np.log(v[num] / v[den])
+
+
+def _width(group: str, kind: str, metric: str, what: str) -> Claim:
+    return Claim(f"{group}_{metric}", f"log(SWA / SGD width), {what}, {kind} directions",
+                 _log_ratio(f"{group}_swa_width_{metric}", f"{group}_sgd_width_{metric}"))
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One measured statement: a per-run statistic whose sign is the claim.
+
+    Attributes:
+        key: Short name (CSV rows).
+        text: The statistic in words; positive is the paper's direction.
+        stat: Per-run values ``{quantity: [R]}`` to the statistic ``[R]`` (NaN: not measured on that run).
+    """
+
+    key: str
+    text: str
+    stat: Callable[[dict[str, np.ndarray]], np.ndarray]
 
 
 @dataclass(frozen=True)
 class Finding:
-    """One of the paper's findings and the criterion it is judged by."""
+    """A finding of the paper (or beside it) and the claims it is judged by.
+
+    Attributes:
+        key: Short name.
+        title: The finding in words.
+        needs: What must have run for it to be measured.
+        claims: Its claims; each must hold.
+    """
 
     key: str
     title: str
-    criterion: str
+    needs: str
+    claims: tuple[Claim, ...]
+
+    @property
+    def criterion(self) -> str:
+        return "each 95% t-interval over runs above 0: " + "; ".join(c.text for c in self.claims)
 
 
 FINDINGS = (
-    Finding("accuracy", "SWA generalises better",
-            f"SWA test accuracy above SGD's on every run, by >= {MIN_ACC_GAIN} points on average"),
-    Finding("width", "SWA is wider",
-            "ray width from SWA above that from SGD on every run, for the test-error and the train-loss margin, "
-            "with raw and with filter-normalised directions"),
-    Finding("segment", "SGD lies at the edge",
-            "on every run, the test-error minimum of the segment lies closer to SWA than to SGD (t < 0.5), and the "
-            "L2-regularised train loss rises more steeply beyond SGD (t 1 -> 1.5) than beyond SWA (t 0 -> -0.5)"),
-    Finding("fge", "SWA approximates the FGE ensemble",
-            "on every run, ||p_SWA - p_FGE|| is below the mean consecutive-proposal gap ||p_i - p_i+1||"),
+    Finding("accuracy", "SWA generalises better", "the run's solutions", (
+        Claim("gain", "SWA test accuracy minus the better SGD's (the budget-matched control's too where trained), "
+                      "points", lambda v: v["swa_acc"] - np.fmax(v["sgd_acc"], v["sgd_budget_acc"])),)),
+    Finding("width", "SWA is wider", "rays, with and without --filter-normalize", (
+        _width("rays", "raw", "error", "test-error margin"),
+        _width("rays", "raw", "loss_l2", "L2-regularised train-loss margin"),
+        _width("rays_filter", "filter-normalised", "error", "test-error margin"),
+        _width("rays_filter", "filter-normalised", "loss_l2", "L2-regularised train-loss margin"))),
+    Finding("segment", "SGD lies at the edge, SWA in the centre", "segment", (
+        Claim("boundary", "L2-regularised train-loss slope beyond SGD (t 1 -> 1.5) minus beyond SWA (t 0 -> -0.5)",
+              lambda v: v["seg_slope_beyond_sgd"] - v["seg_slope_beyond_swa"]),
+        Claim("centre", "L2-regularised train loss rises on both sides of SWA: min(L(-0.5), L(0.5)) - L(0)",
+              lambda v: v["seg_rise_swa"]),
+        Claim("shift", "test error at the train-loss minimiser minus the segment's least test error, points",
+              lambda v: v["seg_test_error_at_train_min"]))),
+    Finding("fge", "SWA approximates the FGE ensemble", "fge (a cyclic run's proposals)", (
+        Claim("baseline", "log(mean_i ||p_i - p_FGE|| / ||p_SWA - p_FGE||): SWA closer to the ensemble than a "
+                          "single proposal", _log_ratio("fge_prob_diff_proposal_ensemble", "fge_prob_diff_swa_ensemble")),
+        Claim("agreement", "label agreement SWA vs FGE minus the largest consecutive-proposal agreement, points",
+              lambda v: v["fge_agree_swa_ensemble"] - v["fge_agree_consecutive_max"]))),
 )
 """The paper's findings (sections 3.4-3.5, Figures 4-5) in the order the verdicts are printed."""
 
-FLATNESS = Finding(
-    "sharpness", "SWA is flatter (adaptive sharpness)",
-    "the 95% t-interval over runs of SGD's minus SWA's adaptive average-case sharpness at report_rho lies above 0 "
-    "(holds) or below 0 (contradicted); otherwise inconclusive (also with one run)")
-"""Beside the paper: judged with an interval over runs, and shown only where the sharpness analysis ran."""
+FLATNESS = Finding("sharpness", "SWA is flatter (adaptive sharpness)", "sharpness", (
+    Claim("adaptive", "SGD's minus SWA's adaptive average-case sharpness at report_rho",
+          lambda v: v["sharpness_sgd_adaptive"] - v["sharpness_swa_adaptive"]),))
+"""Beside the paper, shown only where the sharpness analysis ran."""
 
 
-def t_interval(x: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    """Mean of ``x [R]`` and its two-sided t-interval (NaN bounds for fewer than two values)."""
-    x = np.asarray(x, dtype=np.float64)
-    if len(x) < 2:
-        return float(np.mean(x)), math.nan, math.nan
-    lo, hi = stats.t.interval(level, len(x) - 1, loc=float(np.mean(x)), scale=float(stats.sem(x)))
-    return float(np.mean(x)), float(lo), float(hi)
+@dataclass(frozen=True)
+class Measured:
+    """A claim measured over the runs.
+
+    Attributes:
+        claim: What is measured.
+        values: The statistic per run ``[R]`` (NaN: not measured).
+        mean: Its mean over the runs.
+        low: Lower end of the 95% t-interval (NaN with one run).
+        high: Upper end.
+    """
+
+    claim: Claim
+    values: np.ndarray
+    mean: float
+    low: float
+    high: float
+
+    @property
+    def measured(self) -> bool:
+        return bool(np.isfinite(self.values).all())
+
+    @property
+    def word(self) -> str:
+        return three_way(self.low, self.high) if self.measured else "not measured"
+
+    def describe(self, text: bool = True) -> str:
+        """The mean, interval and verdict in words (with the claim's text unless ``text`` is False)."""
+        per = " ".join(f"{x:+.3g}" for x in self.values)
+        interval = ("no interval from one run" if math.isnan(self.low) and len(self.values) == 1 else
+                    f"95% t-interval [{self.low:+.4g}, {self.high:+.4g}]")
+        return (f"{self.claim.text + ': ' if text else ''}mean {self.mean:+.4g}, {interval} -> {self.word} "
+                f"(per run {per})")
 
 
-def three_way(lo: float, hi: float) -> str:
-    """``holds`` (the interval lies above 0), ``contradicted`` (below 0) or ``inconclusive``."""
-    return "holds" if lo > 0 else "contradicted" if hi < 0 else "inconclusive"
+def _measure(claim: Claim, v: dict[str, np.ndarray]) -> Measured:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = np.asarray(claim.stat(v), dtype=np.float64)
+    ok = np.isfinite(x).all()
+    mean, lo, hi = t_interval(x) if ok else (math.nan,) * 3
+    return Measured(claim, x, mean, lo, hi)
 
-_RAYS = (("rays", "raw"), ("rays_filter", "filter-normalised"))
+
+def _combine(words: list[str]) -> str:
+    if "not measured" in words:
+        return "not measured"
+    if "contradicted" in words:
+        return "contradicted"
+    return "holds" if all(w == "holds" for w in words) else "inconclusive"
 
 
 @dataclass(frozen=True)
@@ -71,83 +177,70 @@ class Verdict:
 
     Attributes:
         finding: What is judged.
-        per_run: Per run: True (holds), False (does not) or None (not measured: an analysis is missing).
-        holds: Overall: every run holds (and, for accuracy, the mean gain is large enough).
-        margin: The numbers behind the verdict, in words.
-        interval: For a finding judged with uncertainty, ``(mean, low, high)`` of its statistic over the runs.
+        claims: Each claim measured on the runs.
+        null: The same claims on the null pair (``train --controls``), or None without it.
     """
 
     finding: Finding
-    per_run: tuple[bool | None, ...]
-    holds: bool
-    margin: str
-    interval: tuple[float, float, float] | None = None
+    claims: tuple[Measured, ...]
+    null: tuple[Measured, ...] | None = None
+
+    @property
+    def measured_word(self) -> str:
+        """The verdict from the claims alone: holds, contradicted, inconclusive or not measured."""
+        return _combine([m.word for m in self.claims])
+
+    @property
+    def null_word(self) -> str | None:
+        return None if self.null is None else _combine([m.word for m in self.null])
+
+    @property
+    def not_discriminating(self) -> list[str]:
+        """The claims that hold on the null pair too."""
+        return [m.claim.key for m in self.null or () if m.word == "holds"]
 
     @property
     def word(self) -> str:
-        if any(r is None for r in self.per_run):
-            return "not measured"
-        if self.interval is not None:
-            return three_way(*self.interval[1:])
-        return "holds" if self.holds else "does not hold"
+        w = self.measured_word
+        return "holds, not discriminating" if w == "holds" and self.not_discriminating else w
+
+    @property
+    def holds(self) -> bool:
+        return self.word == "holds"
+
+    def missing(self, runs: int) -> str | None:
+        """Which runs lack the analysis the finding needs, or None."""
+        bad = sorted({i + 1 for m in self.claims for i in np.flatnonzero(~np.isfinite(m.values)) if i < runs})
+        return f"not measured on run {', '.join(map(str, bad))}: run {self.finding.needs} there" if bad else None
+
+    def lines(self) -> list[str]:
+        """The verdict in words: per claim its interval and verdict, and the null control's beside it."""
+        out = []
+        why = self.missing(len(self.claims[0].values))
+        if why:
+            out.append(why)
+        for i, m in enumerate(self.claims):
+            out.append(m.describe())
+            if self.null is not None:
+                out.append(f"  null control: {self.null[i].describe(text=False)}")
+        if self.not_discriminating:
+            out.append(f"not discriminating: {', '.join(self.not_discriminating)} also holds with a second SGD "
+                       "solution in SWA's place")
+        return out
 
 
-def _per_run(ok: np.ndarray, measured: np.ndarray) -> tuple[bool | None, ...]:
-    return tuple(bool(o) if m else None for o, m in zip(ok, measured))
+def judge(v: dict[str, np.ndarray], null: dict[str, np.ndarray] | None = None) -> list[Verdict]:
+    """The verdicts of the paper's findings (and of flatness, where its analysis ran) from per-run values.
 
-
-_NEEDS = {"accuracy": "the run's solutions", "width": "rays, with and without --filter-normalize",
-          "segment": "segment", "fge": "fge (a cyclic run's proposals)", "sharpness": "sharpness"}
-"""What each finding needs, for the reason of a "not measured" verdict."""
-
-
-def _unmeasured(per: tuple[bool | None, ...], key: str) -> str | None:
-    """The reason a finding is not measured (which runs lack which analysis), or None when it is."""
-    missing = [str(i + 1) for i, p in enumerate(per) if p is None]
-    if not missing:
-        return None
-    return f"not measured on run {', '.join(missing)}: run the {_NEEDS[key]} analysis there"
-
-
-def judge(v: dict[str, np.ndarray]) -> list[Verdict]:
-    """The four verdicts from the per-run values ``v[key] [R]``."""
+    Args:
+        v: Quantity to per-run values ``[R]`` (NaN: not measured), as :func:`analyses.compare.run_metrics` reads.
+        null: The same quantities of the null pair (the second SGD solution in SWA's role), or None.
+    """
     out = []
-
-    def add(finding: Finding, per: tuple[bool | None, ...], holds: bool, margin) -> None:
-        """The verdict; the margins (a callable, evaluated only when every run is measured) or why not measured."""
-        why = _unmeasured(per, finding.key)
-        out.append(Verdict(finding, per, holds and why is None, why or margin()))
-
-    diff = v["acc_diff"]
-    per = _per_run(diff > 0, np.isfinite(diff))
-    add(FINDINGS[0], per, all(per) and float(np.mean(diff)) >= MIN_ACC_GAIN,
-        lambda: f"mean {np.mean(diff):+.2f} points, smallest {np.min(diff):+.2f}")
-    # width: SWA/SGD ratios of the eight widths; every one above 1 on every run
-    ratios = np.stack([v[f"{g}_swa_width_{m}"] / v[f"{g}_sgd_width_{m}"] for g, _ in _RAYS for m in ("error", "loss")])
-    measured = np.isfinite(ratios).all(0)
-    per = _per_run((ratios > 1).all(0), measured)
-    names = [f"{kind} {m}" for _, kind in _RAYS for m in ("test error", "train loss")]
-
-    def width_margin() -> str:
-        worst = int(np.argmin(ratios.min(1)))
-        means = ", ".join(f"{n} {np.mean(r):.3f}" for n, r in zip(names, ratios))
-        return f"smallest width ratio SWA/SGD {ratios.min():.3f} ({names[worst]}); mean ratios {means}"
-
-    add(FINDINGS[1], per, all(per), width_margin)
-    t_err, up_sgd, up_swa = v["seg_t_min_test_error"], v["seg_slope_beyond_sgd"], v["seg_slope_beyond_swa"]
-    per = _per_run((t_err < 0.5) & (up_sgd > up_swa), np.isfinite(t_err) & np.isfinite(up_sgd) & np.isfinite(up_swa))
-    add(FINDINGS[2], per, all(per),
-        lambda: f"largest t of minimal test error {np.max(t_err):.3g}; slope beyond SGD minus beyond SWA: "
-                f"smallest {np.min(up_sgd - up_swa):+.3g} (mean {np.mean(up_sgd):.3g} vs {np.mean(up_swa):.3g})")
-    gap, cons = v["fge_prob_diff_swa_ensemble"], v["fge_prob_diff_consecutive"]
-    per = _per_run(gap < cons, np.isfinite(gap) & np.isfinite(cons))
-    add(FINDINGS[3], per, all(per), lambda: f"largest ratio gap/consecutive {np.max(gap / cons):.3f}")
-    d = v["sharpness_sgd_adaptive"] - v["sharpness_swa_adaptive"]
-    if np.isfinite(d).any():  # beside the paper: only where the sharpness analysis ran
-        per = _per_run(d > 0, np.isfinite(d))
-        why = _unmeasured(per, FLATNESS.key)
-        iv = t_interval(d) if why is None else None
-        out.append(Verdict(FLATNESS, per, iv is not None and three_way(*iv[1:]) == "holds",
-                           why or f"SGD - SWA: mean {iv[0]:+.4g}, 95% t-interval [{iv[1]:+.4g}, {iv[2]:+.4g}] over "
-                                  f"{len(d)} run(s)", iv))
+    for f in FINDINGS + (FLATNESS,):
+        claims = tuple(_measure(c, v) for c in f.claims)
+        if f is FLATNESS and not any(np.isfinite(m.values).any() for m in claims):
+            continue  # beside the paper: only where the sharpness analysis ran
+        nulls = tuple(_measure(c, null) for c in f.claims) if null is not None else None
+        out.append(Verdict(f, claims, nulls))
     return out

@@ -46,7 +46,8 @@ class RaysConfig:
             instead of random directions: the width along the sharpest directions; ``directions`` and
             ``seed`` are then unused.
         margin_error: Width: distance at which test error first exceeds its t = 0 value by this (fraction).
-        margin_loss: Width: distance at which train loss first exceeds its t = 0 value by this (nats).
+        margin_loss: Width: distance at which train loss first exceeds its t = 0 value by this (nats); the same
+            margin for the plain cross-entropy and for the L2-regularised train loss (the paper's quantity).
     """
 
     directions: int = bounded(10, ge=1)
@@ -105,7 +106,7 @@ def rays(run: str | os.PathLike, out: str | os.PathLike | None = None, config: R
     Raw and filter-normalised rays live in separate groups, so one results file holds both.
 
     Returns:
-        Summary ``{origin: {"width_error": [D], "width_loss": [D], "t": [T]}}``.
+        Summary ``{origin: {"width_error": [D], "width_loss": [D], "width_loss_l2": [D], "t": [T], ...}}``.
     """
     return ANALYSIS(run, out, config, engine_config, progress, model=model, data=data)
 
@@ -142,15 +143,18 @@ def _run(ctx: RunContext, results: ShardedResults, config: RaysConfig, progress:
                                {"t": t, "directions_seed": config.seed})
         _evaluate_rays(ctx, results, group, points, done, config.steps, progress, f"rays from {name}")
         with results.read() as f:
-            err, loss = f[group]["test_error"][:], f[group]["train_loss"][:]
-        we, se = resolve_early(ctx, w, b, dirs, t, err, config.margin_error, "test", lambda r: r.error("test").numpy())
-        wl, sl = resolve_early(ctx, w, b, dirs, t, loss, config.margin_loss, "train",
-                                lambda r: r.loss["train"].numpy())
-        results.write(group, {"width_error": we, "width_loss": wl, "resolution_error": se, "resolution_loss": sl},
-                      {"margin_error": config.margin_error, "margin_loss": config.margin_loss,
-                       "filter_normalized": config.filter_normalize})
-        summary[name] = {"kind": group_name(config), "width_error": we, "width_loss": wl, "resolution_error": se, "resolution_loss": sl, "t": t,
-                         "test_error0": float(err[0, 0]),
+            err, loss, loss_l2 = (f[group][k][:] for k in ("test_error", "train_loss", "train_loss_l2"))
+        widths = {"error": resolve_early(ctx, w, b, dirs, t, err, config.margin_error, "test",
+                                         lambda r: r.error("test").numpy()),
+                  "loss": resolve_early(ctx, w, b, dirs, t, loss, config.margin_loss, "train",
+                                        lambda r: r.loss["train"].numpy()),
+                  "loss_l2": resolve_early(ctx, w, b, dirs, t, loss_l2, config.margin_loss, "train",
+                                           lambda r: (r.loss["train"] + r.l2).numpy())}
+        found = {**{f"width_{k}": v[0] for k, v in widths.items()},
+                 **{f"resolution_{k}": v[1] for k, v in widths.items()}}
+        results.write(group, found, {"margin_error": config.margin_error, "margin_loss": config.margin_loss,
+                                     "filter_normalized": config.filter_normalize})
+        summary[name] = {"kind": group_name(config), **found, "t": t, "test_error0": float(err[0, 0]),
                          "train_loss0": float(loss[0, 0])}
     return summary
 
@@ -182,13 +186,14 @@ def describe(summary: dict) -> str:
     lines = [f"rays ({kind}directions): {len(summary['swa']['t'])} distances up to {summary['swa']['t'][-1]:.3g}"]
     for name in ("swa", "sgd"):
         s = summary[name]
-        fe = s["width_error"][np.isfinite(s["width_error"])]
-        fl = s["width_loss"][np.isfinite(s["width_loss"])]
-        lines.append(
-            f"  from {name.upper()}: test error at t=0 {s['test_error0']:.4f}; width (test error +margin) "
-            f"{fe.mean() if fe.size else float('inf'):.3g} +- {fe.std() if fe.size else 0:.2g} "
-            f"({fe.size}/{len(s['width_error'])} directions crossed); width (train loss +margin) "
-            f"{fl.mean() if fl.size else float('inf'):.3g} +- {fl.std() if fl.size else 0:.2g}")
+
+        def width(m: str) -> str:
+            w = s[f"width_{m}"][np.isfinite(s[f"width_{m}"])]
+            return (f"{w.mean() if w.size else float('inf'):.3g} +- {w.std() if w.size else 0:.2g} "
+                    f"({w.size}/{len(s[f'width_{m}'])} crossed)")
+
+        lines.append(f"  from {name.upper()}: test error at t=0 {s['test_error0']:.4f}; width by test error "
+                     f"{width('error')}, by train loss {width('loss')}, by L2-reg. train loss {width('loss_l2')}")
     return "\n".join(lines)
 
 
@@ -196,11 +201,12 @@ GROUPS = {"rays": "random directions", "rays_filter": "filter-normalised random 
           "rays_hessian": "the top Hessian eigenvectors of each solution"}
 """The results groups of rays (:func:`group_name`) and what their directions are."""
 _COMPARED = ("rays", "rays_filter")  # compare's width quantities: raw and filter-normalised random directions
+_MARGINS = {"error": "test-error", "loss": "train-loss", "loss_l2": "L2-reg. train-loss"}
 
 
 def _metrics(f) -> dict[str, float]:
     return {f"{g}_{o}_width_{m}": mean_width(f[f"{g}/{o}"], m) for g in _COMPARED for o in ("swa", "sgd")
-            if f"{g}/{o}/width_error" in f for m in ("error", "loss")}
+            for m in _MARGINS if f"{g}/{o}/width_{m}" in f}
 
 
 def _comparable(f) -> dict[str, tuple]:
@@ -225,5 +231,5 @@ ANALYSIS = register(Analysis(
     describe, UNSUPPORTED_BN_MODES, metrics=_metrics, comparable=_comparable, report=_report,
     labels={f"{g}_{o}_width_{m}": f"width from {o.upper()}, {what} margin, {kind}"
             for g, kind in (("rays", "raw"), ("rays_filter", "filter-normalised"))
-            for m, what in (("error", "test-error"), ("loss", "train-loss")) for o in ("swa", "sgd")}))
+            for m, what in _MARGINS.items() for o in ("swa", "sgd")}))
 """The rays in the registry."""

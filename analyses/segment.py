@@ -21,7 +21,7 @@ from .common import VALUES, RunContext, evaluate_missing
 from .distributed import ShardedResults
 from .registry import Analysis, Section, register
 
-__all__ = ["SegmentConfig", "segment_points", "segment", "describe", "ANALYSIS"]
+__all__ = ["SegmentConfig", "segment_points", "centre_of_minima", "segment", "describe", "ANALYSIS"]
 
 UNSUPPORTED_BN_MODES: dict = {}
 """BN modes this analysis cannot honour: none (see the analysis function for their meaning)."""
@@ -37,9 +37,9 @@ class SegmentConfig:
         steps: Number of points; t = 0 and t = 1 are always included.
     """
 
-    t_min: float = bounded(-1.0, meaning="any t: below 0 lies beyond SWA")
-    t_max: float = bounded(2.0, meaning="any t: above 1 lies beyond SGD")
-    steps: int = bounded(41, ge=2)
+    t_min: float = bounded(-2.0, meaning="any t: below 0 lies beyond SWA")
+    t_max: float = bounded(3.0, meaning="any t: above 1 lies beyond SGD")
+    steps: int = bounded(51, ge=2)
 
     def __post_init__(self) -> None:
         check_bounds(self)
@@ -49,6 +49,13 @@ class SegmentConfig:
 
 def _ts(c: SegmentConfig) -> np.ndarray:
     return np.unique(np.concatenate([np.linspace(c.t_min, c.t_max, c.steps), [0.0, 1.0]]))
+
+
+def centre_of_minima(t: np.ndarray, v: np.ndarray) -> tuple[float, bool]:
+    """Where ``v [T]`` is least on the increasing grid ``t [T]``: the centre (mean t) of its tied minima, and whether
+    a minimum lies at an end of the grid (the true one may then lie beyond it)."""
+    tied = np.flatnonzero(v == np.nanmin(v))
+    return float(np.mean(t[tied])), bool(tied[0] == 0 or tied[-1] == len(t) - 1)
 
 
 def segment_points(traj, t: np.ndarray) -> tuple[PointSet, float]:
@@ -83,38 +90,56 @@ def _run(ctx: RunContext, results: ShardedResults, config: SegmentConfig, progre
     evaluate_missing(ctx, results, "segment", points, done, progress, "segment")
     with results.read() as f:
         g = f["segment"]
-        loss, err = g["train_loss"][:], g["test_error"][:]
-    i_loss, i_err = int(np.nanargmin(loss)), int(np.nanargmin(err))
-    summary = {"t": t, "distance": t * length, "length": length, "train_loss": loss, "test_error": err,
-               "t_min_train_loss": float(t[i_loss]), "t_min_test_error": float(t[i_err])}
-    results.write("segment", {"t_min_train_loss": t[i_loss], "t_min_test_error": t[i_err],
-                              "distance_min_train_loss": t[i_loss] * length,
-                              "distance_min_test_error": t[i_err] * length, "length": length})
+        loss, loss_l2, err = g["train_loss"][:], g["train_loss_l2"][:], g["test_error"][:]
+    minima = {k: centre_of_minima(t, v) for k, v in (("train_loss", loss), ("train_loss_l2", loss_l2),
+                                                       ("test_error", err))}
+    summary = {"t": t, "distance": t * length, "length": length, "train_loss": loss, "train_loss_l2": loss_l2,
+               "test_error": err, **{f"t_min_{k}": m[0] for k, m in minima.items()},
+               **{f"t_min_{k}_at_edge": m[1] for k, m in minima.items()}}
+    results.write("segment", {**{k: v for k, v in summary.items() if k.startswith("t_min_")},
+                              **{f"distance_min_{k}": m[0] * length for k, m in minima.items()}, "length": length},
+                  {"minimum": "centre of the tied minima on the grid; at_edge: a minimum at an end of the range"})
     return summary
+
+
+def _at(t_min: float, edge: bool) -> str:
+    return f"t = {t_min:.3g}" + (" (at the end of the range: widen --t-min/--t-max)" if edge else "")
 
 
 def describe(s: dict) -> str:
     i0, i1 = int(np.argmin(np.abs(s["t"]))), int(np.argmin(np.abs(s["t"] - 1)))
+    where = "; ".join(f"{what} minimal at {_at(s[f't_min_{k}'], s[f't_min_{k}_at_edge'])}"
+                      for k, what in (("train_loss_l2", "L2-regularised train loss"), ("test_error", "test error")))
     return (f"segment: ||w_SGD - w_SWA|| = {s['length']:.4g}; SWA (t=0) train loss {s['train_loss'][i0]:.4f} "
             f"test error {s['test_error'][i0]:.4f}; SGD (t=1) train loss {s['train_loss'][i1]:.4f} test error "
-            f"{s['test_error'][i1]:.4f}\n  train loss minimal at t = {s['t_min_train_loss']:.3g} "
-            f"(distance {s['t_min_train_loss'] * s['length']:.4g}); test error minimal at t = "
-            f"{s['t_min_test_error']:.3g} (distance {s['t_min_test_error'] * s['length']:.4g})")
+            f"{s['test_error'][i1]:.4f}\n  {where}")
+
+
+_H = 0.5
+"""How far beyond each end of the segment (in units of ||w_SGD - w_SWA||) slopes and rises are measured."""
 
 
 def _metrics(f) -> dict[str, float]:
-    """Where train loss and test error are minimal, and the slopes of the L2-regularised train loss (the paper's
-    Figure 5 quantity) just beyond each endpoint: ``(L(1.5) - L(1)) / 0.5`` beyond SGD, ``(L(-0.5) - L(0)) / 0.5``
-    beyond SWA (linear interpolation on the stored grid; only where the segment reaches that far)."""
-    if "segment/t_min_test_error" not in f:
-        return {}
+    """The segment's measurements for ``compare``, on the L2-regularised train loss L (the paper's Figure 5
+    quantity), linearly interpolated on the stored grid:
+
+    * the slopes just beyond each end: ``(L(1.5) - L(1)) / 0.5`` beyond SGD, ``(L(-0.5) - L(0)) / 0.5`` beyond SWA;
+    * the rise on both sides of SWA: ``min(L(-0.5), L(0.5)) - L(0)`` (positive: SWA lies in a basin of the segment);
+    * the train/test shift: test error (points) at the L minimiser minus the segment's least test error;
+    * where L and test error are least (centre of tied minima) and whether at an end of the range.
+    """
+    if "segment/t_min_train_loss_l2" not in f:
+        return {}  # results written before these quantities: rerun the segment
     s = f["segment"]
-    ts, loss = s["t"][:], s["train_loss_l2" if "train_loss_l2" in s else "train_loss"][:]
-    v = {"seg_t_min_test_error": float(s["t_min_test_error"][()]),
-         "seg_t_min_train_loss": float(s["t_min_train_loss"][()])}
-    if ts[0] <= -0.5 and ts[-1] >= 1.5:
-        v["seg_slope_beyond_sgd"] = float(np.interp(1.5, ts, loss) - np.interp(1.0, ts, loss)) / 0.5
-        v["seg_slope_beyond_swa"] = float(np.interp(-0.5, ts, loss) - np.interp(0.0, ts, loss)) / 0.5
+    ts, loss, err = s["t"][:], s["train_loss_l2"][:], s["test_error"][:]
+    v = {f"seg_t_min_{k}": float(s[f"t_min_{k}"][()]) for k in ("test_error", "train_loss_l2")}
+    v.update({f"seg_t_min_{k}_at_edge": float(s[f"t_min_{k}_at_edge"][()]) for k in ("test_error", "train_loss_l2")})
+    v["seg_test_error_at_train_min"] = 100 * float(np.interp(v["seg_t_min_train_loss_l2"], ts, err) - np.nanmin(err))
+    if ts[0] <= -_H and ts[-1] >= 1 + _H:
+        at = lambda x: float(np.interp(x, ts, loss))  # noqa: E731
+        v["seg_slope_beyond_sgd"] = (at(1 + _H) - at(1.0)) / _H
+        v["seg_slope_beyond_swa"] = (at(-_H) - at(0.0)) / _H
+        v["seg_rise_swa"] = min(at(-_H), at(_H)) - at(0.0)
     return v
 
 
@@ -133,7 +158,11 @@ ANALYSIS = register(Analysis(
     "segment", "the line through SWA and SGD and beyond (paper Figure 5)", SegmentConfig, _run, describe,
     UNSUPPORTED_BN_MODES, metrics=_metrics, report=_report,
     labels={"seg_t_min_test_error": "segment: t of minimal test error",
-            "seg_t_min_train_loss": "segment: t of minimal train loss",
+            "seg_t_min_test_error_at_edge": "segment: test-error minimum at the range's end (1 = yes)",
+            "seg_t_min_train_loss_l2": "segment: t of minimal L2-reg. train loss",
+            "seg_t_min_train_loss_l2_at_edge": "segment: L2-reg. train-loss minimum at the range's end (1 = yes)",
             "seg_slope_beyond_sgd": "segment: L2-reg. train-loss slope beyond SGD (t 1 -> 1.5)",
-            "seg_slope_beyond_swa": "segment: L2-reg. train-loss slope beyond SWA (t 0 -> -0.5)"}))
+            "seg_slope_beyond_swa": "segment: L2-reg. train-loss slope beyond SWA (t 0 -> -0.5)",
+            "seg_rise_swa": "segment: L2-reg. train-loss rise on both sides of SWA, min(L(-0.5), L(0.5)) - L(0)",
+            "seg_test_error_at_train_min": "segment: test error at the train-loss minimum above the least (points)"}))
 """The segment in the registry."""

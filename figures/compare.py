@@ -54,7 +54,8 @@ def rays_runs_figure(results: list[dict]) -> plt.Figure:
             m, s = 100 * curves.mean(0), 100 * curves.std(0)
             a1.plot(t, m, color=c, lw=2, label=f"{origin.upper()}: mean of {len(curves)} runs")
             a1.fill_between(t, m - s, m + s, color=c, alpha=0.15, lw=0)
-            for j, margin in enumerate(("error", "loss")):
+            paper_loss = "loss_l2" if all("width_loss_l2" in r[group][origin] for r in results) else "loss"
+            for j, margin in enumerate(("error", paper_loss)):
                 w = np.array([mean_width(r[group][origin], margin) for r in results])
                 x = j + (k - 0.5) * 0.3
                 a2.plot(np.full(len(w), x), w, "o", color=c, mfc="none", ms=6)
@@ -64,7 +65,7 @@ def rays_runs_figure(results: list[dict]) -> plt.Figure:
         a1.set_ylabel("test error (%)")
         a1.set_title(f"mean over directions, {label}", fontsize=10)
         a1.legend(fontsize=8)
-        a2.set_xticks([0, 1], ["test-error margin", "train-loss margin"])
+        a2.set_xticks([0, 1], ["test-error margin", "train-loss margin" + (" (L2-reg.)" if paper_loss == "loss_l2" else "")])
         a2.set_xlim(-0.6, 1.6)
         a2.set_ylabel("width (distance t)")
         a2.set_title(f"widths per run (mean ± std), {label}", fontsize=10)

@@ -109,14 +109,17 @@ def rays_figure(r: dict, title: str = "random rays w + t d (width: first distanc
             continue
         g = r[name]
         t = g["t"]
-        loss, lbad = clip_finite(g["train_loss"])
+        loss_key, loss_label = train_loss_key(g)
+        loss, lbad = clip_finite(g[loss_key])
         err, _ = clip_finite(g["test_error"])
         for i in range(loss.shape[0]):
             a1.plot(t, loss[i], color=c, lw=1, alpha=0.6, label=name.upper() if i == 0 else None)
             a2.plot(t, 100 * err[i], color=c, lw=1, alpha=0.6, label=name.upper() if i == 0 else None)
         if lbad.any():
             a1.plot(np.broadcast_to(t, loss.shape)[lbad], loss[lbad], "x", color="red")
-        for ax, key in ((a2, "width_error"), (a1, "width_loss")):
+        for ax, key in ((a2, "width_error"), (a1, "width_loss_l2" if loss_key == "train_loss_l2" else "width_loss")):
+            if key not in g:
+                continue
             w = g[key][np.isfinite(g[key])]
             if w.size:
                 ax.axvline(w.mean(), color=c, ls="--", lw=1.5, label=f"{name.upper()} width {compact(w.mean())} ± "
@@ -126,7 +129,7 @@ def rays_figure(r: dict, title: str = "random rays w + t d (width: first distanc
     for ax in (a1, a2):
         ax.set_xlabel("distance t")
         ax.legend(fontsize=8, loc="upper left")
-    a1.set_ylabel("train loss (cross-entropy)")
+    a1.set_ylabel(loss_label)
     a2.set_ylabel("test error (%)")
     fig.suptitle(title)
     return fig

@@ -33,14 +33,23 @@ def save_figure(fig: plt.Figure, out: Path, name: str) -> list[str]:
 
 
 def verdict_table(comparison) -> str:
-    """The findings' verdicts of an :class:`analyses.compare.Comparison` as an HTML table."""
-    rows = "".join(
-        f'<tr><td>{html.escape(v.finding.title)}</td><td class="{"holds" if v.holds else "fails"}"><b>'
-        f'{html.escape(v.word)}</b></td><td>{html.escape(" ".join({True: "yes", False: "no", None: "–"}[p] for p in v.per_run))}'
-        f'</td><td>{html.escape(v.finding.criterion)}</td><td>{html.escape(v.margin)}</td></tr>'
-        for v in comparison.verdicts)
-    return ("<table><tr><th>finding</th><th>verdict</th><th>per run</th><th>criterion</th><th>margins</th></tr>"
-            f"{rows}</table>")
+    """The findings' verdicts of an :class:`analyses.compare.Comparison` as an HTML table: per claim its mean and 95%
+    t-interval over the runs (and the null control's where analysed)."""
+    null = comparison.null is not None
+    rows = []
+    for v in comparison.verdicts:
+        for i, m in enumerate(v.claims):
+            head = (f'<td rowspan="{len(v.claims)}">{html.escape(v.finding.title)}</td><td rowspan="{len(v.claims)}" '
+                    f'class="{"holds" if v.holds else "fails"}"><b>{html.escape(v.word)}</b>'
+                    + (f"<br>null: {html.escape(v.null_word)}" if null else "") + "</td>") if i == 0 else ""
+            cells = [m.claim.text, f"{m.mean:+.4g} [{m.low:+.4g}, {m.high:+.4g}]", m.word]
+            if null:
+                n = v.null[i]
+                cells.append(f"{n.mean:+.4g} [{n.low:+.4g}, {n.high:+.4g}] {n.word}")
+            rows.append("<tr>" + head + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    heads = ["finding", "verdict", "claim (positive: the paper's direction)", "mean [95% t-interval over runs]",
+             "claim verdict"] + (["null control"] if null else [])
+    return "<table><tr>" + "".join(f"<th>{h}</th>" for h in heads) + "</tr>" + "".join(rows) + "</table>"
 
 
 def quantity_table(comparison) -> str:

@@ -40,7 +40,8 @@ def build_run(cfg: TrainConfig, model: nn.Module | None, data: TrainData | None
     cfg.validate()
     device = resolve_device(cfg.device)
     if data is None:
-        data = builtin_data(DataSpec(cfg.dataset, cfg.data_dir, cfg.num_samples, kwargs=cfg.dataset_kwargs),
+        data = builtin_data(DataSpec(cfg.dataset, cfg.data_dir, cfg.num_samples, cfg.data_seed, cfg.dataset_kwargs,
+                                     cfg.test_samples),
                             cfg.batch_size, device, rank(), world())
     torch.manual_seed(cfg.seed)
     if model is None:

@@ -55,6 +55,8 @@ class TrainConfig:
         dataset_kwargs: Keyword arguments of a data factory as JSON.
         data_dir: Directory of the CIFAR pickle files (cifar10/cifar100 only).
         num_samples: MNIST-1D: samples generated in all (80% train, 20% test).
+        data_seed: MNIST-1D: seed of the data generator (42: the standard set).
+        test_samples: MNIST-1D: test-set size, keeping num_samples' 80% for training (default: the other 20%).
         epochs: Budget B of the conventional run, in epochs.
         batch_size: Training batch size (also the BN recomputation batch).
         optimizer: sgd or adam.
@@ -79,6 +81,7 @@ class TrainConfig:
         device: auto (CUDA when available), cpu, cuda or cuda:N.
         init: Pre-trained state_dict: run only the SWA branch from it (it serves as w_SGD).
         divergence_factor: Stop as diverged when a batch loss exceeds this times max(1, the first batch's loss).
+        controls: Also train the controls compare uses: SGD with the budget of the SWA branch's end (the conventional schedule from the same initialisation) and a null SGD (the conventional run continued from the fork with another data order).
     """
 
     model: str = "convnet_bn"
@@ -87,6 +90,8 @@ class TrainConfig:
     dataset_kwargs: dict[str, Any] = field(default_factory=dict)
     data_dir: str | None = None
     num_samples: int = bounded(5000, ge=10)
+    data_seed: int = bounded(42, meaning="any integer seeds the MNIST-1D generator")
+    test_samples: int | None = bounded(None, ge=10)
     epochs: int = bounded(40, ge=0)
     """Budget B of the conventional run."""
     batch_size: int = bounded(128, ge=1)
@@ -122,6 +127,8 @@ class TrainConfig:
     """Pre-trained state_dict: run only the SWA branch from it (it serves as w_SGD)."""
     divergence_factor: float = bounded(100.0, gt=1)
     """The run stops as diverged when a batch's loss exceeds this times max(1, the first batch's loss)."""
+    controls: bool = False
+    """Also train the budget-matched and the null SGD controls (``compare`` uses them)."""
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -148,6 +155,7 @@ class TrainConfig:
              f"swa_start {self.swa_start_epoch} lies outside the budget of {self.epochs} epochs"),
             (self.optimizer in ("sgd", "adam"), f"optimizer must be sgd or adam, got {self.optimizer!r}"),
             (self.swa_anneal_strategy in ("cos", "linear"), "swa_anneal_strategy must be cos or linear"),
+            (not (self.controls and self.init), "controls need the conventional run; they cannot start from --init"),
         ]
         for ok, msg in checks:
             if not ok:

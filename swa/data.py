@@ -50,6 +50,8 @@ class DataSpec:
         data_seed: MNIST-1D: seed of the generator (42 gives the standard set).
         kwargs: Keyword arguments of a data factory (``name`` = ``package.module:function`` returning
             ``(train, test)``: tensor pairs, datasets or DataLoaders).
+        test_samples: MNIST-1D: a test set of this size with the same number of training samples as
+            ``num_samples`` gives (80%), all drawn from one generation (None: 20% of ``num_samples``).
     """
 
     name: str = "mnist1d"
@@ -57,6 +59,7 @@ class DataSpec:
     num_samples: int = 5000
     data_seed: int = 42
     kwargs: dict = field(default_factory=dict)
+    test_samples: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,11 +93,15 @@ class Splits:
 
 
 @functools.lru_cache(maxsize=4)
-def _mnist1d(num_samples: int, seed: int) -> tuple[np.ndarray, ...]:
+def _mnist1d(num_samples: int, seed: int, test_samples: int | None = None) -> tuple[np.ndarray, ...]:
     from mnist1d.data import get_dataset_args, make_dataset
 
     args = get_dataset_args()
     args.num_samples, args.seed = num_samples, seed
+    if test_samples is not None:  # the same training-set size, a larger (or smaller) test set
+        n_train = int(num_samples * args.train_split)
+        total = -(-(n_train + test_samples) // 10) * 10  # the generator draws equally many of each of 10 classes
+        args.num_samples, args.train_split = total, (n_train + 0.5) / total
     d = make_dataset(args)  # generated locally, no download
     return d["x"], d["y"], d["x_test"], d["y_test"]
 
@@ -179,7 +186,9 @@ def load_splits(spec: DataSpec) -> Splits:
     if spec.name == "mnist1d":
         if spec.num_samples < 10:
             raise UserError(f"mnist1d num_samples must be at least 10, got {spec.num_samples}")
-        x, y, xt, yt = _mnist1d(spec.num_samples, spec.data_seed)
+        if spec.test_samples is not None and spec.test_samples < 10:
+            raise UserError(f"mnist1d test_samples must be at least 10, got {spec.test_samples}")
+        x, y, xt, yt = _mnist1d(spec.num_samples, spec.data_seed, spec.test_samples)
         f = lambda a: torch.from_numpy(np.ascontiguousarray(a)).float()  # noqa: E731
         g = lambda a: torch.from_numpy(np.ascontiguousarray(a)).long()  # noqa: E731
         return Splits(f(x), g(y), f(xt), g(yt), 10)

@@ -80,20 +80,20 @@ def on_rank0(fn: Callable[[], T]) -> T | None:
 
 
 class RankWriter:
-    """Stand-in for the writer on ranks other than 0 under DDP: counts snapshots, keeps the fork in memory."""
+    """Stand-in for the writer on ranks other than 0 under DDP: counts snapshots, keeps the saved states in memory."""
 
-    def __init__(self, path: Path, count: int = 0, fork: dict | None = None):
-        self.path, self.count, self._fork = Path(path), count, fork
+    def __init__(self, path: Path, count: int = 0, states: dict[str, dict] | None = None):
+        self.path, self.count, self._states = Path(path), count, dict(states or {})
 
     def append(self, *_a, **_k) -> int:
         self.count += 1
         return self.count - 1
 
-    def save_fork(self, state: dict) -> None:
-        self._fork = state
+    def save_fork(self, state: dict, slot: str = "fork") -> None:
+        self._states[slot] = state
 
-    def fork(self) -> dict:
-        return self._fork
+    def fork(self, slot: str = "fork") -> dict:
+        return self._states[slot]
 
     def save_checkpoint(self, *_a) -> None: ...
 

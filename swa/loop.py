@@ -1,4 +1,5 @@
-"""The training loop of one run: the conventional branch to the budget, then the SWA branch with its captures.
+"""The training loop of one run: the conventional branch to the budget, then the SWA branch with its captures, then
+(``controls``) the null SGD branch from the fork and the budget-matched SGD run from the start.
 
 :class:`TrainingLoop` holds a run's state (model, optimizer, average, scheduler, RNG, position in the plan) as
 one checkpointable dict, and runs its epochs: the lr of every step and the capture rule come from
@@ -10,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,7 +19,6 @@ from torch.optim.swa_utils import SWALR, AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from landscape.bn import recompute_bn
-from landscape.errors import UserError
 from landscape.layout import flatten
 from landscape.reference import Metrics, evaluate_batches
 
@@ -54,6 +55,9 @@ class TrainingLoop:
         start, length = cfg.swa_start_epoch, cfg.swa_length
         sgd = [] if cfg.init else [("sgd", e) for e in range(cfg.epochs)]
         self.plan = sgd + [("swa", e) for e in range(start, start + length)]
+        if cfg.controls:  # not recorded as snapshots: only their solutions are written
+            self.plan += [("sgd_null", e) for e in range(start, cfg.epochs)]
+            self.plan += [("sgd_budget", e) for e in range(start + length)]
 
     # --- state ---------------------------------------------------------------------------------
     def _optimizer(self) -> torch.optim.Optimizer:
@@ -147,6 +151,8 @@ class TrainingLoop:
             if captured:
                 self.capture()
                 any_capture = True
+            if branch not in ("sgd", "swa"):  # a control: trained, not recorded
+                continue
             if captured or (c.snapshot_every and self.iteration % c.snapshot_every == 0):
                 test = self.evaluate(self.model, "test") if captured else None
                 self.snapshot(branch, captured, (loss_sum / seen, correct / seen), test)
@@ -158,7 +164,7 @@ class TrainingLoop:
             self.capture()
             any_capture = True
         test = self.evaluate(self.model, "test")
-        if last_snap != self.iteration and (captured or not c.snapshot_every):
+        if branch in ("sgd", "swa") and last_snap != self.iteration and (captured or not c.snapshot_every):
             self.snapshot(branch, captured, (loss_sum / seen, correct / seen), test)
         return loss_sum / seen, correct / seen, test, any_capture
 
@@ -178,24 +184,47 @@ class TrainingLoop:
         if c.include_start:
             self.capture()
 
-    def finish(self) -> dict:
+    def finish(self) -> None:
+        """Write w_SWA: the average with its BN statistics recomputed."""
         c = self.cfg
         swa = self.avg.module
         recompute_bn(swa, self._to_device(self.data.eval_batches("train")), c.bn_weighting)
-        n_avg = int(self.avg.n_averaged.item())
-        swa_tr, swa_te = self.write_solution("swa", swa, n_averaged=float(n_avg))
-        return {"swa_train": swa_tr, "swa_test": swa_te, "n_averaged": n_avg}
+        self.write_solution("swa", swa, n_averaged=float(self.avg.n_averaged.item()))
 
-    def run(self) -> dict:
+    def enter(self, branch: str) -> None:
+        """Start ``branch`` (at its first epoch, also on a resume there): write what the previous branch ended with
+        and load the state the new one starts from."""
+        k = self.k
+        if branch == "swa":
+            self.start_swa_branch()
+        elif branch == "sgd_null":  # after the SWA branch: from the fork, with another data order
+            self.finish()
+            self.load_state({**self.w.fork(), "avg": None, "scheduler": None})
+            seed = int(np.random.SeedSequence([self.cfg.seed, 1]).generate_state(1)[0])
+            self.gen.manual_seed(seed)
+            torch.manual_seed(seed)
+        elif branch == "sgd_budget":  # after the null branch: from the initial state, the run's own data order
+            self.write_solution("sgd_null", self.model)
+            self.load_state({**self.w.fork("start"), "avg": None, "scheduler": None})
+        self.k = k  # the plan goes on; weights, optimizer, RNG and iteration come from the state loaded
+
+    def end(self, branch: str) -> None:
+        """Write the solution of the plan's last branch."""
+        if branch == "swa":
+            self.finish()
+        else:
+            self.write_solution(branch, self.model)
+
+    def run(self) -> None:
         c = self.cfg
-        fmt = "{:>5} {:>6} {:>9} {:>10} {:>9} {:>10} {:>9} {:>5}"
+        fmt = "{:>10} {:>6} {:>9} {:>10} {:>9} {:>10} {:>9} {:>5}"
         self.log(fmt.format("phase", "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "avg"))
         bar = tqdm(total=len(self.plan), initial=self.k, desc="train", disable=None if self.progress else True,
                    leave=False)  # None: on a terminal only
         while self.k < len(self.plan):
             branch, epoch = self.plan[self.k]
-            if branch == "swa" and self.avg is None:
-                self.start_swa_branch()
+            if self.k > 0 and self.plan[self.k - 1][0] != branch or self.k == 0 and branch == "swa":
+                self.enter(branch)
             lr_shown = self.lr_at(branch, epoch, 0)
             loss, acc, test, _ = self.run_epoch(branch, epoch)
             self.k += 1
@@ -207,9 +236,6 @@ class TrainingLoop:
                                 f"{test.loss:.4f}", f"{test.acc:.4f}", n_avg))
             bar.update(1)
         bar.close()
-        if self.avg is None:  # SWA branch of zero epochs cannot happen (validated); keep the invariant explicit
-            raise UserError("the SWA branch did not run")
-        out = self.finish()
+        self.end(self.plan[-1][0])
         self.w.save_checkpoint(self.state())
         self.w.set_status(Status.COMPLETE)
-        return out

@@ -118,7 +118,7 @@ def load_dataset(run: str | os.PathLike | Trajectory, split: str) -> tuple[torch
         path = run.path if isinstance(run, Trajectory) else run
         raise UserError(f"{path} was trained on user data; pass data=... in Python, or train with "
                         "--dataset package.module:function so that the file can rebuild it")
-    spec = DataSpec(**{k: d[k] for k in ("name", "data_dir", "num_samples", "data_seed") if k in d},
+    spec = DataSpec(**{k: d[k] for k in ("name", "data_dir", "num_samples", "data_seed", "test_samples") if k in d},
                     kwargs=d.get("kwargs", {}))
     return load_splits(spec).split(split)
 

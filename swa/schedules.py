@@ -65,15 +65,18 @@ def scheduled_lr(cfg, branch: str, i: int, steps_per_epoch: int) -> float | None
 
     Args:
         cfg: The run's settings.
-        branch: ``"sgd"`` (the conventional schedule) or ``"swa"``.
+        branch: ``"sgd"`` (the conventional schedule), ``"swa"``, or a control: ``"sgd_null"`` (the conventional
+            schedule again) or ``"sgd_budget"`` (the conventional schedule over the SWA branch's last epoch).
         i: Global 1-based step; the SWA branch continues the count from its fork at epoch ``swa_start``.
         steps_per_epoch: Steps per epoch.
 
     Returns:
         The lr, or None for ``swalr`` (``torch.optim.swa_utils.SWALR`` sets it per epoch).
     """
-    if branch == "sgd":
+    if branch in ("sgd", "sgd_null"):
         return conventional_lr((i - 1) / steps_per_epoch, cfg.epochs, cfg.lr)
+    if branch == "sgd_budget":
+        return conventional_lr((i - 1) / steps_per_epoch, cfg.swa_start_epoch + cfg.swa_length, cfg.lr)
     k = i - cfg.swa_start_epoch * steps_per_epoch  # 1-based step within the SWA branch
     if cfg.swa_schedule == "cyclic":
         return cyclic_lr(k, cycle_steps(cfg, steps_per_epoch), cfg.swa_lr, cfg.swa_lr_min)

@@ -34,7 +34,7 @@ import torch
 
 from landscape.files import open_hdf5
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "META", "META_DTYPES", "SOLUTION_SCALARS", "Status", "pack_blob",
+__all__ = ["FORMAT", "FORMAT_VERSION", "META", "META_DTYPES", "SOLUTION_SCALARS", "SOLUTIONS", "STATES", "Status", "pack_blob",
            "unpack_blob", "create_structure", "run_attributes", "open_swmr_read"]
 
 FORMAT = "swa-landscape/trajectory"
@@ -55,6 +55,15 @@ class Status(StrEnum):
     COMPLETE = "complete"
     DIVERGED = "diverged"
     INTERRUPTED = "interrupted"
+
+
+STATES = ("fork", "start")
+"""Training states kept beside the checkpoints: the SWA fork (the SWA branch and the null control start from it) and
+the initial state (the budget-matched control starts from it)."""
+
+SOLUTIONS = ("sgd", "swa", "sgd_budget", "sgd_null")
+"""The solutions a run file has room for: w_SGD, w_SWA and the controls of ``train --controls`` (a budget-matched
+SGD run and a second SGD branch from the fork with another data order)."""
 
 
 def pack_blob(obj: Any) -> np.ndarray:
@@ -81,7 +90,7 @@ def create_structure(f: h5py.File, attrs: dict[str, str], p: int, q: int, weight
     for k in META:
         s.create_dataset(k, (0,), maxshape=(None,), chunks=(256,), dtype=META_DTYPES[k])
     s.create_dataset("count", (), dtype="i8", data=0)
-    for name in ("sgd", "swa"):
+    for name in SOLUTIONS:
         g = f.create_group(f"solutions/{name}")
         g.create_dataset("weights", (p,), dtype="f4", fillvalue=np.nan)
         g.create_dataset("buffers", (q,), dtype="f4", fillvalue=np.nan)
@@ -89,10 +98,11 @@ def create_structure(f: h5py.File, attrs: dict[str, str], p: int, q: int, weight
             g.create_dataset(k, (), dtype="f8", data=np.nan)
         g.create_dataset("written", (), dtype="?", data=False)
     st = f.create_group("state")
-    for k in ("ckpt0", "ckpt1", "fork"):
+    for k in ("ckpt0", "ckpt1", *STATES):
         st.create_dataset(k, (0,), maxshape=(None,), chunks=(1 << 16,), dtype="u1")
     st.create_dataset("ckpt_len", (2,), dtype="i8", data=[0, 0])
-    st.create_dataset("fork_len", (), dtype="i8", data=0)
+    for k in STATES:
+        st.create_dataset(f"{k}_len", (), dtype="i8", data=0)
     st.create_dataset("active", (), dtype="i8", data=-1)
     st.create_dataset("status", (), dtype="S16", data=Status.RUNNING.encode())
     st.create_dataset("message", (), dtype="S512", data=b"")

@@ -33,19 +33,24 @@ from .data import TrainData
 from .distributed import RankWriter, barrier, init_from_env, on_rank0, rank
 from .divergence import TrainingDiverged
 from .loop import TrainingLoop
-from .schema import Status
+from .schema import SOLUTIONS, STATES, Status
 from .trajectory import Trajectory
 from .writer import TrajectoryWriter
 
 __all__ = ["TrainingDiverged", "train", "resume"]
 
 
-def _print_summary(log: Callable[[str], None], path: Path, out: dict) -> None:
+def _print_summary(log: Callable[[str], None], path: Path) -> None:
     with Trajectory(path) as t:
-        sgd = t.solution_scalar("sgd", "test_acc")
-    log(f"SGD test accuracy: {sgd:.4f}   SWA test accuracy: {out['swa_test'].acc:.4f}   "
-        f"(SWA averaged {out['n_averaged']} models)")
+        acc = {n: t.solution_scalar(n, "test_acc") for n in SOLUTIONS if t.has_solution(n)}
+        n_avg = int(t.solution_scalar("swa", "n_averaged"))
+    log(f"SGD test accuracy: {acc['sgd']:.4f}   SWA test accuracy: {acc['swa']:.4f}   (SWA averaged {n_avg} models)")
+    if len(acc) > 2:
+        log("controls: " + "   ".join(f"{_CONTROLS[n]} test accuracy: {a:.4f}" for n, a in acc.items() if n in _CONTROLS))
     log(f"run file: {path}")
+
+
+_CONTROLS = {"sgd_budget": "budget-matched SGD", "sgd_null": "null SGD"}
 
 
 def train(cfg: TrainConfig, out: str | Path, *, model: nn.Module | None = None, data: TrainData | None = None,
@@ -81,6 +86,8 @@ def train(cfg: TrainConfig, out: str | Path, *, model: nn.Module | None = None, 
         run.write_solution("sgd", model)
     if cfg.swa_start_epoch == 0 and not cfg.init:
         writer.save_fork(run.state())
+    if cfg.controls:  # the budget-matched control starts where the run started
+        writer.save_fork(run.state(), "start")
     return _execute(run, writer)
 
 
@@ -109,8 +116,8 @@ def resume(path: str | Path, *, model: nn.Module | None = None, data: TrainData 
         writer, ckpt = reopened
     else:
         with Trajectory(path) as t:
-            ckpt, fork = t.checkpoint(), t.fork()
-        writer, log, progress = RankWriter(path, int(ckpt["n_snapshots"]), fork), (lambda s: None), False
+            ckpt, states = t.checkpoint(), {k: t.fork(k) for k in STATES}
+        writer, log, progress = RankWriter(path, int(ckpt["n_snapshots"]), states), (lambda s: None), False
     run = TrainingLoop(cfg, model, data, writer, device, progress, log)
     run.load_state(ckpt)
     log(f"resuming {path} after {run.k} of {len(run.plan)} epochs ({writer.count} snapshots kept)")
@@ -119,7 +126,7 @@ def resume(path: str | Path, *, model: nn.Module | None = None, data: TrainData 
 
 def _execute(run: TrainingLoop, writer: TrajectoryWriter) -> Path:
     try:
-        out = run.run()
+        run.run()
     except TrainingDiverged as e:
         writer.set_status(Status.DIVERGED, str(e))
         raise
@@ -130,5 +137,5 @@ def _execute(run: TrainingLoop, writer: TrajectoryWriter) -> Path:
         writer.close()
     barrier()  # rank 0 has closed the file
     if rank() == 0:
-        _print_summary(run.log, writer.path, out)
+        _print_summary(run.log, writer.path)
     return writer.path

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -15,9 +16,13 @@ import torch
 from landscape.errors import UserError
 from landscape.layout import Layout
 
-from .schema import FORMAT, FORMAT_VERSION, open_swmr_read, unpack_blob
+from .schema import FORMAT, FORMAT_VERSION, SOLUTIONS, open_swmr_read, unpack_blob
 
-__all__ = ["Trajectory"]
+__all__ = ["Trajectory", "NULL_ROLES"]
+
+NULL_ROLES = {"swa": "sgd_null"}
+"""The null control's view of a run (``Trajectory(run, NULL_ROLES)``): the second SGD solution of ``train --controls``
+in SWA's role, so that every analysis compares two SGD solutions the way it compares SWA with SGD."""
 
 
 class Trajectory:
@@ -30,8 +35,10 @@ class Trajectory:
         UserError: Missing file, not HDF5, another format or an unsupported version.
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, roles: Mapping[str, str] | None = None):
+        """Open ``path``; ``roles`` maps a solution name to the solution that plays it (:data:`NULL_ROLES`)."""
         self.path = Path(path)
+        self.roles = dict(roles or {})
         self._f = open_swmr_read(self.path)
         fmt = self._f.attrs.get("format")
         if fmt != FORMAT:
@@ -131,27 +138,44 @@ class Trajectory:
         rows, inverse = np.unique(arr, return_inverse=True)  # h5py reads increasing unique indices
         return torch.from_numpy(d[rows][inverse].astype(np.float32))
 
+    @property
+    def view(self) -> str | None:
+        """``"null"`` for the null control's view, None for the run itself."""
+        return "null" if self.roles else None
+
+    @property
+    def results_path(self) -> Path:
+        """The default results file of this view of the run (``RUN.landscape.h5``, ``RUN.null.landscape.h5``)."""
+        from landscape.files import default_results_path
+
+        return default_results_path(self.path, self.view)
+
     def has_solution(self, name: str) -> bool:
+        name = self.roles.get(name, name)
         return f"solutions/{name}" in self._f and bool(self._f[f"solutions/{name}/written"][()])
 
     def solution(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(weights [P], buffers [Q])`` of ``"sgd"`` or ``"swa"``.
+        """``(weights [P], buffers [Q])`` of ``"sgd"``, ``"swa"`` or a control (``"sgd_budget"``, ``"sgd_null"``),
+        after :attr:`roles`.
 
         Raises:
             UserError: Unknown name or not written (run incomplete).
         """
-        if name not in ("sgd", "swa"):
+        if name not in SOLUTIONS:
             raise UserError(f"unknown solution {name!r}; use 'sgd', 'swa' or a snapshot index")
+        if self.roles.get(name, name) != name and not self.has_solution(name):
+            raise UserError(f"{self.path} has no {self.roles[name]} solution for the null control: train it with "
+                            "--controls")
         if not self.has_solution(name):
             hint = {"import": f"; import it with --{name}" + (" or --snapshots" if name == "swa" else ""),
                     "recorder": f"; call Recorder.solution('{name}')" if name == "sgd" else
                     "; capture models with Recorder.capture"}.get(self.source, "")
             raise UserError(f"{self.path} has no {name} solution (run status: {self.status}){hint}")
-        g = self._f[f"solutions/{name}"]
+        g = self._f[f"solutions/{self.roles.get(name, name)}"]
         return torch.from_numpy(g["weights"][:]), torch.from_numpy(g["buffers"][:])
 
     def solution_scalar(self, name: str, key: str) -> float:
-        return float(self._f[f"solutions/{name}/{key}"][()])
+        return float(self._f[f"solutions/{self.roles.get(name, name)}/{key}"][()])
 
     @property
     def has_checkpoint(self) -> bool:
@@ -166,9 +190,10 @@ class Trajectory:
             return None
         return unpack_blob(st[f"ckpt{slot}"][: int(st["ckpt_len"][slot])])
 
-    def fork(self) -> dict | None:
-        n = int(self._f["state/fork_len"][()])
-        return unpack_blob(self._f["state/fork"][:n]) if n else None
+    def fork(self, slot: str = "fork") -> dict | None:
+        """A training state kept beside the checkpoints (:data:`~swa.schema.STATES`), or None."""
+        n = int(self._f[f"state/{slot}_len"][()]) if f"state/{slot}_len" in self._f else 0
+        return unpack_blob(self._f[f"state/{slot}"][:n]) if n else None
 
     def content_hash(self) -> str:
         """SHA-256 over the solutions' weights and buffers: identifies the run's results."""

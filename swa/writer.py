@@ -13,7 +13,7 @@ import torch
 from landscape.errors import UserError
 from landscape.files import output_path
 
-from .schema import META, META_DTYPES, SOLUTION_SCALARS, Status, create_structure, pack_blob, unpack_blob
+from .schema import META, META_DTYPES, SOLUTION_SCALARS, STATES, Status, create_structure, pack_blob, unpack_blob
 from .trajectory import Trajectory
 
 __all__ = ["TrajectoryWriter"]
@@ -90,14 +90,15 @@ class TrajectoryWriter:
                     if n:
                         d[:n] = f0[f"snapshots/{k}"][:n]
                 f["snapshots/count"][()] = n
-                for name in ("sgd", "swa"):
+                for name in f0["solutions"]:
                     for k, v in f0[f"solutions/{name}"].items():
                         f[f"solutions/{name}/{k}"][()] = v[()]
-                fork_len = int(f0["state/fork_len"][()])
-                if fork_len:
-                    f["state/fork"].resize(fork_len, axis=0)
-                    f["state/fork"][:] = f0["state/fork"][:fork_len]
-                    f["state/fork_len"][()] = fork_len
+                for k in STATES:
+                    n_k = int(f0[f"state/{k}_len"][()]) if f"state/{k}_len" in f0 else 0
+                    if n_k:
+                        f[f"state/{k}"].resize(n_k, axis=0)
+                        f[f"state/{k}"][:] = f0[f"state/{k}"][:n_k]
+                        f[f"state/{k}_len"][()] = n_k
         w = cls(path, built=tmp)
         w.save_checkpoint(ckpt)
         w.set_status(Status.RUNNING)
@@ -154,26 +155,27 @@ class TrajectoryWriter:
         st["active"][()] = slot
         self._f.flush()
 
-    def save_fork(self, state: dict) -> None:
-        """Store the state at the SWA start; the SWA branch starts from it."""
+    def save_fork(self, state: dict, slot: str = "fork") -> None:
+        """Store a training state in ``slot`` (:data:`~swa.schema.STATES`): the state at the SWA start (``fork``) or
+        the initial one (``start``)."""
         st = self._f["state"]
         blob = pack_blob(state)
-        st["fork"].resize(blob.size, axis=0)
-        st["fork"][:] = blob
+        st[slot].resize(blob.size, axis=0)
+        st[slot][:] = blob
         self._f.flush()
-        st["fork_len"][()] = blob.size
+        st[f"{slot}_len"][()] = blob.size
         self._f.flush()
 
-    def fork(self) -> dict:
-        """The state stored by :meth:`save_fork`."""
+    def fork(self, slot: str = "fork") -> dict:
+        """The state stored by :meth:`save_fork` in ``slot``."""
         st = self._f["state"]
-        n = int(st["fork_len"][()])
+        n = int(st[f"{slot}_len"][()])
         if not n:
-            raise UserError(f"{self.path} lacks the SWA fork state")
-        return unpack_blob(st["fork"][:n])
+            raise UserError(f"{self.path} lacks the {'SWA fork' if slot == 'fork' else 'initial'} state")
+        return unpack_blob(st[slot][:n])
 
     def write_solution(self, name: str, weights: torch.Tensor, buffers: torch.Tensor, **scalars: float) -> None:
-        """Write ``/solutions/{name}`` (``"sgd"`` or ``"swa"``) with its metrics."""
+        """Write ``/solutions/{name}`` (one of :data:`~swa.schema.SOLUTIONS`) with its metrics."""
         g = self._f[f"solutions/{name}"]
         g["weights"][:] = weights.detach().cpu().float().numpy()
         g["buffers"][:] = buffers.detach().cpu().float().numpy()

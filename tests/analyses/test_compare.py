@@ -11,7 +11,7 @@ import pytest
 
 from analyses import FGEConfig, RaysConfig, SegmentConfig, fge, rays, segment
 from analyses.compare import compare, labels
-from analyses.findings import FINDINGS, FLATNESS, MIN_ACC_GAIN, t_interval
+from analyses.findings import FINDINGS, t_interval
 from analyses.findings import judge
 from landscape.engine import EngineConfig
 from landscape.errors import UserError
@@ -46,22 +46,31 @@ def _expected(run, res) -> dict:
     with h5py.File(res, "r") as f:
         for g in ("rays", "rays_filter"):
             for o in ("swa", "sgd"):
-                for m in ("error", "loss"):
+                for m in ("error", "loss", "loss_l2"):
                     w, end = f[f"{g}/{o}/width_{m}"][:], f[f"{g}/{o}/t"][-1]
                     v[f"{g}_{o}_{m}"] = sum(x if np.isfinite(x) else end for x in w) / len(w)
         ts, loss = f["segment/t"][:], f["segment/train_loss_l2"][:]
 
-        def at(x):  # linear interpolation between the two grid points around x
+        def at(x, y=loss):  # linear interpolation between the two grid points around x
             j = np.searchsorted(ts, x)
             if ts[j] == x:
-                return loss[j]
-            return loss[j - 1] + (x - ts[j - 1]) / (ts[j] - ts[j - 1]) * (loss[j] - loss[j - 1])
+                return y[j]
+            return y[j - 1] + (x - ts[j - 1]) / (ts[j] - ts[j - 1]) * (y[j] - y[j - 1])
 
         v["slope_sgd"], v["slope_swa"] = (at(1.5) - at(1.0)) / 0.5, (at(-0.5) - at(0.0)) / 0.5
+        v["rise"] = min(at(-0.5), at(0.5)) - at(0.0)
         err = f["segment/test_error"][:]
-        v["t_err"] = ts[np.nanargmin(err)]
+        tied = ts[err == err.min()]
+        v["t_err"] = tied.mean()  # the centre of tied minima
+        t_loss = ts[np.argmin(loss)]
+        v["shift"] = 100 * (at(t_loss, err) - err.min())
         v["gap"] = f["fge/prob_diff_swa_ensemble"][()]
         v["cons"] = f["fge/prob_diff_consecutive"][:].mean()
+        p = f["fge/probs_proposals"][:].astype(np.float64)  # the single-proposal baseline, by hand
+        ens = p.mean(0)
+        v["baseline"] = np.mean([np.mean(np.sqrt(((p[i] - ens) ** 2).sum(-1))) for i in range(len(p))])
+        v["agree_max"] = 100 * max(np.mean(p[i].argmax(-1) == p[i + 1].argmax(-1)) for i in range(len(p) - 1))
+        v["agree_swa"] = 100 * np.mean(f["fge/probs_swa"][:].argmax(-1) == ens.argmax(-1))
     return v
 
 
@@ -71,22 +80,31 @@ def test_compare_values_and_verdicts_match_the_files(analysed_runs):
     np.testing.assert_allclose(c.values["acc_diff"], [e["swa"] - e["sgd"] for e in exp], rtol=1e-12)
     for g in ("rays", "rays_filter"):
         for o in ("swa", "sgd"):
-            for m in ("error", "loss"):
+            for m in ("error", "loss", "loss_l2"):
                 np.testing.assert_allclose(c.values[f"{g}_{o}_width_{m}"], [e[f"{g}_{o}_{m}"] for e in exp], rtol=1e-12)
-    np.testing.assert_allclose(c.values["seg_slope_beyond_sgd"], [e["slope_sgd"] for e in exp], rtol=1e-10)
-    np.testing.assert_allclose(c.values["seg_slope_beyond_swa"], [e["slope_swa"] for e in exp], rtol=1e-10)
-    np.testing.assert_allclose(c.values["fge_prob_diff_swa_ensemble"], [e["gap"] for e in exp], rtol=1e-12)
-    # the verdicts by the criteria written out
-    acc = [e["swa"] - e["sgd"] > 0 for e in exp]
-    assert c.verdict("accuracy").per_run == tuple(acc)
-    assert c.verdict("accuracy").holds == (all(acc) and np.mean([e["swa"] - e["sgd"] for e in exp]) >= 0.5)
-    wide = [all(e[f"{g}_swa_{m}"] > e[f"{g}_sgd_{m}"] for g in ("rays", "rays_filter") for m in ("error", "loss"))
-            for e in exp]
-    assert c.verdict("width").per_run == tuple(wide) and c.verdict("width").holds == all(wide)
-    edge = [e["t_err"] < 0.5 and e["slope_sgd"] > e["slope_swa"] for e in exp]
-    assert c.verdict("segment").per_run == tuple(edge)
-    close = [e["gap"] < e["cons"] for e in exp]
-    assert c.verdict("fge").per_run == tuple(close) and c.verdict("fge").holds == all(close)
+    for key, e_key in (("seg_slope_beyond_sgd", "slope_sgd"), ("seg_slope_beyond_swa", "slope_swa"),
+                       ("seg_rise_swa", "rise"), ("seg_t_min_test_error", "t_err"),
+                       ("seg_test_error_at_train_min", "shift"), ("fge_prob_diff_swa_ensemble", "gap"),
+                       ("fge_prob_diff_proposal_ensemble", "baseline"), ("fge_agree_consecutive_max", "agree_max"),
+                       ("fge_agree_swa_ensemble", "agree_swa")):
+        np.testing.assert_allclose(c.values[key], [e[e_key] for e in exp], rtol=1e-9, atol=1e-12, err_msg=key)
+    # every claim's per-run statistic by the formulas written out, and its interval by scipy
+    written = {
+        ("accuracy", "gain"): [e["swa"] - e["sgd"] for e in exp],
+        ("width", "rays_error"): [np.log(e["rays_swa_error"] / e["rays_sgd_error"]) for e in exp],
+        ("width", "rays_filter_loss_l2"): [np.log(e["rays_filter_swa_loss_l2"] / e["rays_filter_sgd_loss_l2"])
+                                           for e in exp],
+        ("segment", "boundary"): [e["slope_sgd"] - e["slope_swa"] for e in exp],
+        ("segment", "centre"): [e["rise"] for e in exp],
+        ("segment", "shift"): [e["shift"] for e in exp],
+        ("fge", "baseline"): [np.log(e["baseline"] / e["gap"]) for e in exp],
+        ("fge", "agreement"): [e["agree_swa"] - e["agree_max"] for e in exp],
+    }
+    for (finding, claim), x in written.items():
+        m = next(m for m in c.verdict(finding).claims if m.claim.key == claim)
+        np.testing.assert_allclose(m.values, x, rtol=1e-9, atol=1e-12)
+        lo, hi = stats.t.interval(0.95, len(x) - 1, loc=np.mean(x), scale=stats.sem(x))
+        assert (m.low, m.high) == (pytest.approx(lo, rel=1e-9), pytest.approx(hi, rel=1e-9))
     assert c.all_hold == all(v.holds for v in c.verdicts)
     m, s = c.stat("swa_acc")
     assert m == pytest.approx(np.mean([e["swa"] for e in exp])) and s == pytest.approx(np.std([e["swa"] for e in exp],
@@ -109,49 +127,66 @@ def test_a_direction_that_never_crosses_counts_at_the_rays_end(analysed_runs, tm
     assert c.values["rays_filter_sgd_width_loss"][0] == pytest.approx(expected, rel=1e-12)
 
 
-def test_judge_flips_with_each_criterion():
-    """Random values made to satisfy every criterion; then each one broken on one run alone."""
+def _synthetic(rng, r: int, sign: float) -> dict:
+    """Per-run values whose every claim has the sign ``sign`` (+1: the paper's direction) on every run."""
+    v = {k: rng.uniform(0.5, 1.0, r) for k in labels()}
+    up = lambda: rng.uniform(0.05, 0.2, r)  # noqa: E731
+    v["swa_acc"] = v["sgd_acc"] + sign * up()
+    v["sgd_budget_acc"] = np.full(r, np.nan)
+    for g in ("rays", "rays_filter"):
+        for m in ("error", "loss_l2"):
+            v[f"{g}_swa_width_{m}"] = v[f"{g}_sgd_width_{m}"] * np.exp(sign * up())
+    v["seg_slope_beyond_swa"] = v["seg_slope_beyond_sgd"] - sign * up()
+    v["seg_rise_swa"] = sign * up()
+    v["seg_test_error_at_train_min"] = sign * up()
+    v["fge_prob_diff_swa_ensemble"] = v["fge_prob_diff_proposal_ensemble"] * np.exp(-sign * up())
+    v["fge_agree_swa_ensemble"] = v["fge_agree_consecutive_max"] + sign * up()
+    v["sharpness_sgd_adaptive"] = v["sharpness_swa_adaptive"] + sign * up()
+    return v
+
+
+def test_verdicts_hold_are_contradicted_or_inconclusive_on_synthetic_runs():
+    """Runs built to hold, to be contradicted, and to be inconclusive (one run against the rest); then one claim
+    of each finding alone reversed, and the budget-matched control, the null control and a missing analysis."""
     rng = np.random.default_rng(11)
-    r = 3
-
-    def good():
-        v = {k: rng.uniform(0.5, 1.0, r) for k in labels()}
-        v["acc_diff"] = rng.uniform(MIN_ACC_GAIN + 0.1, 2.0, r)
-        for g in ("rays", "rays_filter"):
-            for m in ("error", "loss"):
-                v[f"{g}_swa_width_{m}"] = v[f"{g}_sgd_width_{m}"] * rng.uniform(1.01, 1.5, r)
-        v["seg_t_min_test_error"] = rng.uniform(-1, 0.45, r)
-        v["seg_slope_beyond_swa"] = v["seg_slope_beyond_sgd"] - rng.uniform(0.01, 0.1, r)
-        v["fge_prob_diff_swa_ensemble"] = v["fge_prob_diff_consecutive"] * rng.uniform(0.1, 0.9, r)
-        v["sharpness_sgd_adaptive"] = v["sharpness_swa_adaptive"] + rng.uniform(0.1, 0.2, r)
-        return v
-
-    assert all(x.holds for x in judge(good()))
-    breaks = {
-        "accuracy": lambda v: v["acc_diff"].__setitem__(1, -0.01),
-        "width": lambda v: v["rays_filter_sgd_width_loss"].__setitem__(2, v["rays_filter_swa_width_loss"][2] * 1.001),
-        "segment": lambda v: v["seg_t_min_test_error"].__setitem__(0, 0.55),
-        "fge": lambda v: v["fge_prob_diff_swa_ensemble"].__setitem__(1, v["fge_prob_diff_consecutive"][1] * 1.01),
-    }
-    for key, brk in breaks.items():
-        v = good()
-        brk(v)
-        verdicts = {x.finding.key: x for x in judge(v)}
-        assert not verdicts[key].holds and verdicts[key].word == "does not hold"
-        assert sum(p is False for p in verdicts[key].per_run) == 1
-        assert all(x.holds for k, x in verdicts.items() if k != key)
-    v = good()
-    v["acc_diff"] = np.array([0.2, 0.3, 0.4])  # SWA better on every run, but not by enough on average
-    acc = judge(v)[0]
-    assert acc.per_run == (True, True, True) and not acc.holds
-    v = good()
-    v["seg_slope_beyond_swa"] = v["seg_slope_beyond_sgd"] + 0.01  # steeper beyond SWA
-    assert not judge(v)[2].holds
-    v = good()
-    v["rays_sgd_width_error"][0] = np.nan  # raw rays of one run not measured
+    for sign, word in ((1, "holds"), (-1, "contradicted")):
+        verdicts = judge(_synthetic(rng, 4, sign))
+        assert [v.finding.key for v in verdicts] == [f.key for f in FINDINGS] + ["sharpness"]
+        assert all(v.word == word and all(m.word == word for m in v.claims) for v in verdicts)
+        assert all(v.holds == (word == "holds") for v in verdicts)
+    for v in judge({k: x[:1] for k, x in _synthetic(rng, 1, 1).items()}):  # one run proves nothing
+        assert v.word == "inconclusive" and np.isnan(v.claims[0].low)
+    mixed = {k: np.concatenate([a, b]) for (k, a), b in zip(_synthetic(rng, 3, 1).items(),
+                                                            _synthetic(rng, 3, -1).values())}
+    assert all(v.word == "inconclusive" for v in judge(mixed))
+    for f in FINDINGS:  # each claim reversed alone: its finding is contradicted, the others hold
+        for claim in f.claims:
+            v = _synthetic(rng, 4, 1)
+            bad = _synthetic(rng, 4, -1)
+            for k in labels():  # take the reversed values of the quantities this claim reads
+                if not np.allclose(claim.stat({**v, k: bad[k]}), claim.stat(v), equal_nan=True):
+                    v[k] = bad[k]
+            words = {x.finding.key: x.word for x in judge(v)}
+            assert words[f.key] == "contradicted", (f.key, claim.key)
+            assert sum(w == "holds" for w in words.values()) >= len(words) - 2  # shared quantities aside
+    v = _synthetic(rng, 4, 1)
+    v["sgd_budget_acc"] = v["swa_acc"] + rng.uniform(0.05, 0.2, 4)  # the longer SGD run beats SWA
+    assert judge(v)[0].word == "contradicted"
+    v["sgd_budget_acc"][0] = np.nan  # trained without controls: the SGD branch alone
+    np.testing.assert_allclose(judge(v)[0].claims[0].values[0], v["swa_acc"][0] - v["sgd_acc"][0])
+    null = _synthetic(rng, 4, 1)  # a criterion that holds on two SGD solutions does not discriminate
+    null_mixed = {k: np.concatenate([a[:2], b[:2]]) for (k, a), b in zip(_synthetic(rng, 4, 1).items(),
+                                                                         _synthetic(rng, 4, -1).values())}
+    for nv, flagged in ((null, True), (null_mixed, False)):
+        w = judge(_synthetic(rng, 4, 1), nv)[1]
+        assert w.null_word == ("holds" if flagged else "inconclusive")
+        assert (w.word, w.holds) == (("holds, not discriminating", False) if flagged else ("holds", True))
+    v = _synthetic(rng, 4, 1)
+    v["rays_sgd_width_error"][0] = np.nan  # raw rays of run 1 not measured
     width = judge(v)[1]
-    assert width.per_run[0] is None and width.word == "not measured" and not width.holds
-    assert [f.key for f in FINDINGS] == ["accuracy", "width", "segment", "fge"]
+    assert width.word == "not measured" and not width.holds and "run 1" in width.missing(4)
+    none = dict(v, sharpness_swa_adaptive=np.full(4, np.nan), sharpness_sgd_adaptive=np.full(4, np.nan))
+    assert "sharpness" not in {x.finding.key for x in judge(none)}
 
 
 def test_compare_cli_table_csv_and_report(analysed_runs, tmp_path):
@@ -161,11 +196,14 @@ def test_compare_cli_table_csv_and_report(analysed_runs, tmp_path):
     assert r.returncode == 0, r.stderr
     c = compare(analysed_runs)
     for v in c.verdicts:
-        assert f"{v.finding.title}: {v.word.upper()}" in r.stdout and v.finding.criterion in r.stdout
+        assert f"{v.finding.title}: {v.word.upper()}" in r.stdout
+        assert all(m.claim.text in r.stdout for m in v.claims)
     rows = list(csv.reader(open(tmp_path / "c" / "compare.csv")))
     by_key = {row[0]: row for row in rows[1:]}
     assert float(by_key["acc_diff"][2]) == pytest.approx(c.stat("acc_diff")[0])
-    assert by_key["finding_width"][2] == c.verdict("width").word
+    assert by_key["width_rays_error"][2] == c.verdict("width").word
+    gain = c.verdict("accuracy").claims[0]
+    assert [float(x) for x in by_key["accuracy_gain"][3:6]] == pytest.approx([gain.mean, gain.low, gain.high])
     page = (tmp_path / "c" / "index.html").read_text()
     assert page.index("Findings") < page.index("Quantities") and "rays_runs.png" in page
     assert (tmp_path / "c" / "rays_runs.png").stat().st_size > 10_000
@@ -192,19 +230,4 @@ def test_t_interval_against_scipy_and_the_formula():
         assert (lo, hi) == (pytest.approx(x.mean() - half, rel=1e-10), pytest.approx(x.mean() + half, rel=1e-10))
         assert (lo, hi) == pytest.approx(stats.t.interval(0.95, n - 1, loc=x.mean(), scale=stats.sem(x)))
     assert np.isnan(t_interval(np.array([1.0]))[1])
-
-
-def test_the_flatness_verdict_is_three_way_and_shown_only_where_measured():
-    rng = np.random.default_rng(22)
-    base = {k: rng.uniform(0.5, 1.0, 4) for k in labels()}
-    cases = {"holds": rng.uniform(0.2, 0.3, 4), "contradicted": -rng.uniform(0.2, 0.3, 4),
-             "inconclusive": np.array([0.3, -0.3, 0.2, -0.25])}
-    for word, diff in cases.items():
-        v = dict(base, sharpness_sgd_adaptive=base["sharpness_swa_adaptive"] + diff)
-        flat = {x.finding.key: x for x in judge(v)}["sharpness"]
-        assert flat.finding is FLATNESS and flat.word == word and flat.holds == (word == "holds")
-        assert flat.interval == pytest.approx(t_interval(diff)) and "95% t-interval" in flat.margin
-    one = {k: x[:1] for k, x in base.items()}
-    assert {x.finding.key: x for x in judge(one)}["sharpness"].word == "inconclusive"  # one run proves nothing
-    none = dict(base, sharpness_swa_adaptive=np.full(4, np.nan), sharpness_sgd_adaptive=np.full(4, np.nan))
-    assert "sharpness" not in {x.finding.key for x in judge(none)}
+    assert t_interval(np.array([0.3, 0.3, 0.3])) == (0.3, 0.3, 0.3)  # no spread: the mean itself

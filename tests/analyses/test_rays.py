@@ -123,3 +123,29 @@ def test_early_crossings_are_resolved_on_a_finer_grid(tiny_run, tmp_path):
         lo = np.floor(w[i] / res[i] + 1e-6) * res[i]  # the fine point at or just below the crossing
         e = [1 - reference(tiny_run, w_swa.double() + x * d[i].double())["test"].acc for x in (lo, lo + res[i])]
         assert e[0] <= thr < e[1]
+
+
+def test_l2_regularised_ray_width_against_the_formula(tiny_run, results_path):
+    """The paper's train loss along a ray is CE(w + t d) + 0.5 wd ||w + t d||^2: its width, by the first crossing
+    written out here with the L2 term computed from the weights, the directions and the run's weight decay."""
+    cfg = RaysConfig(directions=3, steps=12, t_max=6.0, seed=3, margin_loss=0.1)
+    s = rays(tiny_run, results_path, cfg, ENG, **QUIET)
+    with Trajectory(tiny_run) as t:
+        w_sgd, wd = t.solution("sgd")[0].double(), t.config["weight_decay"]
+    d = random_directions(3, w_sgd.numel(), 3).double()
+    ts = np.linspace(0, 6.0, 12)
+    with h5py.File(results_path, "r") as f:
+        ce = f["rays/sgd/train_loss"][:]
+        np.testing.assert_allclose(f["rays/sgd/train_loss_l2"][:] - ce, [[0.5 * wd * float((w_sgd + x * d[i]).pow(2).sum())
+                                                                         for x in ts] for i in range(3)], rtol=1e-9)
+    checked = 0
+    for i in range(3):
+        row = ce[i] + [0.5 * wd * float((w_sgd + x * d[i]).pow(2).sum()) for x in ts]
+        j = next((j for j in range(1, 12) if row[j] > row[0] + 0.1), None)
+        if j is None or j < 3:  # no crossing, or one refined on a finer grid (tested separately)
+            continue
+        expect = ts[j - 1] + (row[0] + 0.1 - row[j - 1]) / (row[j] - row[j - 1]) * (ts[j] - ts[j - 1])
+        assert s["sgd"]["width_loss_l2"][i] == pytest.approx(expect, rel=1e-9)
+        checked += 1
+    assert checked >= 1
+    assert not np.allclose(s["sgd"]["width_loss_l2"], s["sgd"]["width_loss"])  # the L2 term moves the width

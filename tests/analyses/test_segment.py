@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from analyses import PlaneConfig, SegmentConfig, plane, segment
+from analyses.segment import centre_of_minima
 from analyses.plane import plane_basis
 from landscape.engine import EngineConfig
 from swa import Trajectory
@@ -66,3 +67,39 @@ def test_segment_and_plane_bn_modes_against_reference(tiny_run, tmp_path, mode):
         bb = b[0] + (alpha * (b[2] - b[0]) + beta * (b[1] - b[0]) if mode == "interpolate" else 0)
         ref = reference_with(tiny_run, w[0] + x * basis[0] + y * basis[1], bb)
         assert p["train_loss"][gi, gj] == pytest.approx(ref["train"].loss, rel=1e-10)
+
+
+def test_tied_minima_resolve_to_their_centre_and_an_end_minimum_is_flagged():
+    rng = np.random.default_rng(5)
+    t = np.sort(rng.uniform(-2, 3, 12))
+    v = rng.uniform(0.2, 0.9, 12)
+    v[[4, 5, 6]] = 0.1  # three tied minima (test errors move in steps of 1/n)
+    assert centre_of_minima(t, v) == (pytest.approx(t[[4, 5, 6]].mean(), rel=1e-12), False)
+    v[9] = 0.1  # a fourth, apart from the others: the centre of all four
+    assert centre_of_minima(t, v)[0] == pytest.approx(t[[4, 5, 6, 9]].mean(), rel=1e-12)
+    v[-1] = 0.05  # the least value at the end of the range: reported as such
+    assert centre_of_minima(t, v) == (t[-1], True)
+    w = rng.uniform(0.2, 0.9, 12)
+    w[0] = w[7] = 0.01
+    assert centre_of_minima(t, w) == (pytest.approx((t[0] + t[7]) / 2), True)
+
+
+def test_segment_reports_the_paper_claims_on_its_stored_curves(tiny_run, results_path):
+    """The slopes beyond each end, the rise on both sides of SWA and the train/test shift, from the stored curves by
+    the formulas written out (linear interpolation), and where each minimum lies."""
+    from analyses.segment import ANALYSIS
+
+    segment(tiny_run, results_path, SegmentConfig(), ENG, **QUIET)  # the default range [-2, 3]
+    with h5py.File(results_path, "r") as f:
+        s = f["segment"]
+        ts, loss, err = s["t"][:], s["train_loss_l2"][:], s["test_error"][:]
+        m = ANALYSIS.metrics(f)
+        tied = np.flatnonzero(err == err.min())
+        assert bool(s["t_min_test_error_at_edge"][()]) == (tied[0] == 0 or tied[-1] == len(ts) - 1)
+    assert ts[0] == -2 and ts[-1] == 3 and 0.0 in ts and 1.0 in ts
+    L = dict(zip(ts.round(12), loss))
+    assert m["seg_slope_beyond_sgd"] == pytest.approx((L[1.5] - L[1.0]) / 0.5, rel=1e-12)  # 1.5 and -0.5 on the grid
+    assert m["seg_slope_beyond_swa"] == pytest.approx((L[-0.5] - L[0.0]) / 0.5, rel=1e-12)
+    assert m["seg_rise_swa"] == pytest.approx(min(L[-0.5], L[0.5]) - L[0.0], rel=1e-12)
+    assert m["seg_t_min_train_loss_l2"] == ts[np.argmin(loss)]
+    assert m["seg_test_error_at_train_min"] == pytest.approx(100 * (err[np.argmin(loss)] - err.min()), abs=1e-12)
