@@ -98,8 +98,8 @@ def table(out: Path, names: list[str], full: bool = True) -> str:
         c = compare(runs)
         c.write_csv(out / slug(name) / "compare.csv")
         acc = c.stat("acc_diff")
-        cells = [f"{'yes' if c.verdict(f.key).holds else 'no'}: "
-                 f"{c.verdict(f.key).margin if full else c.verdict(f.key).margin.split(';')[0]}" for f in FINDINGS]
+        cells = [f"{c.verdict(f.key).word}: " + "; ".join(m.describe(text=False) for m in c.verdict(f.key).claims[:None if full else 1])
+                 for f in FINDINGS]
         lines.append(f"| {name} ({len(runs)} seeds) | {acc[0]:+.2f} ± {acc[1]:.2f} | " + " | ".join(cells)
                      + f" | {'**yes**' if c.all_hold else 'no'} |")
     return "\n".join(lines)
