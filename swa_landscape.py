@@ -40,11 +40,16 @@ class DemoConfig:
     demo (docs/findings.md): the paper's four findings held on seeds 0, 1 and 2. The conv net
     without BatchNorm on 4000 MNIST-1D samples (3200 to train on), budget 40 epochs, SWA branch from epoch 30
     for 20 epochs (the paper's 1.25 budget) with the cyclical schedule from 0.1 to 0.01, one cycle per epoch
-    (each cycle's end is an FGE proposal)."""
+    (each cycle's end is an FGE proposal).
+
+    ``seeds`` runs are trained (seeds ``seed``, ``seed + 1``, ...): the first gets every analysis and the figures,
+    the others the analyses the findings are judged by (:data:`analyses.batch.JUDGED`), and the verdicts are judged
+    over all of them (a 95% interval needs at least two runs; one run's verdicts are all inconclusive)."""
 
     epochs: int = bounded(40, ge=1)
     num_samples: int = bounded(4000, ge=10)
     seed: int = bounded(0, meaning="any integer seeds the training run")
+    seeds: int = bounded(1, ge=1)
     grid: int = bounded(21, ge=2)
     directions: int = bounded(10, ge=1)
     ray_steps: int = bounded(30, ge=2)
@@ -52,10 +57,10 @@ class DemoConfig:
     def __post_init__(self) -> None:
         check_bounds(self)
 
-    def train_config(self) -> TrainConfig:
+    def train_config(self, seed: int | None = None) -> TrainConfig:
         return TrainConfig(model="convnet", dataset="mnist1d", num_samples=self.num_samples, epochs=self.epochs,
                            swa_epochs=max(1, self.epochs // 2), swa_schedule="cyclic", swa_lr=0.1, swa_lr_min=0.01,
-                           swa_cycle=1.0, seed=self.seed)
+                           swa_cycle=1.0, seed=self.seed if seed is None else seed)
 
 
 def demo(config: DemoConfig, out: str | os.PathLike, progress: bool = True) -> Path:
@@ -65,7 +70,10 @@ def demo(config: DemoConfig, out: str | os.PathLike, progress: bool = True) -> P
         The path of ``index.html``.
     """
     from analyses import analyze_all, compare
+    from analyses.batch import judged, run_analyses
+    from analyses.common import default_engine_config
     from figures.report import make_figures
+    from swa import Trajectory
 
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -78,13 +86,23 @@ def demo(config: DemoConfig, out: str | os.PathLike, progress: bool = True) -> P
     print(f"[1/4] training ({config.epochs} epochs + SWA branch) -> {run}")
     train(config.train_config(), run, overwrite=True, progress=progress)
     print("[2/4] analyses -> " + str(results))
-    analyze_all(run, results, progress=progress, settings={
-        "rays": {"directions": config.directions, "steps": config.ray_steps},
-        "plane": {"grid": (config.grid, config.grid)}})
+    rays = {"directions": config.directions, "steps": config.ray_steps}
+    analyze_all(run, results, progress=progress, settings={"rays": rays, "plane": {"grid": (config.grid, config.grid)}})
     print("[3/4] figures")
     index = make_figures(run, results, out)
-    print("[4/4] the paper's findings of this run (swa-landscape compare):")
-    print(compare([run]).format_table())
+    runs = [run]
+    for seed in range(config.seed + 1, config.seed + config.seeds):
+        runs.append(out / "seeds" / f"seed{seed}" / "run.h5")
+        runs[-1].parent.mkdir(parents=True, exist_ok=True)
+        print(f"[3/4] seed {seed}: training and the analyses the findings use -> {runs[-1]}")
+        train(config.train_config(seed), runs[-1], overwrite=True, progress=progress, log=lambda s: None)
+        with Trajectory(runs[-1]) as t:
+            t.results_path.unlink(missing_ok=True)
+            run_analyses(t, t.results_path, judged({"rays": rays}), default_engine_config(t), progress=progress,
+                         log=lambda s: None)
+    c = compare(runs)
+    print(f"[4/4] the paper's findings over {len(runs)} run(s) (swa-landscape compare):")
+    print(c.format_table())  # its last lines: each finding's verdict, each claim's interval over the runs
     return index
 
 
@@ -95,6 +113,9 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-samples", type=int, default=d.num_samples,
                    help=f"MNIST-1D samples generated in all (default: {d.num_samples})")
     p.add_argument("--seed", type=int, default=d.seed, help=f"training seed (default: {d.seed})")
+    p.add_argument("--seeds", type=int, default=d.seeds,
+                   help=f"runs to judge the findings over, seeds SEED, SEED+1, ... (default: {d.seeds}; a 95%% "
+                        "interval needs at least 2)")
     p.add_argument("--grid", type=int, default=d.grid, help=f"plane grid points per side (default: {d.grid})")
     p.add_argument("--directions", type=int, default=d.directions,
                    help=f"random ray directions (default: {d.directions})")
@@ -104,7 +125,7 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_demo(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
-    config = DemoConfig(epochs=args.epochs, num_samples=args.num_samples, seed=args.seed, grid=args.grid,
+    config = DemoConfig(epochs=args.epochs, num_samples=args.num_samples, seed=args.seed, seeds=args.seeds, grid=args.grid,
                         directions=args.directions, ray_steps=args.ray_steps)
     index = demo(config, args.out, progress=not args.no_progress)
     print(f"demo finished in {time.perf_counter() - t0:.0f} s; open {index}")

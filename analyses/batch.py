@@ -26,13 +26,23 @@ from .rays import RaysConfig
 from .registry import by_config
 from .segment import SegmentConfig
 
-__all__ = ["PAPER", "with_settings", "run_analyses", "analyze_all"]
+__all__ = ["PAPER", "JUDGED", "with_settings", "judged", "run_analyses", "analyze_all"]
 
 PAPER: tuple[tuple[str, object], ...] = (
     ("rays", RaysConfig()), ("rays_filter", RaysConfig(filter_normalize=True)), ("segment", SegmentConfig()),
     ("plane", PlaneConfig()), ("plane_fig1", PlaneConfig(("paper-fig1",))), ("fge", FGEConfig()))
 """The paper's analyses, as ``all`` and the demo run them: ``(key, config)`` in order. Rays along random and along
 filter-normalised directions, the segment, the Figure 3 plane and the ``paper-fig1`` plane, FGE."""
+
+
+JUDGED = ("rays", "rays_filter", "segment", "fge")
+"""The entries of :data:`PAPER` the findings are judged by (the planes are pictures): what a run needs for
+``compare``."""
+
+
+def judged(settings: Mapping[str, Mapping] | None = None) -> dict[str, object]:
+    """The entries of :data:`PAPER` in :data:`JUDGED`, with ``settings`` (:func:`with_settings`)."""
+    return {k: c for k, c in with_settings(PAPER, settings or {}).items() if k in JUDGED}
 
 
 def with_settings(configs: tuple[tuple[str, object], ...], settings: Mapping[str, Mapping]) -> dict[str, object]:

@@ -33,8 +33,6 @@ GROUPS = {"held-out seeds 100-109, data_seed 42": (42, range(100, 110)),
           "seeds 0-2, data_seed 13": (13, range(3))}
 """Group name to (data_seed, training seeds)."""
 TEST_SAMPLES = 2000
-FINDING_ANALYSES = ("rays", "rays_filter", "segment", "fge")
-"""The entries of :data:`analyses.batch.PAPER` the findings use (the planes are pictures, not judged)."""
 
 
 def run_one(data_seed: int, seed: int, out: str) -> tuple[int, int, float]:
@@ -42,7 +40,7 @@ def run_one(data_seed: int, seed: int, out: str) -> tuple[int, int, float]:
     import torch
 
     torch.set_num_threads(1)
-    from analyses.batch import PAPER, run_analyses, with_settings
+    from analyses.batch import judged, run_analyses
     from analyses.common import default_engine_config
     from swa import train
     from swa.trajectory import NULL_ROLES, Trajectory
@@ -57,8 +55,7 @@ def run_one(data_seed: int, seed: int, out: str) -> tuple[int, int, float]:
     base = DemoConfig(seed=seed)
     cfg = base.train_config().replace(data_seed=data_seed, test_samples=TEST_SAMPLES, controls=True)
     train(cfg, run, overwrite=True, progress=False, log=lambda s: None)
-    configs = {k: c for k, c in with_settings(PAPER, {"rays": {"directions": base.directions, "steps": base.ray_steps}}
-                                              ).items() if k in FINDING_ANALYSES}
+    configs = judged({"rays": {"directions": base.directions, "steps": base.ray_steps}})
     for roles in (None, NULL_ROLES):
         with Trajectory(run, roles) as t:
             if t.results_path.exists():

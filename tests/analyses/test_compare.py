@@ -6,8 +6,9 @@ import sys
 
 import h5py
 import numpy as np
-from scipy import stats
 import pytest
+import torch
+from scipy import stats
 
 from analyses import FGEConfig, RaysConfig, SegmentConfig, fge, rays, segment
 from analyses.compare import compare, labels
@@ -15,7 +16,9 @@ from analyses.findings import FINDINGS, t_interval
 from analyses.findings import judge
 from landscape.engine import EngineConfig
 from landscape.errors import UserError
+from landscape.files import default_results_path
 from swa import Trajectory, train
+from tests.analyses.helpers import reference
 from tests.factories import tiny_config
 
 ENG = EngineConfig(bn_batch_size=64, workers=1)
@@ -231,3 +234,55 @@ def test_t_interval_against_scipy_and_the_formula():
         assert (lo, hi) == pytest.approx(stats.t.interval(0.95, n - 1, loc=x.mean(), scale=stats.sem(x)))
     assert np.isnan(t_interval(np.array([1.0]))[1])
     assert t_interval(np.array([0.3, 0.3, 0.3])) == (0.3, 0.3, 0.3)  # no spread: the mean itself
+
+
+@pytest.fixture(scope="module")
+def controlled_run(tmp_path_factory):
+    """A tiny run with its controls, the judged analyses on the SWA-SGD pair and on the null pair."""
+    from analyses.batch import judged, run_analyses
+    from swa.trajectory import NULL_ROLES
+
+    run = tmp_path_factory.mktemp("null") / "ctl.h5"
+    train(tiny_config(controls=True, seed=3), run, progress=False, log=lambda s: None)
+    for roles in (None, NULL_ROLES):
+        with Trajectory(run, roles) as t:
+            run_analyses(t, t.results_path, judged({"rays": {"directions": 3, "steps": 6},
+                                                     "segment": {"steps": 21}}), ENG, progress=False,
+                         log=lambda s: None)
+    return run
+
+
+def test_the_null_pair_puts_the_second_sgd_in_swa_place(controlled_run):
+    """``analyze --null`` evaluates the null SGD where SWA was; compare reads it beside the run's own values, and the
+    accuracy finding uses the better of the two SGDs of the same budget or longer."""
+    from swa.trajectory import NULL_ROLES
+
+    null_res = default_results_path(controlled_run, "null")
+    assert null_res.name == "ctl.null.landscape.h5" and null_res.exists()
+    with Trajectory(controlled_run) as t:
+        acc = {n: 100 * t.solution_scalar(n, "test_acc") for n in ("sgd", "swa", "sgd_budget", "sgd_null")}
+        w_null = t.solution("sgd_null")[0]
+    with h5py.File(null_res, "r") as f:
+        ts, err = f["segment/t"][:], f["segment/test_error"][:]
+        assert 1 - err[list(ts).index(0.0)] == pytest.approx(reference(controlled_run, w_null)["test"].acc, abs=1e-12)
+    with Trajectory(controlled_run, NULL_ROLES) as t:
+        torch.testing.assert_close(t.solution("swa")[0], w_null, rtol=0, atol=0)
+    c = compare([controlled_run])
+    assert c.null is not None
+    np.testing.assert_allclose(c.null["swa_acc"], [acc["sgd_null"]])
+    np.testing.assert_allclose(c.values["sgd_budget_acc"], [acc["sgd_budget"]])
+    gain = c.verdict("accuracy")
+    assert gain.claims[0].values[0] == pytest.approx(acc["swa"] - max(acc["sgd"], acc["sgd_budget"]))
+    assert gain.null[0].values[0] == pytest.approx(acc["sgd_null"] - max(acc["sgd"], acc["sgd_budget"]))
+    exp = _expected(controlled_run, null_res)  # the null's claims by the formulas written out, from its file
+    width = c.verdict("width")
+    assert width.null[0].values[0] == pytest.approx(np.log(exp["rays_swa_error"] / exp["rays_sgd_error"]), rel=1e-9)
+    assert c.verdict("fge").null[0].values[0] == pytest.approx(np.log(exp["baseline"] / exp["gap"]), rel=1e-9)
+    assert "null control:" in c.format_table() and "null" in c.format_markdown()
+
+
+def test_the_null_pair_needs_the_controls(tiny_run, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "swa_landscape", "analyze", tiny_run, "segment", "--null", "--out",
+                        str(tmp_path / "n.h5")], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--controls" in r.stderr
+    assert not (tmp_path / "n.h5").exists()

@@ -209,15 +209,18 @@ def test_figures_cli_and_demo_end_to_end(tmp_path, capsys):
 
     out = tmp_path / "demo"
     r = subprocess.run([sys.executable, "-m", "swa_landscape", "demo", "--out", str(out), "--epochs", "6", "--num-samples",
-                        "600", "--grid", "3", "--directions", "2", "--ray-steps", "3", "--no-progress"],
-                       capture_output=True, text=True, timeout=120)
+                        "600", "--grid", "3", "--directions", "2", "--ray-steps", "3", "--seeds", "2", "--no-progress"],
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert str(out / "index.html") in r.stdout.splitlines()[-1]
     for n in ("schedule", "plane", "plane_fig1", "rays", "rays_filter", "segment", "fge"):
         _check_png(out / f"{n}.png")
     with h5py.File(out / "run.landscape.h5", "r") as f:
         assert set(f) == {"rays", "rays_filter", "segment", "plane", "plane_fig1", "fge"}
-    assert "findings of this run" in r.stdout
+    with h5py.File(out / "seeds" / "seed1" / "run.landscape.h5", "r") as f:  # the second seed: what the findings use
+        assert set(f) == {"rays", "rays_filter", "segment", "fge"}
+    verdicts = r.stdout[r.stdout.index("findings over 2 run(s)"):]  # the last lines: verdicts with their intervals
+    assert verdicts.count("95% t-interval") == 10 and "SWA approximates the FGE ensemble:" in verdicts
     run, res = read_run(out / "run.h5"), read_results(out / "run.landscape.h5")
     for name in ("plane_fig1", "schedule", "plane", "rays", "segment", "fge"):  # the demo's figures, looked at
         fig = _draw(name, run, res)[0]

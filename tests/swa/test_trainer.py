@@ -178,3 +178,70 @@ def test_snapshot_points_evaluate_like_the_logged_metrics(tiny_run):
 
     with pytest.raises(UserError, match="out of range"):
         snapshot_points(tiny_run, [0, 10**6])
+
+
+def _solutions(path) -> dict:
+    with Trajectory(path) as t:
+        return {n: t.solution(n) for n in ("sgd", "swa", "sgd_budget", "sgd_null") if t.has_solution(n)}
+
+
+def _same(a, b) -> None:
+    assert a.keys() == b.keys()
+    for n in a:
+        for x, y in zip(a[n], b[n]):
+            torch.testing.assert_close(x, y, rtol=0, atol=0)
+
+
+@pytest.fixture(scope="module")
+def controlled(tmp_path_factory):
+    """A tiny run with its controls: 4 conventional epochs, SWA from epoch 2 for 2, null 2, budget-matched 4."""
+    path = tmp_path_factory.mktemp("controls") / "ctl.h5"
+    train(tiny_config(controls=True), path, progress=False, log=lambda s: None)
+    return path
+
+
+def test_controls_are_the_runs_they_stand_for(controlled, tmp_path):
+    """The budget-matched SGD is exactly the conventional run of a run whose budget is the SWA branch's end; the main
+    run is untouched by its controls; the null SGD is the SGD branch again with another data order."""
+    sol = _solutions(controlled)
+    plain = tmp_path / "plain.h5"
+    train(tiny_config(), plain, progress=False, log=lambda s: None)
+    _same({n: sol[n] for n in ("sgd", "swa")}, _solutions(plain))
+    with Trajectory(controlled) as t, Trajectory(plain) as p:
+        torch.testing.assert_close(t.weights(), p.weights(), rtol=0, atol=0)  # controls leave no snapshots
+        assert set(t.meta("branch")) == {"sgd", "swa"}
+    longer = tmp_path / "longer.h5"  # budget 4 (= swa_start 2 + swa_epochs 2): its SGD is the budget-matched control
+    train(tiny_config(epochs=4, swa_start=2, swa_epochs=1), longer, progress=False, log=lambda s: None)
+    short = tmp_path / "short.h5"
+    train(tiny_config(epochs=3, swa_start=2, swa_epochs=2, controls=True), short, progress=False, log=lambda s: None)
+    with Trajectory(short) as t, Trajectory(longer) as g:  # budget 3, SWA to epoch 4: the control runs 4 epochs
+        for x, y in zip(t.solution("sgd_budget"), g.solution("sgd")):
+            torch.testing.assert_close(x, y, rtol=0, atol=0)
+        assert not torch.equal(t.solution("sgd_budget")[0], t.solution("sgd")[0])
+    w_null, w_sgd = sol["sgd_null"][0], sol["sgd"][0]
+    assert not torch.equal(w_null, w_sgd)  # another data order
+    with Trajectory(controlled) as t:
+        w_fork = t.fork()["model"]
+    # both continue from the fork: the null lies as close to SGD as SGD's own last epochs moved it
+    moved = (w_sgd - torch.cat([v.reshape(-1) for k, v in w_fork.items() if "running" not in k and "num_batches" not in k])).norm()
+    assert (w_null - w_sgd).norm() < 2 * moved
+
+
+@pytest.mark.parametrize("stop_after", [6, 9])  # at the end of the SWA branch (a boundary), inside the budget run
+def test_a_run_with_controls_resumes_to_the_same_file(controlled, tmp_path, stop_after):
+    from swa import resume
+
+    cut = tmp_path / "cut.h5"
+    lines = []
+
+    def log(line):
+        lines.append(line)
+        if len(lines) == stop_after + 1:  # the header, then one line per epoch (after its checkpoint)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(controls=True), cut, progress=False, log=log)
+    with Trajectory(cut) as t:
+        assert t.status == "interrupted" and t.checkpoint()["plan_index"] == stop_after
+    resume(cut, progress=False, log=lambda s: None)
+    _same(_solutions(cut), _solutions(controlled))
