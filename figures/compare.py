@@ -21,6 +21,7 @@ from analyses.rays import mean_width
 from .data import read_results
 from .plots import SGD_C, SWA_C, clip_finite
 from .report import page_html, quantity_table, save_figure, verdict_table
+from .sharpness import sharpness_runs_figure
 
 __all__ = ["mean_ray_curves", "rays_runs_figure", "rays_runs_plotly", "comparison_report"]
 
@@ -111,6 +112,13 @@ def comparison_report(comparison, out: str | os.PathLike) -> Path:
                 f'widths (right) lie above SGD\'s.</p><p class="files">{links}</p><img src="{files[0]}" '
                 f'alt="rays of every run"><div class="interactive">'
                 f'{pio.to_html(inter, include_plotlyjs=False, full_html=False)}</div></section>')
+    if len(results) == len(comparison.runs) and all("swa" in r.get("sharpness", {}) and "sgd" in r["sharpness"]
+                                                    for r in results):
+        files = save_figure(sharpness_runs_figure(results), out, "sharpness_runs")
+        links = " · ".join(f'<a href="{f}">{f.rsplit(".", 1)[1].upper()}</a>' for f in files)
+        figs += (f'<section><h2>Adaptive and raw sharpness of every run</h2><p>Each thin line is one run, the thick '
+                 f'line the mean over runs with ±1 std shaded. SWA is flatter where its curve lies below SGD\'s.</p>'
+                 f'<p class="files">{links}</p><img src="{files[0]}" alt="sharpness of every run"></section>')
     csv = '<p><a href="compare.csv">compare.csv</a></p>' if (out / "compare.csv").exists() else ""
     notes = "".join(f"<p>note: {html.escape(n)}</p>" for n in comparison.notes)
     page = page_html(f"""<h1>swa-landscape comparison of {len(comparison.runs)} runs</h1><ul>{runs}</ul>

@@ -230,3 +230,22 @@ def test_figures_cli_and_demo_end_to_end(tmp_path, capsys):
     assert (tmp_path / "f" / "plane.png").exists()
     assert main(["figures", str(tmp_path / "nope.h5"), "--out", str(tmp_path)]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_sharpness_over_runs_draws_each_run_and_the_mean_with_its_band():
+    from figures.sharpness import sharpness_runs_figure
+
+    rng = np.random.default_rng(8)
+    rhos = np.array([0.02, 0.05, 0.1, 0.2])
+    runs = [{"sharpness": {o: {"rhos": rhos, "adaptive_mean": rng.uniform(0.01, 0.1, 4),
+                               "raw_mean": rng.uniform(0.001, 0.01, 4)} for o in ("swa", "sgd")}} for _ in range(3)]
+    fig = sharpness_runs_figure(runs)
+    for ax, kind in zip(fig.axes[:2], ("adaptive", "raw")):
+        curves = np.stack([r["sharpness"]["swa"][f"{kind}_mean"] for r in runs])
+        mean_line = next(line for line in ax.lines if str(line.get_label()).startswith("SWA: mean of 3 runs"))
+        np.testing.assert_allclose(mean_line.get_ydata(), curves.mean(0), rtol=1e-12)
+        band = ax.collections[0].get_paths()[0].vertices[:, 1]  # the SWA band: mean ± std (ddof 1)
+        lo, hi = curves.mean(0) - curves.std(0, ddof=1), curves.mean(0) + curves.std(0, ddof=1)
+        assert band.min() == pytest.approx(lo.min(), rel=1e-9) and band.max() == pytest.approx(hi.max(), rel=1e-9)
+    assert text_overlaps(fig) == []
+    plt.close(fig)
