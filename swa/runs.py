@@ -17,6 +17,7 @@ from landscape.reference import load_point
 from .data import DataSpec, load_splits
 from .models import build_model
 from .sources import as_splits, check_fingerprints
+from .schema import SOLUTIONS
 from .trajectory import Trajectory
 
 __all__ = ["build_run_model", "check_layout", "load_model", "load_dataset", "run_splits", "point", "snapshot_points",
@@ -140,7 +141,9 @@ def info(run: str | os.PathLike) -> str:
             f"run file     {Path(run)} ({_size(t.file_size())}), status: {t.status}" + (f" ({t.message})" if t.message else ""),
             f"model        {m.get('name') or m.get('class')} {m.get('kwargs', {})}; "
             f"{t.param_layout.size} parameters, {t.buffer_layout.size} buffer entries",
-            f"dataset      {d.get('name')}" + (f" from {d['data_dir']}" if d.get("data_dir") else ""),
+            f"dataset      {d.get('name')}" + (f" from {d['data_dir']}" if d.get("data_dir") else "")
+            + (f" (data_seed {d['data_seed']}, {d['num_samples']} samples"
+               + (f", {d['test_samples']} test)" if d.get("test_samples") else ")") if d.get("name") == "mnist1d" else ""),
             f"optimizer    {c['optimizer']} lr {c['lr']} momentum {c['momentum']} weight decay {c['weight_decay']}, "
             f"batch {c['batch_size']}, seed {c['seed']}",
             f"schedule     budget {c['epochs']} epochs; SWA from epoch {tc.swa_start_epoch}"
@@ -151,7 +154,7 @@ def info(run: str | os.PathLike) -> str:
             f"snapshots    {t.n} total: {int((branch == 'sgd').sum())} sgd, {int((branch == 'swa').sum())} swa, "
             f"{int(captured.sum())} captured; dtype {t._f['snapshots/weights'].dtype}",
         ]
-        for name in ("sgd", "swa"):
+        for name in SOLUTIONS:  # the controls (train --controls) where trained
             if t.has_solution(name):
                 extra = f", {int(t.solution_scalar(name, 'n_averaged'))} models averaged" if name == "swa" else ""
                 lines.append(

@@ -140,6 +140,7 @@ def test_pca_plane_matches_the_svd(small_run, tmp_path):
         np.testing.assert_allclose(g["solutions_xy"][i] * signs, (w_swa - w.mean(0)) @ vt[:2].T, rtol=1e-8, atol=1e-9)
         x, y = g["x"][:], g["y"][:]
         assert x[0] <= xy[idx, 0].min() and x[-1] >= xy[idx, 0].max()  # the grid holds the snapshots
+        assert y[0] <= xy[idx, 1].min() and y[-1] >= xy[idx, 1].max()
         assert np.isfinite(g["test_error"][:]).all() and g["done"][:].all()
     assert out["explained_variance_ratio"][0] > out["explained_variance_ratio"][1]
     with pytest.raises(UserError, match="pca cannot use bn_mode 'interpolate'"):
