@@ -156,6 +156,8 @@ class TrainConfig:
             (self.optimizer in ("sgd", "adam"), f"optimizer must be sgd or adam, got {self.optimizer!r}"),
             (self.swa_anneal_strategy in ("cos", "linear"), "swa_anneal_strategy must be cos or linear"),
             (not (self.controls and self.init), "controls need the conventional run; they cannot start from --init"),
+            (not self.controls or self.init or self.swa_start_epoch < self.epochs,
+             "controls need swa_start below the budget: the null SGD continues the conventional run from the fork"),
         ]
         for ok, msg in checks:
             if not ok:
