@@ -22,7 +22,8 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-from scipy import stats
+
+from analyses.findings import t_interval
 
 CONFIGS = {
     "demo": ["--model", "convnet", "--num-samples", "4000", "--epochs", "40", "--swa-epochs", "20",
@@ -72,7 +73,7 @@ def main() -> None:
             swa = np.array([r["swa"][key] for r in rows])
             sgd = np.array([r["sgd"][key] for r in rows])
             d = sgd - swa
-            lo, hi = stats.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=stats.sem(d)) if len(d) > 1 else (np.nan,) * 2
+            _, lo, hi = t_interval(d)
             print(f"| {label} | {', '.join(f'{v:.4g}' for v in swa)} | {', '.join(f'{v:.4g}' for v in sgd)} | "
                   f"{d.mean():+.4g} [{lo:+.4g}, {hi:+.4g}] |", flush=True)
 
