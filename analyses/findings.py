@@ -152,7 +152,7 @@ class Measured:
         interval = ("no interval from one run" if math.isnan(self.low) and len(self.values) == 1 else
                     f"95% t-interval [{self.low:+.4g}, {self.high:+.4g}]")
         return (f"{self.claim.text + ': ' if text else ''}mean {self.mean:+.4g}, {interval} -> {self.word} "
-                f"(per run {per})")
+                f"(positive on {int(np.sum(self.values > 0))} of {len(self.values)} runs: {per})")
 
 
 def _measure(claim: Claim, v: dict[str, np.ndarray]) -> Measured:
