@@ -80,9 +80,16 @@ def report(out: Path) -> tuple[str, str]:
         c = compare(runs)
         c.write_csv(out / f"compare-{len(blocks)}.csv")
         blocks.append(f"### {name} ({len(runs)} runs)\n\n{c.format_markdown()}\n")
-        words = "; ".join(f"{v.finding.title}: **{v.word}** (null: {v.null_word})" for v in c.verdicts)
+        words = "; ".join(f"{v.finding.title}: **{v.word}**" + _why(v) for v in c.verdicts)
         summary.append(f"- {name} ({len(runs)} runs): {words}.")
     return "\n".join(blocks), "\n".join(summary)
+
+
+def _why(v) -> str:
+    """What a verdict rests on, in a few words: the claims that did not hold, and those the null control flags."""
+    parts = [f"{m.claim.key} {m.word}" for m in v.claims if m.word != "holds"]
+    parts += [f"{k} also holds on the null pair" for k in v.not_discriminating]
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def _replace(path: Path, tag: str, text: str) -> None:
