@@ -200,8 +200,8 @@ class Engine:
 
             first = 0
             if self._guard is None and self.config.guard and self.bn_names and K:
-                self._guard, checked = run_guard(self, points, splits, recompute)
-                if not probs:  # the guard's point, evaluated by the path now in use, is the evaluation's own
+                self._guard, checked, at = run_guard(self, points, splits, recompute)
+                if at == 0 and not probs:  # the guard's point, evaluated by the path now in use, is the evaluation's own
                     deliver(0, 1, checked)
                     first = 1
             plan, lo = self._choose(K, splits, probs, recompute, run, deliver, first)

@@ -100,33 +100,48 @@ def discrepancy(losses: dict[str, torch.Tensor], buffers: torch.Tensor, ref: dic
     return out
 
 
-def run_guard(engine, points, splits: tuple[str, ...], recompute: bool) -> tuple[GuardReport, object]:
-    """Point 0 of ``points`` through the engine's fast path and the reference path; switch the engine to exact paths
-    (its ``_exact_bn`` and ``_fold`` switches, its replicas) where they differ.
+def _reference(engine, points, i: int, splits: tuple[str, ...], recompute: bool) -> tuple[dict, torch.Tensor]:
+    """Point ``i`` of ``points`` by the reference path: its metrics per split and its buffers."""
+    w = points.chunk(i, i + 1, engine.device, engine.dtype)[0]
+    b = points.buffer_chunk(i, i + 1, engine.device, engine.dtype, interpolate=engine.config.bn_mode is not BNMode.STORED)
+    reference = copy.deepcopy(engine._template).to(device=engine.device, dtype=engine.dtype)
+    return reference_point(reference, w, {s: engine.splits[s] for s in splits}, engine.bn_data if recompute else None,
+                           engine.config.bn_batch_size, engine.config.bn_weighting, buffers=None if b is None else b[0])
+
+
+def run_guard(engine, points, splits: tuple[str, ...], recompute: bool
+              ) -> tuple[GuardReport | None, object, int | None]:
+    """One point of ``points`` through the engine's fast path and the reference path; switch the engine to exact
+    paths (its ``_exact_bn`` and ``_fold`` switches, its replicas) where they differ.
+
+    The point checked is the first of points 0, K/2 and K-1 whose reference losses are finite (a point where the
+    network's output is not finite, e.g. extrapolated BN statistics with a negative variance, tells nothing).
 
     Returns:
-        The report, and point 0's result by the path finally used (the plain plan's).
+        The report, the checked point's result by the path finally used (the plain plan's), and its index; or
+        ``(None, None, None)`` when no candidate is finite (nothing was checked; the next evaluation tries again).
 
     Raises:
         UserError: Even the exact paths differ from the reference (the network is refused).
     """
     t0 = time.perf_counter()
     tol = tolerance(engine.dtype)
-    w = points.chunk(0, 1, engine.device, engine.dtype)[0]
-    b = points.buffer_chunk(0, 1, engine.device, engine.dtype, interpolate=engine.config.bn_mode is not BNMode.STORED)
-    reference = copy.deepcopy(engine._template).to(device=engine.device, dtype=engine.dtype)
-    t_ref = time.perf_counter()
-    ref, ref_buf = reference_point(reference, w, {s: engine.splits[s] for s in splits},
-                                   engine.bn_data if recompute else None, engine.config.bn_batch_size,
-                                   engine.config.bn_weighting, buffers=None if b is None else b[0])
-    t_ref = time.perf_counter() - t_ref
+    k = len(points)
+    for i in dict.fromkeys((0, k // 2, k - 1)):
+        t_ref = time.perf_counter()
+        ref, ref_buf = _reference(engine, points, i, splits, recompute)
+        t_ref = time.perf_counter() - t_ref
+        if all(math.isfinite(m.loss) for m in ref.values()):
+            break
+    else:
+        return None, None, None
     plain = engine.planner.plain(splits, (), recompute)
     first, culprit = math.nan, None
     for _ in range(3):  # the fast path, then at most two switches
         action = ", ".join(["exact BN statistics"] * engine._exact_bn + ["no folding"] * (not engine._fold)) \
             or "fast path"
         try:
-            res = engine._evaluate_chunk(engine._replicas[0], points, 0, 1, plain, splits, ())
+            res = engine._evaluate_chunk(engine._replicas[0], points, i, i + 1, plain, splits, ())
             diffs = discrepancy(res.loss, res.buffers, ref, ref_buf, engine._bn_slices)
         except GroupingError as e:
             diffs = [(math.inf, str(e).split(":")[0])]
@@ -136,7 +151,7 @@ def run_guard(engine, points, splits: tuple[str, ...], recompute: bool) -> tuple
             if culprit is not None:
                 warnings.warn(f"{culprit} differs from the reference path on the fast path by {first:.2g}; "
                               f"using {action} for this model", stacklevel=4)
-            return report, res
+            return report, res, i
         where = next(wh for d, wh in diffs if d > tol)  # BN layers in module order, then the evaluation pass
         if culprit is None:
             first, culprit = worst, where

@@ -220,7 +220,7 @@ def test_figures_cli_and_demo_end_to_end(tmp_path, capsys):
     with h5py.File(out / "seeds" / "seed1" / "run.landscape.h5", "r") as f:  # the second seed: what the findings use
         assert set(f) == {"rays", "rays_filter", "segment", "fge"}
     verdicts = r.stdout[r.stdout.index("findings over 2 run(s)"):]  # the last lines: verdicts with their intervals
-    assert verdicts.count("95% t-interval") == 10 and "SWA approximates the FGE ensemble:" in verdicts
+    assert verdicts.count("95% t-interval [") == 10 and "SWA approximates the FGE ensemble:" in verdicts
     run, res = read_run(out / "run.h5"), read_results(out / "run.landscape.h5")
     for name in ("plane_fig1", "schedule", "plane", "rays", "segment", "fge"):  # the demo's figures, looked at
         fig = _draw(name, run, res)[0]

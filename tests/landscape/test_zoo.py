@@ -152,3 +152,28 @@ def test_guard_cost_is_one_reference_point_and_it_can_be_turned_off():
     assert on.guard_report.culprit is None and on.guard_report.seconds > 0 and off.guard_report is None
     on.evaluate(PointSet.explicit(pts[:1]))  # once per engine
     assert on.guard_report is not None
+
+
+def test_the_guard_checks_a_finite_point_when_the_first_is_not():
+    """A first point whose output is not finite (here weights of 1e300 that overflow; in the segment, extrapolated
+    BN variances below 0) tells the guard nothing: it checks point K/2 instead, still finds the layer the fast path gets wrong, and
+    every finite point matches the reference. With no finite point at all, nothing is checked (and nothing
+    refused) and the next evaluation checks again."""
+    entry = next(e for e in ZOO if e.name == "manual_bn")
+    model, data, pts = _setup(entry, torch.float64, seed=9)
+    pts = pts.clone()
+    pts[0] = 1e300
+    eng = Engine(model, data, config=EngineConfig(dtype="float64", bn_batch_size=BN_BATCH, superbatch=2 * BN_BATCH))
+    with pytest.warns(UserWarning, match="using exact BN statistics"):
+        res = eng.evaluate(PointSet.explicit(pts))
+    assert eng.guard_report.culprit is not None and eng.guard_report.max_difference <= 1e-9
+    assert not torch.isfinite(res.loss["train"][0])
+    for i in range(1, len(pts)):
+        ref_loss, _ = plain_reference(model, pts[i], data)
+        torch.testing.assert_close(res.loss["train"][i].item(), ref_loss["train"], rtol=1e-9, atol=0)
+    fresh = Engine(model, data, config=EngineConfig(dtype="float64", bn_batch_size=BN_BATCH, superbatch=2 * BN_BATCH))
+    fresh.evaluate(PointSet.explicit(torch.full_like(pts[:2], 1e300)))
+    assert fresh.guard_report is None
+    with pytest.warns(UserWarning, match="using exact BN statistics"):
+        fresh.evaluate(PointSet.explicit(pts[1:]))
+    assert fresh.guard_report is not None
