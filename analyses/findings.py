@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 __all__ = ["Claim", "Finding", "FINDINGS", "FLATNESS", "Measured", "Verdict", "t_interval", "three_way", "judge"]
 
@@ -29,6 +28,8 @@ LEVEL = 0.95
 def t_interval(x: np.ndarray, level: float = LEVEL) -> tuple[float, float, float]:
     """Mean of ``x [R]`` and its two-sided Student-t interval (NaN bounds for fewer than two values; the mean
     itself for values without spread)."""
+    from scipy import stats  # here: scipy.stats' import costs every command's start-up half a second
+
     x = np.asarray(x, dtype=np.float64)
     mean = float(np.mean(x))
     if len(x) < 2:

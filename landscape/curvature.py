@@ -23,14 +23,17 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from scipy.sparse.linalg import LinearOperator, eigsh
 from torch import nn
 from torch.func import functional_call, grad, jvp, vmap
 
 from .layout import Layout, buffer_layout, param_layout, unflatten
+
+if TYPE_CHECKING:
+    from scipy.sparse.linalg import LinearOperator
 
 __all__ = ["HessianOperator", "top_eigen", "hutchinson_trace", "TraceEstimate"]
 
@@ -135,6 +138,8 @@ class HessianOperator:
         def mm(u: np.ndarray) -> np.ndarray:
             return self.matmat(torch.as_tensor(np.ascontiguousarray(u.T))).double().cpu().numpy().T
 
+        from scipy.sparse.linalg import LinearOperator  # here: scipy's import costs every command's start-up
+
         return LinearOperator((self.size, self.size), matvec=mv, matmat=mm, dtype=np.float64)
 
 
@@ -183,6 +188,8 @@ def top_eigen(op: HessianOperator, k: int, tol: float = 1e-4, seed: int = 0) -> 
     top = np.argsort(theta)[::-1][:k]
     vecs = s[:, top].T @ basis[:len(alphas)]
     if not converged and len(top) == k and j + 1 == steps < n:  # basis full: ARPACK restarts from the best vector
+        from scipy.sparse.linalg import eigsh
+
         vals, v = eigsh(op.linear_operator(), k=k, which="LA", tol=tol, v0=vecs[0])
         order = np.argsort(vals)[::-1]
         return vals[order], v[:, order].T

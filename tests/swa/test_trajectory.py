@@ -157,26 +157,34 @@ def test_bad_hyper_parameters_one_line_error(tmp_path, args, msg):
     assert not out.exists()
 
 
-def test_refuses_to_overwrite_and_rejects_foreign_files(tmp_path, tiny_run):
+def test_refuses_to_overwrite_and_rejects_foreign_files(tmp_path, tiny_run, capsys):
+    """The refusal as a process (one error line, exit code 2), then the other bad files through the same ``main``
+    in this process."""
+    from swa_landscape import main
+
     before = os.path.getmtime(tiny_run)
     r = _cli("train", "--out", tiny_run, "--epochs", "2")
     assert r.returncode == 2 and "exists" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert os.path.getmtime(tiny_run) == before
+
+    def refused(*args: str) -> str:
+        assert main(list(args)) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1
+        return err[0]
+
     other = tmp_path / "other.h5"
     with h5py.File(other, "w") as f:
         f.attrs["format"] = "something-else"
     for cmd in (["info", str(other)], ["train", "--resume", "--out", str(other)]):
-        r = _cli(*cmd)
-        assert r.returncode == 2 and "not a swa-landscape trajectory file" in r.stderr
+        assert "not a swa-landscape trajectory file" in refused(*cmd)
     with h5py.File(other, "w") as f:
         f.attrs["format"] = "swa-landscape/trajectory"
         f.attrs["format_version"] = 99
-    r = _cli("info", str(other))
-    assert r.returncode == 2 and "version 99" in r.stderr
+    assert "version 99" in refused("info", str(other))
     text = tmp_path / "t.h5"
     text.write_text("hello")
-    r = _cli("info", str(text))
-    assert r.returncode == 2 and "not a readable HDF5 file" in r.stderr.splitlines()[0]
+    assert "not a readable HDF5 file" in refused("info", str(text))
 
 
 def test_toml_config_and_flag_override(tmp_path):
