@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import pickle
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -92,8 +94,44 @@ class Splits:
         return (self.train_x, self.train_y) if name == "train" else (self.test_x, self.test_y)
 
 
+def cache_dir() -> Path | None:
+    """Where generated data sets are kept between processes: ``$SWA_LANDSCAPE_CACHE``, else
+    ``$XDG_CACHE_HOME/swa-landscape`` or ``~/.cache/swa-landscape``; None when ``SWA_LANDSCAPE_CACHE`` is ``off``."""
+    env = os.environ.get("SWA_LANDSCAPE_CACHE")
+    if env == "off":
+        return None
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "swa-landscape"
+
+
 @functools.lru_cache(maxsize=4)
 def _mnist1d(num_samples: int, seed: int, test_samples: int | None = None) -> tuple[np.ndarray, ...]:
+    """MNIST-1D as the generator makes it, kept in :func:`cache_dir` (generation takes seconds; a cached copy is
+    byte-identical, and the run file's data fingerprints would refuse one that is not)."""
+    from importlib.metadata import version
+
+    key = f"mnist1d-{version('mnist1d')}-n{num_samples}-s{seed}-t{test_samples}.npz"
+    where = cache_dir()
+    if where is not None and (where / key).exists():
+        try:
+            with np.load(where / key) as z:
+                return z["x"], z["y"], z["x_test"], z["y_test"]
+        except (OSError, ValueError, KeyError):
+            pass  # unreadable: generate it again
+    arrays = _generate_mnist1d(num_samples, seed, test_samples)
+    if where is not None:
+        try:  # written under a temporary name and renamed: concurrent processes never read half a file
+            where.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=where, suffix=".npz", delete=False) as f:
+                np.savez(f, **dict(zip(("x", "y", "x_test", "y_test"), arrays)))
+            os.replace(f.name, where / key)
+        except OSError:
+            pass  # a read-only home: generate each time
+    return arrays
+
+
+def _generate_mnist1d(num_samples: int, seed: int, test_samples: int | None) -> tuple[np.ndarray, ...]:
     from mnist1d.data import get_dataset_args, make_dataset
 
     args = get_dataset_args()

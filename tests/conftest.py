@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 import pytest
 import torch
@@ -36,3 +38,9 @@ def tiny_run_constant(tmp_path_factory) -> str:
 
 def pytest_configure(config):
     os.environ.setdefault("OMP_NUM_THREADS", "2")
+    # generated data sets kept for this session only (every process the tests start inherits it), not in the home
+    os.environ["SWA_LANDSCAPE_CACHE"] = tempfile.mkdtemp(prefix="swa-landscape-test-cache-")
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(os.environ.get("SWA_LANDSCAPE_CACHE", ""), ignore_errors=True)

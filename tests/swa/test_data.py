@@ -71,3 +71,25 @@ def test_mnist1d_default_split_sizes_and_fixed_eval_order():
     torch.testing.assert_close(torch.cat([b[0] for b in batches]), s.train_x)
     shuffled = torch.cat([b[1] for b in iterate_batches(s.train_x, s.train_y, 64, torch.Generator().manual_seed(0))])
     assert sorted(shuffled.tolist()) == sorted(s.train_y.tolist()) and not torch.equal(shuffled, s.train_y)
+
+
+def test_mnist1d_is_kept_between_processes_byte_identical(tmp_path, monkeypatch):
+    """The disk cache returns exactly what the generator makes; a damaged file is made again; ``off`` keeps none."""
+    from swa.data import _generate_mnist1d, _mnist1d
+
+    fresh = _generate_mnist1d(200, 5, 90)
+    monkeypatch.setenv("SWA_LANDSCAPE_CACHE", str(tmp_path))
+    first = _mnist1d.__wrapped__(200, 5, 90)  # generates and writes
+    (cached,) = tmp_path.glob("mnist1d-*-n200-s5-t90.npz")
+    second = _mnist1d.__wrapped__(200, 5, 90)  # reads
+    for a, b, c in zip(fresh, first, second):
+        assert a.dtype == c.dtype and np.array_equal(a, b) and np.array_equal(a, c)
+    assert len(fresh[3]) == 90 and len(fresh[1]) == 160  # 80% of 200 to train, the test set as asked
+    cached.write_bytes(b"not a zip file")
+    for a, b in zip(fresh, _mnist1d.__wrapped__(200, 5, 90)):
+        assert np.array_equal(a, b)
+    assert np.load(cached)["x"].shape == fresh[0].shape  # written again
+    monkeypatch.setenv("SWA_LANDSCAPE_CACHE", "off")
+    cached.unlink()
+    _mnist1d.__wrapped__(200, 5, 90)
+    assert not cached.exists()
