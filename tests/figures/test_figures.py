@@ -136,12 +136,18 @@ def test_divergent_points_are_clipped_and_marked(results, tmp_path):
     np.testing.assert_array_equal(bad, [False, True, False, True])
 
 
-def test_report_files(tiny_run, results, tmp_path):
-    index = make_figures(tiny_run, results, tmp_path / "rep")
+@pytest.fixture(scope="module")
+def report(tiny_run, results, tmp_path_factory):
+    """The report of the tiny run with every analysis (made once; the tests read it, the browser a probed copy)."""
+    return make_figures(tiny_run, results, tmp_path_factory.mktemp("report") / "rep")
+
+
+def test_report_files(tiny_run, report, tmp_path):
+    index, rep = report, report.parent
     for n in FIGURES:
-        _check_png(tmp_path / "rep" / f"{n}.png")
-        assert (tmp_path / "rep" / f"{n}.pdf").stat().st_size > 1000
-        assert (tmp_path / "rep" / f"{n}.html").stat().st_size > 100_000  # interactive, plotly.js embedded
+        _check_png(rep / f"{n}.png")
+        assert (rep / f"{n}.pdf").stat().st_size > 1000
+        assert (rep / f"{n}.html").stat().st_size > 100_000  # interactive, plotly.js embedded
     html = index.read_text()
     assert "SWA test accuracy" in html and "The paper's findings on this run" in html
     positions = [html.index(f'<section id="{n}">') for n in FIGURES]
@@ -182,9 +188,9 @@ def _probed(index):
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
-def test_report_renders_in_headless_chromium_offline(tiny_run, results, tmp_path):
-    index = _probed(make_figures(tiny_run, results, tmp_path / "rep"))
-    assert "data-js-errors" not in (tmp_path / "rep" / "index.html").read_text()  # the probe is the test's own
+def test_report_renders_in_headless_chromium_offline(report, tmp_path):
+    index = _probed(report)
+    assert "data-js-errors" not in report.read_text()  # the probe is the test's own
     cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
            f"--user-data-dir={tmp_path / 'profile'}", "--host-resolver-rules=MAP * ~NOTFOUND",
