@@ -103,6 +103,9 @@ def demo(config: DemoConfig, out: str | os.PathLike, progress: bool = True) -> P
     c = compare(runs)
     print(f"[4/4] the paper's findings over {len(runs)} run(s) (swa-landscape compare):")
     print(c.format_table())  # its last lines: each finding's verdict, each claim's interval over the runs
+    if len(runs) == 1:
+        print("one run gives no interval, so every verdict is inconclusive: 'swa-landscape demo --seeds 3' judges "
+              "three seeds (about 3.5 minutes on 2 cores), or compare runs of several seeds")
     return index
 
 
