@@ -170,10 +170,10 @@ class Comparison:
                 head = (f"{v.finding.title} | **{v.word}**" + (f" (null: {v.null_word})" if null else "")
                         if i == 0 else " | ")
                 per = " ".join(f"{x:+.3g}" for x in m.values)
-                row = f"| {head} | {m.claim.text} | {m.mean:+.4g} | [{m.low:+.4g}, {m.high:+.4g}] {m.word} | {per} |"
+                row = f"| {head} | {m.claim.text} | {m.mean:+.4g} | {m.interval} {m.word} | {per} |"
                 if null:
                     n = v.null[i]
-                    row += f" {n.mean:+.4g} [{n.low:+.4g}, {n.high:+.4g}] {n.word} |"
+                    row += f" {n.mean:+.4g} {n.interval} {n.word} |"
                 lines.append(row)
         lines += [f"\nnote: {n}" for n in self.notes]
         return "\n".join(lines)

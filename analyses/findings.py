@@ -147,11 +147,16 @@ class Measured:
     def word(self) -> str:
         return three_way(self.low, self.high) if self.measured else "not measured"
 
+    @property
+    def interval(self) -> str:
+        """The 95% t-interval as ``[low, high]``."""
+        return f"[{self.low:+.4g}, {self.high:+.4g}]"
+
     def describe(self, text: bool = True) -> str:
         """The mean, interval and verdict in words (with the claim's text unless ``text`` is False)."""
         per = " ".join(f"{x:+.3g}" for x in self.values)
         interval = ("no interval from one run" if math.isnan(self.low) and len(self.values) == 1 else
-                    f"95% t-interval [{self.low:+.4g}, {self.high:+.4g}]")
+                    f"95% t-interval {self.interval}")
         return (f"{self.claim.text + ': ' if text else ''}mean {self.mean:+.4g}, {interval} -> {self.word} "
                 f"(positive on {int(np.sum(self.values > 0))} of {len(self.values)} runs: {per})")
 

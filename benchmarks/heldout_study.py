@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+
+from findings_readme import replace_block  # benchmarks/ is the script's directory, first on sys.path
 
 GROUPS = {"held-out seeds 100-109, data_seed 42": (42, range(100, 110)),
           "seeds 0-2, data_seed 7": (7, range(3)),
@@ -71,7 +72,7 @@ def report(out: Path) -> tuple[str, str]:
     from analyses.compare import compare
 
     blocks, summary = [], []
-    groups = {**{name: [out / f"data{ds}" / f"seed{s}" / "run.h5" for s in seeds] for name, (ds, seeds) in GROUPS.items()}}
+    groups = {name: [out / f"data{ds}" / f"seed{s}" / "run.h5" for s in seeds] for name, (ds, seeds) in GROUPS.items()}
     groups["all 16 runs"] = [r for runs in list(groups.values()) for r in runs]
     for name, runs in groups.items():
         runs = [r for r in runs if (r.parent / "done").exists()]
@@ -90,15 +91,6 @@ def _why(v) -> str:
     parts = [f"{m.claim.key} {m.word}" for m in v.claims if m.word != "holds"]
     parts += [f"{k} also holds on the null pair" for k in v.not_discriminating]
     return f" ({'; '.join(parts)})" if parts else ""
-
-
-def _replace(path: Path, tag: str, text: str) -> None:
-    begin, end = f"<!-- {tag}:begin -->", f"<!-- {tag}:end -->"
-    page = path.read_text()
-    if begin not in page:
-        raise SystemExit(f"{path} has no {begin} ... {end} block")
-    block = f"{begin}\n`python benchmarks/heldout_study.py --write` (generated):\n\n{text}\n{end}"
-    path.write_text(re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, page, flags=re.S))
 
 
 def main() -> None:
@@ -121,8 +113,8 @@ def main() -> None:
     print(summary)
     if args.write:
         root = Path(__file__).resolve().parents[1]
-        _replace(root / "docs" / "findings.md", "heldout", full)
-        _replace(root / "README.md", "heldout", summary)
+        for page, text in ((root / "docs" / "findings.md", full), (root / "README.md", summary)):
+            replace_block(page, "heldout", f"`python benchmarks/heldout_study.py --write` (generated):\n\n{text}")
 
 
 if __name__ == "__main__":

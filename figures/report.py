@@ -42,10 +42,10 @@ def verdict_table(comparison) -> str:
             head = (f'<td rowspan="{len(v.claims)}">{html.escape(v.finding.title)}</td><td rowspan="{len(v.claims)}" '
                     f'class="{"holds" if v.holds else "fails"}"><b>{html.escape(v.word)}</b>'
                     + (f"<br>null: {html.escape(v.null_word)}" if null else "") + "</td>") if i == 0 else ""
-            cells = [m.claim.text, f"{m.mean:+.4g} [{m.low:+.4g}, {m.high:+.4g}]", m.word]
+            cells = [m.claim.text, f"{m.mean:+.4g} {m.interval}", m.word]
             if null:
                 n = v.null[i]
-                cells.append(f"{n.mean:+.4g} [{n.low:+.4g}, {n.high:+.4g}] {n.word}")
+                cells.append(f"{n.mean:+.4g} {n.interval} {n.word}")
             rows.append("<tr>" + head + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     heads = ["finding", "verdict", "claim (positive: the paper's direction)", "mean [95% t-interval over runs]",
              "claim verdict"] + (["null control"] if null else [])

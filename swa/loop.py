@@ -133,6 +133,7 @@ class TrainingLoop:
         loss_sum = correct = seen = 0
         last_snap = -1
         any_capture = False
+        recorded = branch in ("sgd", "swa")  # the controls' epochs leave no snapshots
         for j, (xb, yb) in enumerate(self._to_device(self.data.train(self.gen))):
             lr = self.lr_at(branch, epoch, j)
             for g in self.opt.param_groups:
@@ -151,7 +152,7 @@ class TrainingLoop:
             if captured:
                 self.capture()
                 any_capture = True
-            if branch not in ("sgd", "swa"):  # a control: trained, not recorded
+            if not recorded:  # a control: trained, not recorded
                 continue
             if captured or (c.snapshot_every and self.iteration % c.snapshot_every == 0):
                 test = self.evaluate(self.model, "test") if captured else None
@@ -164,7 +165,7 @@ class TrainingLoop:
             self.capture()
             any_capture = True
         test = self.evaluate(self.model, "test")
-        if branch in ("sgd", "swa") and last_snap != self.iteration and (captured or not c.snapshot_every):
+        if recorded and last_snap != self.iteration and (captured or not c.snapshot_every):
             self.snapshot(branch, captured, (loss_sum / seen, correct / seen), test)
         return loss_sum / seen, correct / seen, test, any_capture
 
