@@ -81,7 +81,14 @@ def test_mnist1d_is_kept_between_processes_byte_identical(tmp_path, monkeypatch)
     monkeypatch.setenv("SWA_LANDSCAPE_CACHE", str(tmp_path))
     first = _mnist1d.__wrapped__(200, 5, 90)  # generates and writes
     (cached,) = tmp_path.glob("mnist1d-*-n200-s5-t90.npz")
-    second = _mnist1d.__wrapped__(200, 5, 90)  # reads
+    import swa.data
+
+    def no_generation(*args):
+        raise AssertionError("generated again although cached")
+
+    with monkeypatch.context() as m:
+        m.setattr(swa.data, "_generate_mnist1d", no_generation)
+        second = _mnist1d.__wrapped__(200, 5, 90)  # reads, does not generate
     for a, b, c in zip(fresh, first, second):
         assert a.dtype == c.dtype and np.array_equal(a, b) and np.array_equal(a, c)
     assert len(fresh[3]) == 90 and len(fresh[1]) == 160  # 80% of 200 to train, the test set as asked
