@@ -1,26 +1,28 @@
 """Geometry analyses of SWA trajectories: the paper's rays, segment, plane and FGE, and beside them the Hessian,
 the planes of its eigenvectors and the PCA plane (each reads the run file only), and ``compare`` over several runs.
 
-Every analysis registers itself in :data:`analyses.registry.REGISTRY` when its module is imported (below, in
-the order of ``analyze --help`` and of ``compare``'s table).
+Every analysis is one module declaring an :class:`~analyses.registry.Analysis`; :mod:`analyses.catalog` lists them
+(the built-ins, installed plug-ins and your own) in their declared order.
 """
 
 from landscape.files import default_results_path
 
-from .rays import RaysConfig, rays  # noqa: I001 (registration order)
-from .segment import SegmentConfig, segment
-from .plane import PlaneConfig, plane
+from .batch import analyze_all
+from .catalog import analyses, by_config, get
+from .compare import Comparison, compare
 from .fge import FGEConfig, fge
 from .hessian import HessianConfig, hessian
 from .hessian_plane import EigenPlaneConfig, eigen_plane
+from .metrics import Claim, Finding, Metric
 from .pca import PCAConfig, pca
-from .sharpness import SharpnessConfig, sharpness
-from .batch import PAPER, analyze_all
-from .compare import Comparison, compare
-from .registry import REGISTRY, Analysis, Section, register
+from .plane import PlaneConfig, plane
+from .rays import RaysConfig, rays
+from .registry import Analysis, Section, register, registered
 from .results import ResultsFile
+from .segment import SegmentConfig, segment
+from .sharpness import SharpnessConfig, sharpness
 
-__all__ = ["PAPER", "REGISTRY", "Analysis", "Section", "register", "analyze_all", "Comparison", "EigenPlaneConfig",
-           "FGEConfig", "HessianConfig", "PCAConfig", "PlaneConfig", "RaysConfig", "ResultsFile", "SegmentConfig",
-           "SharpnessConfig", "compare", "default_results_path", "eigen_plane", "fge", "hessian", "pca", "plane", "rays",
-           "segment", "sharpness"]
+__all__ = ["Analysis", "Claim", "Comparison", "EigenPlaneConfig", "FGEConfig", "Finding", "HessianConfig", "Metric",
+           "PCAConfig", "PlaneConfig", "RaysConfig", "ResultsFile", "Section", "SegmentConfig", "SharpnessConfig",
+           "analyses", "analyze_all", "by_config", "compare", "default_results_path", "eigen_plane", "fge", "get",
+           "hessian", "pca", "plane", "rays", "register", "registered", "segment", "sharpness"]

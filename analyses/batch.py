@@ -1,9 +1,9 @@
 """Several analyses of one run in turn: ``analyze all``, the demo, and their Python twin :func:`analyze_all`.
 
 The run is opened once and one engine (network, data, settings, the guard's verdict and the timed plans) serves
-every analysis. For ``all`` (the paper's analyses, :data:`PAPER`), an analysis that cannot honour the BN mode, or
-that the run lacks what it needs for (a plane without snapshots, FGE without proposals), is skipped with its
-reason; the others run.
+every analysis. For ``all`` (every analysis' ``paper`` entries, :func:`analyses.catalog.paper`), an analysis that
+cannot honour the BN mode, or that the run lacks what it needs for (a plane without snapshots, FGE without
+proposals), is skipped with its reason; the others run.
 """
 
 from __future__ import annotations
@@ -14,36 +14,15 @@ from collections.abc import Callable, Mapping
 
 from torch import nn
 
-from landscape.engine import EngineConfig
+from landscape.config import EngineConfig
 from landscape.errors import UserError
 from landscape.probe import ProbeCache
 from swa.trajectory import NULL_ROLES, Trajectory
 
+from .catalog import by_config, judged, paper
 from .common import analysis, default_engine_config
-from .fge import FGEConfig
-from .plane import PlaneConfig
-from .rays import RaysConfig
-from .registry import by_config
-from .segment import SegmentConfig
 
-__all__ = ["PAPER", "JUDGED", "with_settings", "judged", "run_analyses", "analyze_all"]
-
-PAPER: tuple[tuple[str, object], ...] = (
-    ("rays", RaysConfig()), ("rays_filter", RaysConfig(filter_normalize=True)), ("segment", SegmentConfig()),
-    ("plane", PlaneConfig()), ("plane_fig1", PlaneConfig(("paper-fig1",))), ("fge", FGEConfig()))
-"""The paper's analyses, as ``all`` and the demo run them: ``(key, config)`` in order. Rays along random and along
-filter-normalised directions, the segment, the Figure 3 plane and the ``paper-fig1`` plane, FGE."""
-
-
-JUDGED = ("rays", "rays_filter", "segment", "fge")
-"""The entries of :data:`PAPER` the findings are judged by (the planes are pictures): what a run needs for
-``compare``."""
-
-
-def judged(settings: Mapping[str, Mapping] | None = None) -> dict[str, object]:
-    """The entries of :data:`PAPER` in :data:`JUDGED`, with ``settings`` (:func:`with_settings`)."""
-    return {k: c for k, c in with_settings(PAPER, settings or {}).items() if k in JUDGED}
-
+__all__ = ["with_settings", "run_analyses", "analyze_all"]
 
 def with_settings(configs: tuple[tuple[str, object], ...], settings: Mapping[str, Mapping]) -> dict[str, object]:
     """``configs`` with fields replaced per analysis: ``settings = {"rays": {"directions": 4}}`` changes every
@@ -74,7 +53,7 @@ def run_analyses(t: Trajectory, out: str | os.PathLike, configs: Mapping[str, ob
         t: The open run.
         out: Results file.
         configs: Key to config (built before anything runs, so a bad one changes nothing); the config's type
-            names the analysis (:func:`analyses.registry.by_config`).
+            names the analysis (:func:`analyses.catalog.by_config`).
         engine_config: Engine settings for all of them.
         model, data: For a run the file cannot rebuild (see :func:`analyses.common.open_run`).
         progress: Progress bars (on a terminal).
@@ -106,17 +85,24 @@ def run_analyses(t: Trajectory, out: str | os.PathLike, configs: Mapping[str, ob
 def analyze_all(run: str | os.PathLike, out: str | os.PathLike | None = None,
                 engine_config: EngineConfig | None = None, *, model: nn.Module | None = None, data=None,
                 progress: bool = True, log: Callable[[str], None] = print,
-                settings: Mapping[str, Mapping] | None = None, null: bool = False) -> dict:
-    """The paper's analyses (:data:`PAPER`), as ``swa-landscape analyze RUN all`` runs them.
+                settings: Mapping[str, Mapping] | None = None, null: bool = False, only_judged: bool = False) -> dict:
+    """The paper's analyses (:func:`analyses.catalog.paper`), as ``swa-landscape analyze RUN all`` runs them.
 
     Args:
+        run: Run file (read only).
+        out: Results file (default ``RUN.landscape.h5``).
+        engine_config: Engine settings (default: the run's).
+        model, data: For a run the file cannot rebuild (see :func:`analyses.common.open_run`).
+        progress: Progress bars (on a terminal).
+        log: Receives each analysis' description and each skip's reason.
         settings: Fields to change per analysis, e.g. ``{"rays": {"directions": 4}}`` (:func:`with_settings`).
         null: Analyse the null control's pair (``train --controls``; default results ``RUN.null.landscape.h5``).
+        only_judged: Only what the findings are judged by (:func:`analyses.catalog.judged`; the demo's extra seeds).
 
     Returns:
-        Key of :data:`PAPER` to its summary (skipped ones absent).
+        Results key to its summary (skipped ones absent).
     """
-    configs = with_settings(PAPER, settings or {})
+    configs = with_settings(judged() if only_judged else paper(), settings or {})
     with Trajectory(run, NULL_ROLES if null else None) as t:
         return run_analyses(t, out or t.results_path, configs, engine_config or default_engine_config(t),
                             model=model, data=data, progress=progress, log=log, skip=True)

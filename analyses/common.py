@@ -13,10 +13,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from landscape.engine import Engine, EngineConfig, EvalResult
+from landscape.config import EngineConfig
+from landscape.engine import Engine
 from landscape.errors import UserError
 from landscape.points import PointSet
 from landscape.probe import ProbeCache
+from landscape.result import EvalResult
 from swa.runs import build_run_model, run_splits
 from swa.trajectory import Trajectory
 
@@ -25,8 +27,8 @@ from .distributed import mine as shard
 from .journal import Journal
 from .results import ResultsFile, config_json
 
-__all__ = ["VALUES", "RunContext", "default_engine_config", "open_run", "analysis", "evaluate_missing", "parse_point",
-           "point_set", "per_point", "RESULT_DEFINING"]
+__all__ = ["VALUES", "RunContext", "default_engine_config", "open_run", "analysis", "evaluate_missing", "per_point",
+           "RESULT_DEFINING"]
 
 VALUES = ("train_loss", "train_error", "test_loss", "test_error", "train_loss_l2")
 """What :func:`evaluate_missing` stores per point."""
@@ -134,35 +136,6 @@ def evaluate_missing(ctx: RunContext, results: ShardedResults, group: str, point
     results.write(group, {}, {"engine_settings": json.dumps({**ctx.engine_dict(full=True), "ranks": w,
                                                              "plan_used": str(report.choice) if report else None})})
     return int(todo.size)
-
-
-def parse_point(name: str, analysis: str = "hessian") -> tuple[str, float | int | None]:
-    """``("solution", None)``, ``("snapshot", i)`` or ``("segment", t)`` for a point name (``sgd``, ``swa``, a
-    snapshot index, ``t=T`` on the segment: where the Hessian and sharpness analyses look)."""
-    if name in ("sgd", "swa"):
-        return "solution", None
-    if name.startswith("t="):
-        try:
-            return "segment", float(name[2:])
-        except ValueError:
-            pass
-    elif name.lstrip("-").isdigit():
-        return "snapshot", int(name)
-    raise UserError(f"{analysis} point {name!r}: use sgd, swa, a snapshot index or t=T on the SGD-SWA segment")
-
-
-def point_set(ctx: RunContext, name: str) -> PointSet:
-    """The point as a one-point set carrying the buffers the BN modes need."""
-    kind, arg = parse_point(name)
-    t = ctx.traj
-    if kind == "solution":
-        w, b = t.solution(name)
-        return PointSet.explicit(w[None], b[None])
-    if kind == "snapshot":
-        return PointSet.explicit(t.weights([arg]), t.buffers([arg]))
-    from .segment import segment_points  # here: the registry's order is the order modules are imported
-
-    return segment_points(t, np.array([arg]))[0]
 
 
 def per_point(ctx: RunContext, results: ShardedResults, group: str, config, compute, attrs: dict,

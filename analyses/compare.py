@@ -33,22 +33,16 @@ from landscape.errors import UserError
 from landscape.files import default_results_path
 from swa.trajectory import NULL_ROLES, Trajectory
 
-from .findings import FINDINGS, Verdict, judge
-from .registry import REGISTRY
+from . import catalog
+from .findings import Verdict, judge
+from .metrics import ACC_DIFF, SGD_ACC, SGD_BUDGET_ACC, SWA_ACC
 from .results import ResultsFile
 
 __all__ = ["Comparison", "labels", "run_metrics", "compare"]
 
-_RUN_LABELS = {"sgd_acc": "SGD test accuracy (%)", "swa_acc": "SWA test accuracy (%)",
-               "acc_diff": "SWA - SGD accuracy (points)",
-               "sgd_budget_acc": "budget-matched SGD test accuracy (%, control)"}
-"""The quantities of the run file itself; each analysis declares its own (:attr:`Analysis.labels`)."""
-
-
 def labels() -> dict[str, str]:
-    """Every quantity a comparison can hold, in table order (the run's, then each registered analysis'), with its
-    label."""
-    return {**_RUN_LABELS, **{k: v for a in REGISTRY.values() for k, v in a.labels.items()}}
+    """Every quantity a comparison can hold, in table order (the run's, then each analysis'), with its label."""
+    return {m.key: m.label for m in catalog.metrics()}
 
 
 def run_metrics(run: str | os.PathLike, results: str | os.PathLike | None = None, roles: dict | None = None
@@ -62,27 +56,27 @@ def run_metrics(run: str | os.PathLike, results: str | os.PathLike | None = None
         roles: A view of the run (:data:`~swa.trajectory.NULL_ROLES`: the null pair), or None.
 
     Returns:
-        ``(values, settings)``: values by key of :func:`labels`, read by each registered analysis'
+        ``(values, settings)``: values by key of :func:`labels`, read by each analysis'
         :attr:`~analyses.registry.Analysis.metrics`; settings maps what must agree across runs (e.g. a ray group)
         to the run's ``(settings..., parameter count)``.
     """
     v = dict.fromkeys(labels(), np.nan)
     settings: dict[str, tuple] = {}
     with Trajectory(run, roles) as t:
-        for name in ("sgd", "swa", "sgd_budget"):
+        for name, metric in (("sgd", SGD_ACC), ("swa", SWA_ACC), ("sgd_budget", SGD_BUDGET_ACC)):
             if t.has_solution(name):
-                v[f"{name}_acc"] = 100 * t.solution_scalar(name, "test_acc")
+                v[metric.key] = 100 * t.solution_scalar(name, "test_acc")
             elif name != "sgd_budget":
                 raise UserError(f"{run} has no {t.roles.get(name, name).upper()} solution yet (training unfinished"
                                 f"{'' if name == 'sgd' or not roles else ', or trained without --controls'})")
-        v["acc_diff"] = v["swa_acc"] - v["sgd_acc"]
+        v[ACC_DIFF.key] = v[SWA_ACC.key] - v[SGD_ACC.key]
         results = Path(results) if results else t.results_path
         if not results.exists():
             raise UserError(f"{run} has no results file {results}: run 'swa-landscape analyze {run} all' first "
                             "(or name it as RUN=RESULTS)")
         with ResultsFile(results, t).read() as f:
-            for a in REGISTRY.values():
-                v.update(a.metrics(f) if a.metrics else {})
+            for a in catalog.analyses():
+                v.update(a.measure(f))
                 for what, s in (a.comparable(f) if a.comparable else {}).items():
                     settings[what] = (*s, t.param_layout.size)
     return v, settings
@@ -96,7 +90,7 @@ class Comparison:
         runs: Run files ``[R]``.
         results: Their results files ``[R]``.
         values: Quantity key to per-run values ``[R]`` (NaN: not measured).
-        verdicts: One per finding, in the order of :data:`FINDINGS`.
+        verdicts: One per finding, in the order of :func:`analyses.catalog.findings`.
         null: The null pair's values (where every run has its null results), or None.
         notes: Warnings about comparability (e.g. rays with different direction seeds).
     """
@@ -119,7 +113,7 @@ class Comparison:
     @property
     def all_hold(self) -> bool:
         """Whether the paper's findings all hold (findings beside the paper are not part of it)."""
-        return all(v.holds for v in self.verdicts if v.finding in FINDINGS)
+        return all(v.holds for v in self.verdicts if not v.finding.optional)
 
     def rows(self) -> list[tuple[str, str, list[str]]]:
         """Measured quantities as ``(label, "mean +- std", per-run values)``, in table order."""
@@ -228,7 +222,7 @@ def compare(runs: Sequence[str | os.PathLike | tuple[str | os.PathLike, str | os
         notes.append(f"the null pair was analysed on {sum(p.exists() for p in nulls)} of {len(nulls)} runs; the null "
                      "control needs it on every run ('analyze RUN all --null')")
     results = [str(res or default_results_path(run)) for run, res in pairs]
-    return Comparison([str(r) for r, _ in pairs], results, values, judge(values, null), notes, null)
+    return Comparison([str(r) for r, _ in pairs], results, values, judge(catalog.findings(), values, null), notes, null)
 
 
 def _stack(per: list[dict[str, float]]) -> dict[str, np.ndarray]:

@@ -24,6 +24,7 @@ second order, so on a log-log scale their slopes (``order_consecutive``,
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass
 
@@ -31,13 +32,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from landscape.engine import EngineConfig
+from landscape.config import EngineConfig
 from landscape.errors import UserError
 from landscape.points import PointSet
 
 from .common import RunContext
 from .distributed import ShardedResults, sharded_evaluate
-from .registry import Analysis, Section, register
+from .metrics import Claim, Finding, Metric
+from .registry import Analysis, Section
 
 __all__ = ["ANALYSIS", "FGEConfig", "agreement_stats", "fge", "describe", "PAPER"]
 
@@ -155,7 +157,7 @@ def describe(s: dict) -> str:
             f"{s['order_consecutive']:.2f}, SWA-FGE gap ~ s^{s['order_gap']:.2f} (theory: 1 and 2)")
 
 
-def _metrics(f) -> dict[str, float]:
+def _values(f) -> dict[str, float]:
     if "fge/prob_diff_swa_ensemble" not in f:
         return {}
     g = f["fge"]
@@ -169,8 +171,29 @@ def _metrics(f) -> dict[str, float]:
     return v
 
 
+def _metric(key: str, label: str) -> Metric:
+    return Metric(key, label, lambda f: _values(f).get(key, math.nan))
+
+
+DIFF_CONSECUTIVE = _metric("fge_prob_diff_consecutive", "FGE: mean ||p_i - p_i+1||")
+DIFF_SWA = _metric("fge_prob_diff_swa_ensemble", "FGE: ||p_SWA - p_FGE||")
+DIFF_PROPOSAL = _metric("fge_prob_diff_proposal_ensemble", "FGE: mean_i ||p_i - p_FGE|| (single-proposal baseline)")
+AGREE_CONSECUTIVE = _metric("fge_agree_consecutive", "FGE: label agreement consecutive (%)")
+AGREE_CONSECUTIVE_MAX = _metric("fge_agree_consecutive_max", "FGE: largest consecutive label agreement (%)")
+AGREE_SWA = _metric("fge_agree_swa_ensemble", "FGE: label agreement SWA vs FGE (%)")
+METRICS = (DIFF_CONSECUTIVE, DIFF_SWA, DIFF_PROPOSAL, AGREE_CONSECUTIVE, AGREE_CONSECUTIVE_MAX, AGREE_SWA)
+"""FGE's quantities, in compare's table order."""
+
+FINDING = Finding("fge", "SWA approximates the FGE ensemble", "fge (a cyclic run's proposals)", (
+    Claim("baseline", "log(mean_i ||p_i - p_FGE|| / ||p_SWA - p_FGE||): SWA closer to the ensemble than a single "
+                      "proposal", (DIFF_PROPOSAL, DIFF_SWA), lambda proposal, swa: np.log(proposal / swa)),
+    Claim("agreement", "label agreement SWA vs FGE minus the largest consecutive-proposal agreement, points",
+          (AGREE_SWA, AGREE_CONSECUTIVE_MAX), lambda swa, consecutive: swa - consecutive)))
+"""The paper's section 3.5 finding."""
+
+
 def _report(res: dict) -> list[Section]:
-    from figures import plots
+    from figures import plots  # here: matplotlib and plotly load only when a report is drawn
 
     if "fge" not in res:
         return []
@@ -180,12 +203,8 @@ def _report(res: dict) -> list[Section]:
                     lambda: (plots.fge_figure(res["fge"]), plots.fge_plotly(res["fge"])))]
 
 
-ANALYSIS = register(Analysis(
-    "fge", "the FGE ensemble of the SWA branch's proposals against their average (paper section 3.5)", FGEConfig,
-    _run, describe, UNSUPPORTED_BN_MODES, skippable=True, metrics=_metrics, report=_report,
-    labels={"fge_prob_diff_consecutive": "FGE: mean ||p_i - p_i+1||", "fge_prob_diff_swa_ensemble": "FGE: ||p_SWA - p_FGE||",
-            "fge_prob_diff_proposal_ensemble": "FGE: mean_i ||p_i - p_FGE|| (single-proposal baseline)",
-            "fge_agree_consecutive": "FGE: label agreement consecutive (%)",
-            "fge_agree_consecutive_max": "FGE: largest consecutive label agreement (%)",
-            "fge_agree_swa_ensemble": "FGE: label agreement SWA vs FGE (%)"}))
-"""FGE in the registry."""
+ANALYSIS = Analysis(
+    name="fge", help="the FGE ensemble of the SWA branch's proposals against their average (paper section 3.5)",
+    config=FGEConfig, compute=_run, describe=describe, order=40, judged=True, paper=(("fge", FGEConfig()),),
+    unsupported_bn_modes=UNSUPPORTED_BN_MODES, skippable=True, metrics=METRICS, findings=(FINDING,), report=_report)
+"""FGE as the toolkit sees it."""

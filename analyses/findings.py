@@ -14,12 +14,14 @@ solution; its finding is reported as *not discriminating* and does not count as 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Claim", "Finding", "FINDINGS", "FLATNESS", "Measured", "Verdict", "t_interval", "three_way", "judge"]
+from .metrics import Claim, Finding
+
+__all__ = ["Measured", "Verdict", "t_interval", "three_way", "judge"]
 
 LEVEL = 0.95
 """Confidence level of every interval."""
@@ -44,81 +46,6 @@ def t_interval(x: np.ndarray, level: float = LEVEL) -> tuple[float, float, float
 def three_way(lo: float, hi: float) -> str:
     """``holds`` (the interval lies above 0), ``contradicted`` (below 0) or ``inconclusive`` (NaN included)."""
     return "holds" if lo > 0 else "contradicted" if hi < 0 else "inconclusive"
-
-
-def _log_ratio(num: str, den: str) -> Callable[[dict], np.ndarray]:
-    return lambda v: np.log(v[num] / v[den])
-
-
-def _width(group: str, kind: str, metric: str, what: str) -> Claim:
-    return Claim(f"{group}_{metric}", f"log(SWA / SGD width), {what}, {kind} directions",
-                 _log_ratio(f"{group}_swa_width_{metric}", f"{group}_sgd_width_{metric}"))
-
-
-@dataclass(frozen=True)
-class Claim:
-    """One measured statement: a per-run statistic whose sign is the claim.
-
-    Attributes:
-        key: Short name (CSV rows).
-        text: The statistic in words; positive is the paper's direction.
-        stat: Per-run values ``{quantity: [R]}`` to the statistic ``[R]`` (NaN: not measured on that run).
-    """
-
-    key: str
-    text: str
-    stat: Callable[[dict[str, np.ndarray]], np.ndarray]
-
-
-@dataclass(frozen=True)
-class Finding:
-    """A finding of the paper (or beside it) and the claims it is judged by.
-
-    Attributes:
-        key: Short name.
-        title: The finding in words.
-        needs: What must have run for it to be measured.
-        claims: Its claims; each must hold.
-    """
-
-    key: str
-    title: str
-    needs: str
-    claims: tuple[Claim, ...]
-
-    @property
-    def criterion(self) -> str:
-        return "each 95% t-interval over runs above 0: " + "; ".join(c.text for c in self.claims)
-
-
-FINDINGS = (
-    Finding("accuracy", "SWA generalises better", "the run's solutions", (
-        Claim("gain", "SWA test accuracy minus the better SGD's (the budget-matched control's too where trained), "
-                      "points", lambda v: v["swa_acc"] - np.fmax(v["sgd_acc"], v["sgd_budget_acc"])),)),
-    Finding("width", "SWA is wider", "rays, with and without --filter-normalize", (
-        _width("rays", "raw", "error", "test-error margin"),
-        _width("rays", "raw", "loss_l2", "L2-regularised train-loss margin"),
-        _width("rays_filter", "filter-normalised", "error", "test-error margin"),
-        _width("rays_filter", "filter-normalised", "loss_l2", "L2-regularised train-loss margin"))),
-    Finding("segment", "SGD lies at the edge, SWA in the centre", "segment", (
-        Claim("boundary", "L2-regularised train-loss slope beyond SGD (t 1 -> 1.5) minus beyond SWA (t 0 -> -0.5)",
-              lambda v: v["seg_slope_beyond_sgd"] - v["seg_slope_beyond_swa"]),
-        Claim("centre", "L2-regularised train loss rises on both sides of SWA: min(L(-0.5), L(0.5)) - L(0)",
-              lambda v: v["seg_rise_swa"]),
-        Claim("shift", "test error at the train-loss minimiser minus the segment's least test error, points",
-              lambda v: v["seg_test_error_at_train_min"]))),
-    Finding("fge", "SWA approximates the FGE ensemble", "fge (a cyclic run's proposals)", (
-        Claim("baseline", "log(mean_i ||p_i - p_FGE|| / ||p_SWA - p_FGE||): SWA closer to the ensemble than a "
-                          "single proposal", _log_ratio("fge_prob_diff_proposal_ensemble", "fge_prob_diff_swa_ensemble")),
-        Claim("agreement", "label agreement SWA vs FGE minus the largest consecutive-proposal agreement, points",
-              lambda v: v["fge_agree_swa_ensemble"] - v["fge_agree_consecutive_max"]))),
-)
-"""The paper's findings (sections 3.4-3.5, Figures 4-5) in the order the verdicts are printed."""
-
-FLATNESS = Finding("sharpness", "SWA is flatter (adaptive sharpness)", "sharpness", (
-    Claim("adaptive", "SGD's minus SWA's adaptive average-case sharpness at report_rho",
-          lambda v: v["sharpness_sgd_adaptive"] - v["sharpness_swa_adaptive"]),))
-"""Beside the paper, shown only where the sharpness analysis ran."""
 
 
 @dataclass(frozen=True)
@@ -162,8 +89,7 @@ class Measured:
 
 
 def _measure(claim: Claim, v: dict[str, np.ndarray]) -> Measured:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x = np.asarray(claim.stat(v), dtype=np.float64)
+    x = claim.evaluate(v)
     ok = np.isfinite(x).all()
     mean, lo, hi = t_interval(x) if ok else (math.nan,) * 3
     return Measured(claim, x, mean, lo, hi)
@@ -235,18 +161,20 @@ class Verdict:
         return out
 
 
-def judge(v: dict[str, np.ndarray], null: dict[str, np.ndarray] | None = None) -> list[Verdict]:
-    """The verdicts of the paper's findings (and of flatness, where its analysis ran) from per-run values.
+def judge(findings: Sequence[Finding], v: dict[str, np.ndarray], null: dict[str, np.ndarray] | None = None
+          ) -> list[Verdict]:
+    """The verdicts of ``findings`` from per-run values (an optional finding only where measured on some run).
 
     Args:
-        v: Quantity to per-run values ``[R]`` (NaN: not measured), as :func:`analyses.compare.run_metrics` reads.
+        findings: What to judge, in order (:func:`analyses.catalog.findings`).
+        v: Metric key to per-run values ``[R]`` (NaN: not measured), as :func:`analyses.compare.run_metrics` reads.
         null: The same quantities of the null pair (the second SGD solution in SWA's role), or None.
     """
     out = []
-    for f in FINDINGS + (FLATNESS,):
+    for f in findings:
         claims = tuple(_measure(c, v) for c in f.claims)
-        if f is FLATNESS and not any(np.isfinite(m.values).any() for m in claims):
-            continue  # beside the paper: only where the sharpness analysis ran
+        if f.optional and not any(np.isfinite(m.values).any() for m in claims):
+            continue
         nulls = tuple(_measure(c, null) for c in f.claims) if null is not None else None
         out.append(Verdict(f, claims, nulls))
     return out

@@ -20,24 +20,26 @@ already there with the same settings); under torchrun the points are shared out 
 
 from __future__ import annotations
 
+import math
 import os
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from landscape.config import EngineConfig
 from landscape.curvature import HessianOperator, hutchinson_trace, top_eigen
-from landscape.engine import EngineConfig
 from landscape.errors import UserError, bounded, check_bounds
+from swa.runs import parse_point, point_set
 
-from .common import RunContext, parse_point, per_point, point_set
+from .common import RunContext, per_point
 from .distributed import ShardedResults
-from .registry import Analysis, Section, register
+from .metrics import Metric
+from .registry import Analysis, Section
 
-__all__ = ["ANALYSIS", "HessianConfig", "hessian", "hessian_operator", "stored_eigenvectors", "describe",
+__all__ = ["ANALYSIS", "HessianConfig", "hessian", "hessian_operator", "describe",
            "UNSUPPORTED_BN_MODES"]
 
 UNSUPPORTED_BN_MODES: dict = {}
@@ -78,7 +80,7 @@ class HessianConfig:
         if not self.points:
             raise UserError("hessian needs at least one point")
         for p in self.points:
-            parse_point(p)
+            parse_point(p, "hessian point")
 
 
 def hessian_operator(ctx: RunContext, name: str, vectors: int = 10) -> tuple[HessianOperator, float]:
@@ -87,7 +89,7 @@ def hessian_operator(ctx: RunContext, name: str, vectors: int = 10) -> tuple[Hes
     Returns:
         The operator and the point's training loss as the engine evaluates it (with the same statistics).
     """
-    pts = point_set(ctx, name)
+    pts = point_set(ctx.traj, name)
     res = ctx.engine.evaluate(pts, splits=("train",))  # the statistics the BN mode gives this point
     w = pts.chunk(0, 1, dtype=torch.float64)[0]
     x, y = ctx.splits["train"]
@@ -129,21 +131,6 @@ def _run(ctx: RunContext, results: ShardedResults, config: HessianConfig, progre
                      {"weight_decay": ctx.traj.config["weight_decay"]}, progress)
 
 
-def stored_eigenvectors(results: ShardedResults, name: str) -> torch.Tensor:
-    """The unit eigenvectors ``[k, P]`` (float64) that ``analyze hessian`` stored at point ``name``.
-
-    Raises:
-        UserError: The results file holds none there.
-    """
-    key = f"hessian/{name}/eigenvectors"
-    with (results.read() if results.path.exists() else nullcontext()) as f:
-        if f is None or key not in f:
-            raise UserError(f"directions along Hessian eigenvectors need the eigenvectors at {name.upper()}: run "
-                            f"'swa-landscape analyze RUN hessian' first (into {results.path})")
-        d = torch.from_numpy(f[key][:]).double()
-    return d / d.norm(dim=1, keepdim=True)
-
-
 def describe(summary: dict) -> str:
     lines = ["hessian of the training loss (BN eval, the point's statistics):"]
     for name, s in summary.items():
@@ -158,14 +145,23 @@ def describe(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def _metrics(f) -> dict[str, float]:
-    return {f"hessian_{o}_{q}": float(f[f"hessian/{o}/{k}"][()] if k == "trace" else f[f"hessian/{o}/{k}"][0])
-            for o in ("swa", "sgd") for q, k in (("top_eigenvalue", "eigenvalues"), ("trace", "trace"))
-            if f"hessian/{o}/{k}" in f}
+def _value(f, origin: str, key: str) -> float:
+    """The stored top eigenvalue or trace at one solution (NaN where not computed)."""
+    path = f"hessian/{origin}/{key}"
+    if path not in f:
+        return math.nan
+    return float(f[path][()] if key == "trace" else f[path][0])
+
+
+METRICS = tuple(Metric(f"hessian_{o}_{q}", f"Hessian at {o.upper()}: {what}", lambda f, o=o, k=k: _value(f, o, k))
+                for o in ("swa", "sgd")
+                for q, k, what in (("top_eigenvalue", "eigenvalues", "top eigenvalue"),
+                                   ("trace", "trace", "trace (Hutchinson)")))
+"""Top eigenvalue and trace at SWA and SGD, for compare's table."""
 
 
 def _report(res: dict) -> list[Section]:
-    from figures import spectrum
+    from figures import spectrum  # here: matplotlib and plotly load only when a report is drawn
 
     if "hessian" not in res:
         return []
@@ -175,9 +171,9 @@ def _report(res: dict) -> list[Section]:
                     lambda: (spectrum.hessian_figure(res["hessian"]), spectrum.hessian_plotly(res["hessian"])))]
 
 
-ANALYSIS = register(Analysis(
-    "hessian", "top eigenvalues and trace of the training-loss Hessian at SWA, SGD, snapshots or segment points",
-    HessianConfig, _run, describe, UNSUPPORTED_BN_MODES, metrics=_metrics, report=_report,
-    labels={f"hessian_{o}_{q}": f"Hessian at {o.upper()}: {what}" for o in ("swa", "sgd")
-            for q, what in (("top_eigenvalue", "top eigenvalue"), ("trace", "trace (Hutchinson)"))}))
-"""The Hessian in the registry."""
+ANALYSIS = Analysis(
+    name="hessian", help="top eigenvalues and trace of the training-loss Hessian at SWA, SGD, snapshots or segment "
+                         "points",
+    config=HessianConfig, compute=_run, describe=describe, order=50, unsupported_bn_modes=UNSUPPORTED_BN_MODES,
+    metrics=METRICS, report=_report)
+"""The Hessian as the toolkit sees it."""

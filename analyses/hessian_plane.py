@@ -15,15 +15,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from landscape.engine import BNMode, EngineConfig
+from landscape.config import BNMode, EngineConfig
 from landscape.errors import UserError, bounded, check_bounds
 from landscape.points import PointSet
 
 from .common import RunContext
 from .distributed import ShardedResults
-from .hessian import stored_eigenvectors
 from .plane import evaluate_plane, plane_section, trajectory_projections
-from .registry import Analysis, Section, register
+from .registry import Analysis, Section
+from .results import stored_eigenvectors
 
 __all__ = ["ANALYSIS", "EigenPlaneConfig", "eigen_plane", "describe", "UNSUPPORTED_BN_MODES"]
 
@@ -105,7 +105,9 @@ def _report(res: dict) -> list[Section]:
             for i, name in enumerate(("swa", "sgd")) if f"plane_hessian_{name}" in res]
 
 
-ANALYSIS = register(Analysis(
-    "hessian-plane", "at SWA and SGD, the plane of the point's top two Hessian eigenvectors (run hessian first)",
-    EigenPlaneConfig, _run, describe, UNSUPPORTED_BN_MODES, report=_report))
-"""The eigen-direction plane in the registry."""
+ANALYSIS = Analysis(
+    name="hessian-plane", help="at SWA and SGD, the plane of the point's top two Hessian eigenvectors (run hessian "
+                               "first)",
+    config=EigenPlaneConfig, compute=_run, describe=describe, order=60, unsupported_bn_modes=UNSUPPORTED_BN_MODES,
+    report=_report)
+"""The eigen-direction plane as the toolkit sees it."""

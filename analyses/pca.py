@@ -17,14 +17,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from landscape.engine import BNMode, EngineConfig
+from landscape.config import BNMode, EngineConfig
 from landscape.errors import UserError, bounded, check_bounds
 from landscape.points import PointSet
 
 from .common import RunContext
 from .distributed import ShardedResults
 from .plane import evaluate_plane, grid_around, plane_section, trajectory_projections
-from .registry import Analysis, Section, register
+from .registry import Analysis, Section
 
 __all__ = ["ANALYSIS", "PCAConfig", "principal_plane", "pca", "describe", "UNSUPPORTED_BN_MODES"]
 
@@ -117,7 +117,8 @@ def _report(res: dict) -> list[Section]:
                           12)]
 
 
-ANALYSIS = register(Analysis(
-    "pca", "the plane of the trajectory's two principal components, centred at the snapshots' mean", PCAConfig, _run,
-    describe, UNSUPPORTED_BN_MODES, report=_report))
-"""The PCA plane in the registry."""
+ANALYSIS = Analysis(
+    name="pca", help="the plane of the trajectory's two principal components, centred at the snapshots' mean",
+    config=PCAConfig, compute=_run, describe=describe, order=70, unsupported_bn_modes=UNSUPPORTED_BN_MODES,
+    report=_report)
+"""The PCA plane as the toolkit sees it."""

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from landscape.engine import EngineConfig
+from landscape.config import EngineConfig
 from landscape.errors import UserError, bounded, check_bounds
 from landscape.points import PointSet, affine_buffers
 from swa.runs import point
@@ -25,7 +25,7 @@ from swa.trajectory import Trajectory
 
 from .common import VALUES, RunContext, evaluate_missing
 from .distributed import ShardedResults
-from .registry import Analysis, Section, register
+from .registry import Analysis, Section
 
 __all__ = ["ANALYSIS", "plane_section", "PlaneConfig", "PRESETS", "group_name", "branch_start", "plane_basis", "project", "resolve_anchors",
            "grid_around", "trajectory_projections", "evaluate_plane", "plane", "describe"]
@@ -231,7 +231,7 @@ def describe(s: dict) -> str:
 
 def plane_section(res: dict, key: str, title: str, what: str, order: float) -> Section:
     """The report section of a plane group (the planes, the eigen-direction planes and the PCA plane share it)."""
-    from figures import planes
+    from figures import planes  # here: matplotlib and plotly load only when a report is drawn
 
     return Section(key, title, what, order, lambda: (planes.plane_figure(res[key]), planes.plane_plotly(res[key])))
 
@@ -252,8 +252,10 @@ def _report(res: dict) -> list[Section]:
     return out
 
 
-ANALYSIS = register(Analysis(
-    "plane", "the plane through three points (SWA branch snapshots, FGE proposals, or paper-fig1: SGD, SWA and the "
-             "branch's start) with the trajectory projected (paper Figures 1 and 3)",
-    PlaneConfig, _run, describe, UNSUPPORTED_BN_MODES, skippable=True, report=_report))
-"""The plane in the registry."""
+ANALYSIS = Analysis(
+    name="plane", help="the plane through three points (SWA branch snapshots, FGE proposals, or paper-fig1: SGD, SWA "
+                       "and the branch's start) with the trajectory projected (paper Figures 1 and 3)",
+    config=PlaneConfig, compute=_run, describe=describe, order=30,
+    paper=(("plane", PlaneConfig()), ("plane_fig1", PlaneConfig(("paper-fig1",)))),
+    unsupported_bn_modes=UNSUPPORTED_BN_MODES, skippable=True, report=_report)
+"""The plane as the toolkit sees it."""

@@ -9,6 +9,7 @@ directions (Li et al. 2018), for which t is in units of the filter norms.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from dataclasses import asdict, dataclass
 
@@ -16,15 +17,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from landscape.engine import BNMode, EngineConfig
+from landscape.config import BNMode, EngineConfig
 from landscape.errors import UserError, bounded, check_bounds
 from landscape.layout import Layout
 from landscape.points import PointSet
 
 from .common import VALUES, RunContext, evaluate_missing
 from .distributed import ShardedResults, barrier
+from .metrics import Claim, Finding, Metric
+from .registry import Analysis, Section
+from .results import stored_eigenvectors
 from .widths import MIN_STEPS, auto_t_max, first_crossing, mean_width, resolve_early
-from .registry import Analysis, Section, register
 
 __all__ = ["RaysConfig", "random_directions", "filter_normalize", "first_crossing", "group_name", "mean_width", "rays",
            "MIN_STEPS", "ANALYSIS"]
@@ -116,8 +119,6 @@ def _run(ctx: RunContext, results: ShardedResults, config: RaysConfig, progress:
     w_sgd, b_sgd = ctx.traj.solution("sgd")
     layout = ctx.traj.param_layout
     if config.hessian:
-        from .hessian import stored_eigenvectors  # here: the registry's order is the order modules are imported
-
         used = {name: stored_eigenvectors(results, name).float() for name in ("swa", "sgd")}
     else:
         base_dirs = random_directions(config.directions, layout.size, config.seed)
@@ -200,13 +201,33 @@ def describe(summary: dict) -> str:
 GROUPS = {"rays": "random directions", "rays_filter": "filter-normalised random directions",
           "rays_hessian": "the top Hessian eigenvectors of each solution"}
 """The results groups of rays (:func:`group_name`) and what their directions are."""
-_COMPARED = ("rays", "rays_filter")  # compare's width quantities: raw and filter-normalised random directions
+_COMPARED = {"rays": "raw", "rays_filter": "filter-normalised"}  # compare's widths: random directions, both kinds
 _MARGINS = {"error": "test-error", "loss": "train-loss", "loss_l2": "L2-reg. train-loss"}
 
 
-def _metrics(f) -> dict[str, float]:
-    return {f"{g}_{o}_width_{m}": mean_width(f[f"{g}/{o}"], m) for g in _COMPARED for o in ("swa", "sgd")
-            for m in _MARGINS if f"{g}/{o}/width_{m}" in f}
+def _width(group: str, origin: str, margin: str) -> Metric:
+    """The mean width of one ray group from one solution for one margin (NaN where not computed)."""
+    return Metric(f"{group}_{origin}_width_{margin}",
+                  f"width from {origin.upper()}, {_MARGINS[margin]} margin, {_COMPARED[group]}",
+                  lambda f: mean_width(f[f"{group}/{origin}"], margin) if f"{group}/{origin}/width_{margin}" in f
+                  else math.nan)
+
+
+WIDTHS = {(g, o, m): _width(g, o, m) for g in _COMPARED for m in _MARGINS for o in ("swa", "sgd")}
+"""The width metrics by (group, origin, margin), in compare's table order."""
+
+
+def _width_claim(group: str, margin: str, what: str) -> Claim:
+    return Claim(f"{group}_{margin}", f"log(SWA / SGD width), {what}, {_COMPARED[group]} directions",
+                 (WIDTHS[group, "swa", margin], WIDTHS[group, "sgd", margin]), lambda swa, sgd: np.log(swa / sgd))
+
+
+WIDTH = Finding("width", "SWA is wider", "rays, with and without --filter-normalize", (
+    _width_claim("rays", "error", "test-error margin"),
+    _width_claim("rays", "loss_l2", "L2-regularised train-loss margin"),
+    _width_claim("rays_filter", "error", "test-error margin"),
+    _width_claim("rays_filter", "loss_l2", "L2-regularised train-loss margin")))
+"""The paper's section 3.4 finding judged from the rays' widths."""
 
 
 def _comparable(f) -> dict[str, tuple]:
@@ -215,7 +236,7 @@ def _comparable(f) -> dict[str, tuple]:
 
 
 def _report(res: dict) -> list[Section]:
-    from figures import plots
+    from figures import plots  # here: matplotlib and plotly load only when a report is drawn
 
     return [Section(g, f"Rays from SWA and SGD along {kind} (paper Figure 4)",
                     "The paper finds the curves from SWA flatter: its width (dashed) is larger than SGD's. Compare the "
@@ -226,10 +247,10 @@ def _report(res: dict) -> list[Section]:
             for i, (g, kind) in enumerate(GROUPS.items()) if g in res]
 
 
-ANALYSIS = register(Analysis(
-    "rays", "random-direction rays from SWA and SGD: width and flatness (paper Figure 4)", RaysConfig, _run,
-    describe, UNSUPPORTED_BN_MODES, metrics=_metrics, comparable=_comparable, report=_report,
-    labels={f"{g}_{o}_width_{m}": f"width from {o.upper()}, {what} margin, {kind}"
-            for g, kind in (("rays", "raw"), ("rays_filter", "filter-normalised"))
-            for m, what in _MARGINS.items() for o in ("swa", "sgd")}))
-"""The rays in the registry."""
+ANALYSIS = Analysis(
+    name="rays", help="random-direction rays from SWA and SGD: width and flatness (paper Figure 4)",
+    config=RaysConfig, compute=_run, describe=describe, order=10, judged=True,
+    paper=(("rays", RaysConfig()), ("rays_filter", RaysConfig(filter_normalize=True))),
+    unsupported_bn_modes=UNSUPPORTED_BN_MODES, metrics=tuple(WIDTHS.values()), findings=(WIDTH,),
+    comparable=_comparable, report=_report)
+"""The rays as the toolkit sees them."""

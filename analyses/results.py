@@ -16,12 +16,13 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
+import torch
 
 from landscape.errors import UserError
 from landscape.files import default_results_path, open_hdf5, output_path, toolkit_version
@@ -31,7 +32,7 @@ from .h5io import atomic_update
 from .journal import Journal
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "default_results_path", "open_results", "read_groups", "config_json",
-           "ResultsFile"]
+           "ResultsFile", "stored_eigenvectors"]
 
 FORMAT = "swa-landscape/results"
 FORMAT_VERSION = 1
@@ -185,3 +186,22 @@ class ResultsFile:
                 g.attrs[k] = v
 
         self.update(fn)
+
+
+def stored_eigenvectors(results: ResultsFile, name: str) -> torch.Tensor:
+    """The unit eigenvectors ``[k, P]`` (float64) that ``analyze hessian`` stored at point ``name``.
+
+    Args:
+        results: The results file (or anything with its ``path`` and ``read()``).
+        name: The point (``swa``, ``sgd``, ...).
+
+    Raises:
+        UserError: The results file holds none there.
+    """
+    key = f"hessian/{name}/eigenvectors"
+    with (results.read() if results.path.exists() else nullcontext()) as f:
+        if f is None or key not in f:
+            raise UserError(f"directions along Hessian eigenvectors need the eigenvectors at {name.upper()}: run "
+                            f"'swa-landscape analyze RUN hessian' first (into {results.path})")
+        d = torch.from_numpy(f[key][:]).double()
+    return d / d.norm(dim=1, keepdim=True)

@@ -6,6 +6,7 @@ and the signed distance from w_SWA toward w_SGD is t ||w_SGD - w_SWA|| (paramete
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass
 
@@ -13,15 +14,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from landscape.engine import EngineConfig
+from landscape.config import EngineConfig
 from landscape.errors import UserError, bounded, check_bounds
-from landscape.points import PointSet, affine_buffers
+from landscape.points import segment_points
 
 from .common import VALUES, RunContext, evaluate_missing
 from .distributed import ShardedResults
-from .registry import Analysis, Section, register
+from .metrics import Claim, Finding, Metric
+from .registry import Analysis, Section
 
-__all__ = ["SegmentConfig", "segment_points", "centre_of_minima", "segment", "describe", "ANALYSIS"]
+__all__ = ["SegmentConfig", "centre_of_minima", "segment", "describe", "ANALYSIS"]
 
 UNSUPPORTED_BN_MODES: dict = {}
 """BN modes this analysis cannot honour: none (see the analysis function for their meaning)."""
@@ -58,16 +60,6 @@ def centre_of_minima(t: np.ndarray, v: np.ndarray) -> tuple[float, bool]:
     return float(np.mean(t[tied])), bool(tied[0] == 0 or tied[-1] == len(t) - 1)
 
 
-def segment_points(traj, t: np.ndarray) -> tuple[PointSet, float]:
-    """The points ``w_SWA + t (w_SGD - w_SWA)`` for ``t [T]``, with buffers ``t b_SGD + (1 - t) b_SWA`` along for the
-    BN modes, and ``||w_SGD - w_SWA||``."""
-    (w_swa, b_swa), (w_sgd, b_sgd) = traj.solution("swa"), traj.solution("sgd")
-    direction = (w_sgd.double() - w_swa.double())[None]
-    b0, bb = affine_buffers(torch.tensor([[0.0], [1.0]]), torch.stack([b_swa, b_sgd]))  # t = 0: SWA, t = 1: SGD
-    points = PointSet.affine(w_swa.double(), direction, torch.as_tensor(t, dtype=torch.float64)[:, None], b0, bb)
-    return points, float(direction.norm())
-
-
 def segment(run: str | os.PathLike, out: str | os.PathLike | None = None, config: SegmentConfig | None = None,
             engine_config: EngineConfig | None = None, progress: bool = True, *,
         model: nn.Module | None = None, data=None) -> dict:
@@ -81,7 +73,7 @@ def segment(run: str | os.PathLike, out: str | os.PathLike | None = None, config
 
 def _run(ctx: RunContext, results: ShardedResults, config: SegmentConfig, progress: bool) -> dict:
     t = _ts(config)
-    points, length = segment_points(ctx.traj, t)
+    points, length = segment_points(ctx.traj.solution("swa"), ctx.traj.solution("sgd"), torch.as_tensor(t))
     if length == 0:
         raise UserError("w_SGD and w_SWA coincide; the segment is a point")
     cfg = {**asdict(config), "engine": ctx.engine_dict()}
@@ -119,7 +111,7 @@ _H = 0.5
 """How far beyond each end of the segment (in units of ||w_SGD - w_SWA||) slopes and rises are measured."""
 
 
-def _metrics(f) -> dict[str, float]:
+def _values(f) -> dict[str, float]:
     """The segment's measurements for ``compare``, on the L2-regularised train loss L (the paper's Figure 5
     quantity), linearly interpolated on the stored grid:
 
@@ -143,8 +135,35 @@ def _metrics(f) -> dict[str, float]:
     return v
 
 
+def _metric(key: str, label: str) -> Metric:
+    return Metric(key, label, lambda f: _values(f).get(key, math.nan))
+
+
+T_MIN_ERROR = _metric("seg_t_min_test_error", "segment: t of minimal test error")
+T_MIN_ERROR_AT_EDGE = _metric("seg_t_min_test_error_at_edge", "segment: test-error minimum at the range's end (1 = yes)")
+T_MIN_LOSS = _metric("seg_t_min_train_loss_l2", "segment: t of minimal L2-reg. train loss")
+T_MIN_LOSS_AT_EDGE = _metric("seg_t_min_train_loss_l2_at_edge",
+                             "segment: L2-reg. train-loss minimum at the range's end (1 = yes)")
+SLOPE_BEYOND_SGD = _metric("seg_slope_beyond_sgd", "segment: L2-reg. train-loss slope beyond SGD (t 1 -> 1.5)")
+SLOPE_BEYOND_SWA = _metric("seg_slope_beyond_swa", "segment: L2-reg. train-loss slope beyond SWA (t 0 -> -0.5)")
+RISE_SWA = _metric("seg_rise_swa", "segment: L2-reg. train-loss rise on both sides of SWA, min(L(-0.5), L(0.5)) - L(0)")
+SHIFT = _metric("seg_test_error_at_train_min", "segment: test error at the train-loss minimum above the least (points)")
+METRICS = (T_MIN_ERROR, T_MIN_ERROR_AT_EDGE, T_MIN_LOSS, T_MIN_LOSS_AT_EDGE, SLOPE_BEYOND_SGD, SLOPE_BEYOND_SWA,
+           RISE_SWA, SHIFT)
+"""The segment's quantities, in compare's table order."""
+
+FINDING = Finding("segment", "SGD lies at the edge, SWA in the centre", "segment", (
+    Claim("boundary", "L2-regularised train-loss slope beyond SGD (t 1 -> 1.5) minus beyond SWA (t 0 -> -0.5)",
+          (SLOPE_BEYOND_SGD, SLOPE_BEYOND_SWA), lambda sgd, swa: sgd - swa),
+    Claim("centre", "L2-regularised train loss rises on both sides of SWA: min(L(-0.5), L(0.5)) - L(0)",
+          (RISE_SWA,), lambda rise: rise),
+    Claim("shift", "test error at the train-loss minimiser minus the segment's least test error, points",
+          (SHIFT,), lambda shift: shift)))
+"""The paper's section 3.4 finding (Figure 5) judged along the segment."""
+
+
 def _report(res: dict) -> list[Section]:
-    from figures import plots
+    from figures import plots  # here: matplotlib and plotly load only when a report is drawn
 
     if "segment" not in res:
         return []
@@ -154,15 +173,8 @@ def _report(res: dict) -> list[Section]:
                     lambda: (plots.segment_figure(res["segment"]), plots.segment_plotly(res["segment"])))]
 
 
-ANALYSIS = register(Analysis(
-    "segment", "the line through SWA and SGD and beyond (paper Figure 5)", SegmentConfig, _run, describe,
-    UNSUPPORTED_BN_MODES, metrics=_metrics, report=_report,
-    labels={"seg_t_min_test_error": "segment: t of minimal test error",
-            "seg_t_min_test_error_at_edge": "segment: test-error minimum at the range's end (1 = yes)",
-            "seg_t_min_train_loss_l2": "segment: t of minimal L2-reg. train loss",
-            "seg_t_min_train_loss_l2_at_edge": "segment: L2-reg. train-loss minimum at the range's end (1 = yes)",
-            "seg_slope_beyond_sgd": "segment: L2-reg. train-loss slope beyond SGD (t 1 -> 1.5)",
-            "seg_slope_beyond_swa": "segment: L2-reg. train-loss slope beyond SWA (t 0 -> -0.5)",
-            "seg_rise_swa": "segment: L2-reg. train-loss rise on both sides of SWA, min(L(-0.5), L(0.5)) - L(0)",
-            "seg_test_error_at_train_min": "segment: test error at the train-loss minimum above the least (points)"}))
-"""The segment in the registry."""
+ANALYSIS = Analysis(
+    name="segment", help="the line through SWA and SGD and beyond (paper Figure 5)", config=SegmentConfig,
+    compute=_run, describe=describe, order=20, judged=True, paper=(("segment", SegmentConfig()),),
+    unsupported_bn_modes=UNSUPPORTED_BN_MODES, metrics=METRICS, findings=(FINDING,), report=_report)
+"""The segment as the toolkit sees it."""

@@ -35,14 +35,16 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from landscape.engine import EngineConfig
+from landscape.config import EngineConfig
 from landscape.errors import UserError, bounded, check_bounds
 from landscape.layout import buffer_layout, param_layout, unflatten
 from landscape.sharpness import average_case, perturbation_points, scales, worst_case
+from swa.runs import parse_point, point_set
 
-from .common import RunContext, parse_point, per_point, point_set
+from .common import RunContext, per_point
 from .distributed import ShardedResults
-from .registry import Analysis, Section, register
+from .metrics import Claim, Finding, Metric
+from .registry import Analysis, Section
 
 __all__ = ["ANALYSIS", "SharpnessConfig", "sharpness", "perturbed_mask", "describe"]
 
@@ -82,7 +84,7 @@ class SharpnessConfig:
         if not self.points:
             raise UserError("sharpness needs at least one point")
         for p in self.points:
-            parse_point(p, "sharpness")
+            parse_point(p, "sharpness point")
         if not self.rhos or any(not r > 0 for r in self.rhos):
             raise UserError("sharpness radii (rhos) must be positive")
         if self.report_rho not in self.rhos:
@@ -136,7 +138,7 @@ def _fixed_bn_losses(ctx: RunContext, buffers: torch.Tensor, wd: float):
 def _compute(ctx: RunContext, name: str, config: SharpnessConfig) -> dict:
     t0 = time.perf_counter()
     eng = ctx.engine
-    pts = point_set(ctx, name)
+    pts = point_set(ctx.traj, name)
     at = eng.evaluate(pts, splits=("train",))
     wd = float(ctx.traj.config["weight_decay"]) if config.l2 else 0.0
     base = float(at.loss["train"][0] + (at.l2[0] if config.l2 else 0.0))
@@ -198,22 +200,31 @@ def _at(g, key: str, rho: float) -> float:
     return float(g[key][:][hit[0]]) if hit.size else math.nan
 
 
-def _metrics(f) -> dict[str, float]:
-    out = {}
-    for o in ("swa", "sgd"):
-        g = f.get(f"sharpness/{o}")
-        if g is None:
-            continue
-        rho = float(json.loads(g.attrs["config"])["report_rho"])
-        out[f"sharpness_{o}_adaptive"] = _at(g, "adaptive_mean", rho)
-        out[f"sharpness_{o}_raw"] = _at(g, "raw_mean", rho)
-        if "worst_adaptive_inf" in g:
-            out[f"sharpness_{o}_worst_inf"] = float(g["worst_adaptive_inf"][()])
-    return out
+def _value(f, origin: str, key: str) -> float:
+    """One sharpness quantity at one solution (NaN where not computed)."""
+    g = f.get(f"sharpness/{origin}")
+    if g is None:
+        return math.nan
+    if key == "worst_inf":
+        return float(g["worst_adaptive_inf"][()]) if "worst_adaptive_inf" in g else math.nan
+    return _at(g, f"{key}_mean", float(json.loads(g.attrs["config"])["report_rho"]))
+
+
+METRICS = {(o, k): Metric(f"sharpness_{o}_{k}", f"sharpness at {o.upper()}: {what}",
+                          lambda f, o=o, k=k: _value(f, o, k))
+           for o in ("swa", "sgd") for k, what in (("adaptive", "adaptive average case at report_rho"),
+                                                   ("raw", "raw average case at report_rho"),
+                                                   ("worst_inf", "adaptive worst case, l_inf"))}
+"""Sharpness quantities by (origin, kind), in compare's table order."""
+
+FLATNESS = Finding("sharpness", "SWA is flatter (adaptive sharpness)", "sharpness", (
+    Claim("adaptive", "SGD's minus SWA's adaptive average-case sharpness at report_rho",
+          (METRICS["sgd", "adaptive"], METRICS["swa", "adaptive"]), lambda sgd, swa: sgd - swa),), optional=True)
+"""Beside the paper, shown only where the sharpness analysis ran."""
 
 
 def _report(res: dict) -> list[Section]:
-    from figures import sharpness as fig
+    from figures import sharpness as fig  # here: matplotlib and plotly load only when a report is drawn
 
     if "sharpness" not in res:
         return []
@@ -224,11 +235,9 @@ def _report(res: dict) -> list[Section]:
                     lambda: (fig.sharpness_figure(res["sharpness"]), fig.sharpness_plotly(res["sharpness"])))]
 
 
-ANALYSIS = register(Analysis(
-    "sharpness", "adaptive (scale-invariant) and raw sharpness, average and worst case, at SWA, SGD or any point",
-    SharpnessConfig, _run, describe, UNSUPPORTED_BN_MODES, metrics=_metrics, report=_report,
-    labels={**{f"sharpness_{o}_{k}": f"sharpness at {o.upper()}: {what}" for o in ("swa", "sgd")
-               for k, what in (("adaptive", "adaptive average case at report_rho"),
-                               ("raw", "raw average case at report_rho"),
-                               ("worst_inf", "adaptive worst case, l_inf"))}}))
-"""Sharpness in the registry."""
+ANALYSIS = Analysis(
+    name="sharpness", help="adaptive (scale-invariant) and raw sharpness, average and worst case, at SWA, SGD or "
+                           "any point",
+    config=SharpnessConfig, compute=_run, describe=describe, order=80, unsupported_bn_modes=UNSUPPORTED_BN_MODES,
+    metrics=tuple(METRICS.values()), findings=(FLATNESS,), report=_report)
+"""Sharpness as the toolkit sees it."""

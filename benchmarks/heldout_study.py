@@ -41,7 +41,8 @@ def run_one(data_seed: int, seed: int, out: str) -> tuple[int, int, float]:
     import torch
 
     torch.set_num_threads(1)
-    from analyses.batch import judged, run_analyses
+    from analyses.batch import run_analyses, with_settings
+    from analyses.catalog import judged
     from analyses.common import default_engine_config
     from swa import train
     from swa.trajectory import NULL_ROLES, Trajectory
@@ -56,7 +57,7 @@ def run_one(data_seed: int, seed: int, out: str) -> tuple[int, int, float]:
     base = DemoConfig(seed=seed)
     cfg = base.train_config().replace(data_seed=data_seed, test_samples=TEST_SAMPLES, controls=True)
     train(cfg, run, overwrite=True, progress=False, log=lambda s: None)
-    configs = judged({"rays": {"directions": base.directions, "steps": base.ray_steps}})
+    configs = with_settings(judged(), {"rays": {"directions": base.directions, "steps": base.ray_steps}})
     for roles in (None, NULL_ROLES):
         with Trajectory(run, roles) as t:
             if t.results_path.exists():

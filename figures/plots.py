@@ -1,6 +1,7 @@
 """The paper's line figures: schedule (Figure 2), rays (Figure 4), segment (Figure 5), FGE (section 3.5).
 
-Each ``*_figure`` function takes what :mod:`figures.data` reads and returns a matplotlib figure;
+Each ``*_figure`` function takes a results group (nested dicts of arrays) or a :class:`figures.data.RunSummary`
+and returns a matplotlib figure;
 each ``*_plotly`` the interactive version. Non-finite values (divergent points) are clipped to the
 largest finite value and marked, never passed to a plot. Colour maps are viridis/cividis: monotone
 in lightness, so they read in greyscale and for colour-blind readers. Planes are in
@@ -10,14 +11,12 @@ in lightness, so they read in greyscale and for colour-blind readers. Planes are
 from __future__ import annotations
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import plotly.graph_objects as go  # noqa: E402
-from plotly.subplots import make_subplots  # noqa: E402
-
-from .data import RunSummary  # noqa: E402
+from .data import RunSummary
 
 __all__ = ["SWA_C", "SGD_C", "clip_finite", "compact", "compact_ticks", "log_levels", "train_loss_key", "schedule_figure",
            "rays_figure", "segment_figure", "fge_figure", "rays_plotly", "segment_plotly", "schedule_plotly",

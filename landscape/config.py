@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import Literal
 
 import torch
 
@@ -66,17 +67,21 @@ class EngineConfig:
     """Settings of the evaluation engine.
 
     Attributes:
-        bn_mode: See :class:`BNMode`.
+        bn_mode: BN statistics at each point (:class:`BNMode`): recomputed from the training data (exact), the
+            stored ones (a snapshot's own; a ray's, segment's or plane's origin's), or interpolated between the
+            anchors' like the weights (not for rays).
         bn_weighting: Per-batch (``update_bn``) or per-sample weighting of BN statistics.
         bn_batch_size: Batch size of the BN recomputation pass; it defines the
             per-batch statistics (use the run's training batch size).
         bn_batches: Recompute from the first n batches only (None: all).
-        strategy: See :class:`Strategy`; ``auto`` times candidate plans (:mod:`landscape.probe`).
+        strategy: How points go through the network (:class:`Strategy`): ``auto`` times candidate plans on the
+            evaluation's first points (:mod:`landscape.probe`), ``loop`` one point after another, ``vmap`` many at
+            once.
         chunk_size: Points per chunk (None: chosen under the memory budget).
-        memory_budget: Bytes the engine may use for activations and points (None: 2 GiB on a CPU, 70% of the
-            device's free memory on a GPU, read when the engine is built).
-        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``...
-        dtype: ``"float32"`` or ``"float64"``.
+        memory_budget: Bytes the engine may use for activations and points, e.g. ``2GiB`` on the command line
+            (None: 2 GiB on a CPU, 70% of the device's free memory on a GPU, read when the engine is built).
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
+        dtype: Evaluation precision: ``float32`` or ``float64``.
         weight_decay: If positive, also report ``loss + 0.5 * weight_decay * ||w||^2``.
         superbatch: Samples per forward (rounded down to a multiple of ``bn_batch_size``)
             for every plan. None: the whole split for the loop (as far as the memory
@@ -93,7 +98,8 @@ class EngineConfig:
             relative error); off by default, so float32 means float32 (PyTorch allows TF32 convolutions by default).
         guard: Before the first evaluation of a network with BatchNorm, evaluate one point through the
             fast path and the reference path and fall back to exact paths where they differ
-            (:mod:`landscape.guard`); costs one reference evaluation of one point per engine.
+            (:mod:`landscape.guard`); costs one reference evaluation of one point per engine (``--no-guard``
+            skips it).
     """
 
     bn_mode: BNMode = BNMode.RECOMPUTE
@@ -102,12 +108,12 @@ class EngineConfig:
     bn_batches: int | None = bounded(None, ge=1)
     strategy: Strategy = Strategy.AUTO
     chunk_size: int | None = bounded(None, ge=1)
-    memory_budget: int | None = bounded(None, gt=0)
+    memory_budget: int | None = bounded(None, gt=0, unit="bytes")
     device: str = "auto"
-    dtype: str = "float32"
+    dtype: Literal["float32", "float64"] = "float32"
     weight_decay: float = bounded(0.0, ge=0)
     superbatch: int | None = bounded(None, ge=1)
-    cpu_cache_bytes: int = bounded(8 << 20, gt=0)
+    cpu_cache_bytes: int = bounded(8 << 20, gt=0, unit="bytes")
     tune_allocator: bool = False
     workers: int | None = bounded(None, ge=1)
     probe_min_seconds: float = bounded(3.0, ge=0)

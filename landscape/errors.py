@@ -72,15 +72,16 @@ def _num(x: float) -> str:
 
 
 def bounded(default: Any, *, gt: float | None = None, ge: float | None = None, lt: float | None = None,
-            le: float | None = None, meaning: str = "") -> Any:
+            le: float | None = None, meaning: str = "", unit: str = "") -> Any:
     """A dataclass field with its allowed range: ``momentum: float = bounded(0.9, ge=0, lt=1)``.
 
     A numeric field that any value suits declares why with ``meaning`` instead (``bounded(0, meaning="any seed")``):
-    every numeric field of a config says what it accepts, and a test checks that none forgets.
+    every numeric field of a config says what it accepts, and a test checks that none forgets. ``unit="bytes"``
+    lets the command line take sizes such as ``2GiB``.
     """
     if gt is ge is lt is le is None and not meaning:
         raise ValueError("bounded() needs a bound or a meaning")
-    return field(default=default, metadata={"bounds": Bounds(gt, ge, lt, le, meaning)})
+    return field(default=default, metadata={"bounds": Bounds(gt, ge, lt, le, meaning), "unit": unit})
 
 
 def check_bounds(obj: object) -> None:

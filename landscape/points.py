@@ -21,7 +21,7 @@ import torch
 
 from .errors import UserError
 
-__all__ = ["PointSet", "affine_buffers"]
+__all__ = ["PointSet", "affine_buffers", "segment_points"]
 
 
 def _check_finite(name: str, t: torch.Tensor | None) -> None:
@@ -156,3 +156,23 @@ def affine_buffers(anchor_coords: torch.Tensor, anchor_buffers: torch.Tensor) ->
     a = torch.cat([torch.ones(anchor_coords.shape[0], 1, dtype=torch.float64), anchor_coords.double()], 1)
     sol = torch.linalg.solve(a, anchor_buffers.double())  # [d + 1, Q]
     return sol[0], sol[1:]
+
+
+def segment_points(start: tuple[torch.Tensor, torch.Tensor], end: tuple[torch.Tensor, torch.Tensor],
+                   t: torch.Tensor) -> tuple[PointSet, float]:
+    """The points ``w_start + t (w_end - w_start)`` of the line through two points, and its length.
+
+    Args:
+        start: Weights ``[P]`` and buffers ``[Q]`` at ``t = 0``.
+        end: Weights ``[P]`` and buffers ``[Q]`` at ``t = 1``.
+        t: Coordinates along the line ``[T]`` (any real numbers; outside [0, 1] extends beyond the ends).
+
+    Returns:
+        The point set (float64, buffers ``t b_end + (1 - t) b_start`` carried along for the BN modes) and
+        ``||w_end - w_start||`` (parameter-space L2).
+    """
+    (w0, b0), (w1, b1) = start, end
+    direction = (w1.double() - w0.double())[None]
+    borigin, bbasis = affine_buffers(torch.tensor([[0.0], [1.0]]), torch.stack([b0, b1]))
+    coords = torch.as_tensor(t, dtype=torch.float64).reshape(-1, 1)
+    return PointSet.affine(w0.double(), direction, coords, borigin, bbasis), float(direction.norm())

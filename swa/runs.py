@@ -11,7 +11,7 @@ from torch import nn
 
 from landscape.errors import UserError
 from landscape.layout import buffer_layout, param_layout
-from landscape.points import PointSet
+from landscape.points import PointSet, segment_points
 from landscape.reference import load_point
 
 from .data import DataSpec, load_splits
@@ -20,8 +20,8 @@ from .sources import as_splits, check_fingerprints
 from .schema import SOLUTIONS
 from .trajectory import Trajectory
 
-__all__ = ["build_run_model", "check_layout", "load_model", "load_dataset", "run_splits", "point", "snapshot_points",
-           "info"]
+__all__ = ["build_run_model", "check_layout", "load_model", "load_dataset", "run_splits", "parse_point", "point",
+           "point_set", "snapshot_points", "info"]
 
 
 def check_layout(model: nn.Module, t: Trajectory, what: str = "the model") -> None:
@@ -71,12 +71,52 @@ def run_splits(t: Trajectory, data=None) -> dict[str, tuple[torch.Tensor, torch.
     return splits
 
 
+def parse_point(name: str | int, what: str = "point") -> tuple[str, float | int | None]:
+    """The one reading of a point's name: ``("solution", None)`` for ``sgd``/``swa``, ``("snapshot", i)`` for a
+    snapshot index, ``("segment", t)`` for ``t=T`` on the SGD-SWA segment (t = 0 SWA, t = 1 SGD).
+
+    Args:
+        name: The name (an int is a snapshot index).
+        what: What the point is for, in the error message (e.g. ``"hessian point"``).
+
+    Raises:
+        UserError: Any other name.
+    """
+    if isinstance(name, (int, np.integer)):
+        return "snapshot", int(name)
+    if name in ("sgd", "swa"):
+        return "solution", None
+    if name.startswith("t="):
+        try:
+            return "segment", float(name[2:])
+        except ValueError:
+            pass
+    elif name.lstrip("-").isdigit():
+        return "snapshot", int(name)
+    raise UserError(f"{what} {name!r}: use sgd, swa, a snapshot index or t=T on the SGD-SWA segment")
+
+
 def point(t: Trajectory, which: str | int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(weights [P], buffers [Q])`` of ``"sgd"``, ``"swa"`` or a snapshot index."""
-    if isinstance(which, (int, np.integer)) or (isinstance(which, str) and which.lstrip("-").isdigit()):
-        i = int(which)
-        return t.weights(i), t.buffers(i)
-    return t.solution(which)
+    """``(weights [P], buffers [Q])`` of ``"sgd"``, ``"swa"`` or a snapshot index.
+
+    Raises:
+        UserError: Another name (a segment point is no stored point: see :func:`point_set`).
+    """
+    kind, arg = parse_point(which)
+    if kind == "snapshot":
+        return t.weights(arg), t.buffers(arg)
+    if kind == "solution":
+        return t.solution(which)
+    raise UserError(f"{which!r} is not a stored point: use sgd, swa or a snapshot index")
+
+
+def point_set(t: Trajectory, name: str | int) -> PointSet:
+    """Any named point (:func:`parse_point`) as a one-point set carrying the buffers the BN modes need."""
+    kind, arg = parse_point(name)
+    if kind == "segment":
+        return segment_points(t.solution("swa"), t.solution("sgd"), torch.tensor([arg]))[0]
+    w, b = point(t, name)
+    return PointSet.explicit(w[None], b[None])
 
 
 def snapshot_points(run: str | os.PathLike, indices: list[int] | np.ndarray) -> PointSet:

@@ -12,8 +12,8 @@ from scipy import stats
 
 from analyses import FGEConfig, RaysConfig, SegmentConfig, fge, rays, segment
 from analyses.compare import compare, labels
-from analyses.findings import FINDINGS, t_interval
-from analyses.findings import judge
+from analyses.catalog import findings
+from analyses.findings import judge, t_interval
 from landscape.engine import EngineConfig
 from landscape.errors import UserError
 from landscape.files import default_results_path
@@ -130,6 +130,9 @@ def test_a_direction_that_never_crosses_counts_at_the_rays_end(analysed_runs, tm
     assert c.values["rays_filter_sgd_width_loss"][0] == pytest.approx(expected, rel=1e-12)
 
 
+PAPER_FINDINGS = [f for f in findings() if not f.optional]
+
+
 def _synthetic(rng, r: int, sign: float) -> dict:
     """Per-run values whose every claim has the sign ``sign`` (+1: the paper's direction) on every run."""
     v = {k: rng.uniform(0.5, 1.0, r) for k in labels()}
@@ -153,43 +156,43 @@ def test_verdicts_hold_are_contradicted_or_inconclusive_on_synthetic_runs():
     of each finding alone reversed, and the budget-matched control, the null control and a missing analysis."""
     rng = np.random.default_rng(11)
     for sign, word in ((1, "holds"), (-1, "contradicted")):
-        verdicts = judge(_synthetic(rng, 4, sign))
-        assert [v.finding.key for v in verdicts] == [f.key for f in FINDINGS] + ["sharpness"]
+        verdicts = judge(findings(), _synthetic(rng, 4, sign))
+        assert [v.finding.key for v in verdicts] == [f.key for f in PAPER_FINDINGS] + ["sharpness"]
         assert all(v.word == word and all(m.word == word for m in v.claims) for v in verdicts)
         assert all(v.holds == (word == "holds") for v in verdicts)
-    for v in judge({k: x[:1] for k, x in _synthetic(rng, 1, 1).items()}):  # one run proves nothing
+    for v in judge(findings(), {k: x[:1] for k, x in _synthetic(rng, 1, 1).items()}):  # one run proves nothing
         assert v.word == "inconclusive" and np.isnan(v.claims[0].low)
     mixed = {k: np.concatenate([a, b]) for (k, a), b in zip(_synthetic(rng, 3, 1).items(),
                                                             _synthetic(rng, 3, -1).values())}
-    assert all(v.word == "inconclusive" for v in judge(mixed))
-    for f in FINDINGS:  # each claim reversed alone: its finding is contradicted, the others hold
+    assert all(v.word == "inconclusive" for v in judge(findings(), mixed))
+    for f in PAPER_FINDINGS:  # each claim reversed alone: its finding is contradicted, the others hold
         for claim in f.claims:
             v = _synthetic(rng, 4, 1)
             bad = _synthetic(rng, 4, -1)
             for k in labels():  # take the reversed values of the quantities this claim reads
-                if not np.allclose(claim.stat({**v, k: bad[k]}), claim.stat(v), equal_nan=True):
+                if not np.allclose(claim.evaluate({**v, k: bad[k]}), claim.evaluate(v), equal_nan=True):
                     v[k] = bad[k]
-            words = {x.finding.key: x.word for x in judge(v)}
+            words = {x.finding.key: x.word for x in judge(findings(), v)}
             assert words[f.key] == "contradicted", (f.key, claim.key)
             assert sum(w == "holds" for w in words.values()) >= len(words) - 2  # shared quantities aside
     v = _synthetic(rng, 4, 1)
     v["sgd_budget_acc"] = v["swa_acc"] + rng.uniform(0.05, 0.2, 4)  # the longer SGD run beats SWA
-    assert judge(v)[0].word == "contradicted"
+    assert judge(findings(), v)[0].word == "contradicted"
     v["sgd_budget_acc"][0] = np.nan  # trained without controls: the SGD branch alone
-    np.testing.assert_allclose(judge(v)[0].claims[0].values[0], v["swa_acc"][0] - v["sgd_acc"][0])
+    np.testing.assert_allclose(judge(findings(), v)[0].claims[0].values[0], v["swa_acc"][0] - v["sgd_acc"][0])
     null = _synthetic(rng, 4, 1)  # a criterion that holds on two SGD solutions does not discriminate
     null_mixed = {k: np.concatenate([a[:2], b[:2]]) for (k, a), b in zip(_synthetic(rng, 4, 1).items(),
                                                                          _synthetic(rng, 4, -1).values())}
     for nv, flagged in ((null, True), (null_mixed, False)):
-        w = judge(_synthetic(rng, 4, 1), nv)[1]
+        w = judge(findings(), _synthetic(rng, 4, 1), nv)[1]
         assert w.null_word == ("holds" if flagged else "inconclusive")
         assert (w.word, w.holds) == (("holds, not discriminating", False) if flagged else ("holds", True))
     v = _synthetic(rng, 4, 1)
     v["rays_sgd_width_error"][0] = np.nan  # raw rays of run 1 not measured
-    width = judge(v)[1]
+    width = judge(findings(), v)[1]
     assert width.word == "not measured" and not width.holds and "run 1" in width.missing(4)
     none = dict(v, sharpness_swa_adaptive=np.full(4, np.nan), sharpness_sgd_adaptive=np.full(4, np.nan))
-    assert "sharpness" not in {x.finding.key for x in judge(none)}
+    assert "sharpness" not in {x.finding.key for x in judge(findings(), none)}
 
 
 def test_compare_cli_table_csv_and_report(analysed_runs, tmp_path):
@@ -239,15 +242,16 @@ def test_t_interval_against_scipy_and_the_formula():
 @pytest.fixture(scope="module")
 def controlled_run(tmp_path_factory):
     """A tiny run with its controls, the judged analyses on the SWA-SGD pair and on the null pair."""
-    from analyses.batch import judged, run_analyses
+    from analyses.batch import run_analyses, with_settings
+    from analyses.catalog import judged
     from swa.trajectory import NULL_ROLES
 
     run = tmp_path_factory.mktemp("null") / "ctl.h5"
     train(tiny_config(controls=True, seed=3), run, progress=False, log=lambda s: None)
     for roles in (None, NULL_ROLES):
         with Trajectory(run, roles) as t:
-            run_analyses(t, t.results_path, judged({"rays": {"directions": 3, "steps": 6},
-                                                     "segment": {"steps": 21}}), ENG, progress=False,
+            run_analyses(t, t.results_path, with_settings(judged(), {"rays": {"directions": 3, "steps": 6},
+                                                                         "segment": {"steps": 21}}), ENG, progress=False,
                          log=lambda s: None)
     return run
 

@@ -93,7 +93,7 @@ def test_segment_reports_the_paper_claims_on_its_stored_curves(tiny_run, results
     with h5py.File(results_path, "r") as f:
         s = f["segment"]
         ts, loss, err = s["t"][:], s["train_loss_l2"][:], s["test_error"][:]
-        m = ANALYSIS.metrics(f)
+        m = ANALYSIS.measure(f)
         tied = np.flatnonzero(err == err.min())
         assert bool(s["t_min_test_error_at_edge"][()]) == (tied[0] == 0 or tied[-1] == len(ts) - 1)
     assert ts[0] == -2 and ts[-1] == 3 and 0.0 in ts and 1.0 in ts

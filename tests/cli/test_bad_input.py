@@ -70,7 +70,7 @@ def _cases(f):
         (train + ["--controls", "--init", str(f["not_state_dict"])], "controls need the conventional run"),
         (train + ["--test-samples", "5"], "test_samples must be"),
         (train + ["--swa-cycle", "0"], "swa_cycle"),
-        (train + ["--swa-schedule", "triangle"], "swa_schedule must be one of"),
+        (train + ["--swa-schedule", "triangle"], "invalid choice: 'triangle' (choose from 'constant', 'cyclic', 'swalr')"),
         (train + ["--dataset", "cifar10", "--data-dir", "/nonexistent"], "data_batch_1"),
         (train + ["--device", "tpu9"], "device"),
         (["train", "--out", nodir, *small], "does not exist"),
@@ -128,7 +128,8 @@ def _cases(f):
         (["figures", run, "--results", missing, "--out", str(f["dir"] / "figs")], "no such file"),
         (["demo", "--epochs", "0", "--out", str(f["dir"] / "demo")], "epochs must be at least 1"),
         # every numeric option is checked against its meaning, for every command (issue: hardening, round 2)
-        (["analyze", run, "segment", "--memory-budget-gib", "-1"], "memory_budget must be positive"),
+        (["analyze", run, "segment", "--memory-budget", "0"], "memory_budget must be positive"),
+        (["analyze", run, "segment", "--memory-budget", "2 parsecs"], "expected a size such as 2GiB"),
         (["analyze", run, "rays", "--margin-error", "-0.1"], "margin_error must be positive"),
         (["analyze", run, "rays", "--margin-loss", "0"], "margin_loss must be positive"),
         (["analyze", run, "hessian", "--tol", "-1"], "tol must be non-negative"),

@@ -12,12 +12,12 @@ CLI = [sys.executable, "-m", "swa_landscape"]
 
 
 def _configs():
-    from analyses import REGISTRY
+    from analyses.catalog import analyses
     from landscape.config import EngineConfig
     from swa.config import TrainConfig
     from swa_landscape import DemoConfig
 
-    return [TrainConfig, EngineConfig, DemoConfig, *(a.config for a in REGISTRY.values())]
+    return [TrainConfig, EngineConfig, DemoConfig, *(a.config for a in analyses())]
 
 
 @pytest.mark.parametrize("cls", _configs(), ids=lambda c: c.__name__)

@@ -13,8 +13,8 @@ from analyses import (FGEConfig, HessianConfig, PCAConfig, PlaneConfig, RaysConf
                       fge, hessian, pca, plane, rays, segment, sharpness)
 from analyses.hessian_plane import EigenPlaneConfig, eigen_plane
 from figures import planes, plots
-from figures.data import read_results, read_run
-from figures.report import make_figures, sections
+from swa_landscape.reading import read_results, read_run
+from swa_landscape.report import make_figures, sections
 from landscape.engine import EngineConfig
 
 ENG = EngineConfig(bn_batch_size=64, workers=1)

@@ -55,7 +55,7 @@ def test_recorder_swa_equals_averaged_model_on_the_same_steps(tmp_path):
 
 def test_a_recorded_run_goes_through_analyze_all_and_figures(tmp_path):
     from analyses import analyze_all
-    from figures.report import make_figures
+    from swa_landscape.report import make_figures
 
     torch.manual_seed(1)
     net = make_net()
@@ -115,7 +115,7 @@ def test_import_from_state_dicts(tmp_path):
         assert t.dataset_spec["name"] == "tests.user_factories:load_data"
     # the analyses and every figure on it (the schedule figure says the lr was not recorded)
     from analyses import analyze_all
-    from figures.report import make_figures
+    from swa_landscape.report import make_figures
 
     analyze_all(path, progress=False, log=lambda s: None)
     index = make_figures(path, tmp_path / "imp.landscape.h5", tmp_path / "figs")

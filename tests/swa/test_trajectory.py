@@ -144,7 +144,7 @@ def _cli(*args):
         (["--lr", "-0.1"], "lr must be positive"),
         (["--swa-start", "50", "--epochs", "10"], "swa_start 50 lies outside the budget"),
         (["--swa-cycle", "0"], "swa_cycle must be positive"),
-        (["--swa-schedule", "triangle"], "swa_schedule must be one of"),
+        (["--swa-schedule", "triangle"], "invalid choice: 'triangle'"),
         (["--dataset", "cifar10", "--data-dir", "/nonexistent"], "lacks data_batch_1"),
     ],
 )
@@ -189,7 +189,7 @@ def test_refuses_to_overwrite_and_rejects_foreign_files(tmp_path, tiny_run, caps
 
 def test_toml_config_and_flag_override(tmp_path):
     from swa_landscape import build_parser
-    from swa.cli import train_config
+    from swa_landscape.train_cli import train_config
 
     cfg = tmp_path / "c.toml"
     cfg.write_text('[train]\nepochs = 12\nlr = 0.2\nmodel_kwargs = { width = 4 }\nswa_schedule = "swalr"\n')

@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from landscape.cli_fields import add_config_arguments, config_values, json_object
+from swa.config import TrainConfig, load_toml
 
-from .config import TrainConfig, load_toml
+from .fields import add_config_arguments, config_values, json_object
 
 __all__ = ["COMMANDS", "train_config"]
 
@@ -31,7 +31,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def run_train(args: argparse.Namespace) -> None:
-    from .trainer import resume, train
+    from swa.trainer import resume, train
 
     if args.resume:
         resume(args.out, progress=not args.no_progress)
@@ -44,7 +44,7 @@ def add_info_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_info(args: argparse.Namespace) -> None:
-    from .runs import info
+    from swa.runs import info
 
     print(info(args.run))
 
@@ -68,7 +68,7 @@ def add_import_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_import(args: argparse.Namespace) -> None:
-    from .recorder import import_run
+    from swa.recorder import import_run
 
     path = import_run(args.out, model=args.model, data=args.data, model_kwargs=args.model_kwargs,
                       data_kwargs=args.data_kwargs, sgd=args.sgd, swa=args.swa, snapshots=args.snapshots,

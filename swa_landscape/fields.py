@@ -1,7 +1,8 @@
 """Command-line flags derived from a config dataclass: one flag per field, its help from the docstring.
 
-Every config of the toolkit (``TrainConfig``, each analysis' config) documents its fields in an ``Attributes:``
-section; :func:`add_config_arguments` turns each field into a flag with that text as its help, and
+Every config of the toolkit (``TrainConfig``, ``EngineConfig``, each analysis' config) documents its fields in an
+``Attributes:`` section; :func:`add_config_arguments` turns each field into a flag with that text as its help (in
+plain text: docstring markup removed), string enums into their choices, byte sizes into sizes such as ``2GiB``, and
 :func:`config_values` reads back the values the user gave (absent flags keep the dataclass's defaults).
 """
 
@@ -11,10 +12,35 @@ import argparse
 import dataclasses
 import json
 import re
+import typing
 from collections.abc import Callable
 from enum import Enum
 
-__all__ = ["field_help", "add_config_arguments", "config_values", "json_object"]
+__all__ = ["field_help", "plain", "size", "add_config_arguments", "config_values", "json_object"]
+
+_ROLE = re.compile(r":(?:class|func|meth|mod|data|attr|obj):`~?([^`]+)`")
+_UNITS = {"": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20, "g": 1 << 30, "gib": 1 << 30,
+          "t": 1 << 40, "tib": 1 << 40}
+
+
+def plain(text: str) -> str:
+    """Docstring text as plain text: ``"sgd"`` for ````"sgd"````, ``update_bn`` for ``:func:`~a.update_bn```."""
+    text = _ROLE.sub(lambda m: m.group(1).rsplit(".", 1)[-1], text)
+    return text.replace("``", "")
+
+
+def size(text: str) -> int:
+    """An argparse type: a number of bytes, plain or with a binary unit (``2GiB``, ``512MiB``, ``1.5g``)."""
+    m = re.fullmatch(r"\s*([0-9.]+(?:e[0-9]+)?)\s*([a-zA-Z]*)\s*", text)
+    unit = m.group(2).lower().removesuffix("b") if m else None
+    if unit is not None and m.group(2).lower() in ("kib", "mib", "gib", "tib"):
+        unit = m.group(2).lower()
+    if m is None or unit not in _UNITS:
+        raise argparse.ArgumentTypeError(f"expected a size such as 2GiB, 512MiB or a number of bytes, got {text!r}")
+    try:
+        return int(float(m.group(1)) * _UNITS[unit])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size such as 2GiB, got {text!r}") from None
 
 
 def field_help(cls: type) -> dict[str, str]:
@@ -36,7 +62,7 @@ def field_help(cls: type) -> dict[str, str]:
                 out[n.strip()] += " " + line.strip()
         elif not line.strip() and name:
             name = None
-    return out
+    return {k: plain(v) for k, v in out.items()}
 
 
 def json_object(text: str) -> dict:
@@ -69,10 +95,26 @@ def _comma_list(element: Callable[[str], object]) -> Callable[[str], tuple]:
     return parse
 
 
-def _flag_kwargs(f: dataclasses.Field) -> dict:
-    """argparse keywords of one field by its annotation (a string: the configs' modules use postponed annotations):
-    bool switches, fixed tuples as N values, variable ones comma-separated, dicts as JSON."""
+def _enum(hint: object) -> type[Enum] | None:
+    """The string enum a field's type hint names (``BNMode``, ``BNMode | None``), or None."""
+    for t in (hint, *typing.get_args(hint)):
+        if isinstance(t, type) and issubclass(t, Enum):
+            return t
+    return None
+
+
+def _flag_kwargs(f: dataclasses.Field, hint: object) -> dict:
+    """argparse keywords of one field by its annotation (a string: the configs' modules use postponed annotations)
+    and resolved type hint: enums as choices, bool switches, byte sizes, fixed tuples as N values, variable ones
+    comma-separated, dicts as JSON."""
     ann = str(f.type)
+    enum = _enum(hint)
+    if enum is not None:
+        return {"type": str, "choices": [e.value for e in enum]}
+    if typing.get_origin(hint) is typing.Literal:
+        return {"type": str, "choices": list(typing.get_args(hint))}
+    if f.metadata.get("unit") == "bytes":
+        return {"type": size}
     if ann.startswith("bool"):
         return {"action": argparse.BooleanOptionalAction}
     if "dict" in ann:
@@ -89,22 +131,28 @@ def _flag_kwargs(f: dataclasses.Field) -> dict:
 
 
 def add_config_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, prefix: str = "",
-                         skip: tuple[str, ...] = ()) -> None:
+                         skip: tuple[str, ...] = (), shown_defaults: dict[str, str] | None = None) -> None:
     """One flag per field of the dataclass ``cls``: ``--field-name`` (``--PREFIX.field-name`` with a prefix).
 
     Defaults are not set on the parser (``argparse.SUPPRESS``): only given flags reach :func:`config_values`,
-    so the dataclass stays the one owner of its defaults; the help shows them.
+    so the dataclass stays the one owner of its defaults; the help shows them (or, for a field in
+    ``shown_defaults``, that text: a default the caller fills in, such as the run's own).
     """
     meaning = field_help(cls)
+    try:
+        hints = typing.get_type_hints(cls)
+    except (NameError, TypeError):  # an annotation that does not resolve: no enum choices, the rest as annotated
+        hints = {}
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         shown = default.value if isinstance(default, Enum) else list(default) if isinstance(default, tuple) else default
+        shown = (shown_defaults or {}).get(f.name, json.dumps(shown))
         flag = "--" + (f"{prefix}." if prefix else "") + f.name.replace("_", "-")
-        text = f"{meaning.get(f.name, f.name)} (default: {json.dumps(shown)})".replace("%", "%%")
-        kwargs = _flag_kwargs(f)
-        if "action" not in kwargs:
+        text = f"{meaning.get(f.name, f.name)} (default: {shown})".replace("%", "%%")
+        kwargs = _flag_kwargs(f, hints.get(f.name))
+        if "action" not in kwargs and "choices" not in kwargs:
             kwargs["metavar"] = f.name.upper()
         p.add_argument(flag, dest=_dest(prefix, f.name), default=argparse.SUPPRESS, help=text, **kwargs)
 

@@ -15,11 +15,12 @@ import matplotlib.pyplot as plt
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
+from analyses import catalog
 from analyses.compare import compare
-from analyses.registry import REGISTRY, Section
+from analyses.registry import Section
+from figures import plots
 
-from . import plots
-from .data import read_results, read_run
+from .reading import read_results, read_run
 
 __all__ = ["make_figures", "sections", "page_html", "save_figure", "verdict_table", "quantity_table"]
 
@@ -81,7 +82,7 @@ def _schedule(r) -> Section:
 
 def sections(r, res: dict) -> list[Section]:
     """The figures available: the run's schedule and every registered analysis' sections, in the paper's order."""
-    out = [_schedule(r)] + [x for a in REGISTRY.values() if a.report for x in a.report(res)]
+    out = [_schedule(r)] + [x for a in catalog.analyses() if a.report for x in a.report(res)]
     return sorted(out, key=lambda x: x.order)
 
 

@@ -18,10 +18,11 @@ from plotly.subplots import make_subplots
 
 from analyses.rays import mean_width
 
-from .data import read_results
-from .plots import SGD_C, SWA_C, clip_finite
+from figures.plots import SGD_C, SWA_C, clip_finite
+from figures.sharpness import sharpness_runs_figure
+
+from .reading import read_results
 from .report import page_html, quantity_table, save_figure, verdict_table
-from .sharpness import sharpness_runs_figure
 
 __all__ = ["mean_ray_curves", "rays_runs_figure", "rays_runs_plotly", "comparison_report"]
 
