@@ -15,14 +15,14 @@ from torch import nn
 
 from landscape.config import EngineConfig
 from landscape.engine import Engine
-from landscape.errors import UserError
 from landscape.points import PointSet
 from landscape.probe import ProbeCache
+from landscape.ranks import rank, world
 from landscape.result import EvalResult
 from swa.runs import build_run_model, run_splits
 from swa.trajectory import Trajectory
 
-from .distributed import ShardedResults, rank, shard_map, world
+from .distributed import ShardedResults, shard_map
 from .distributed import mine as shard
 from .journal import Journal
 from .results import ResultsFile, config_json

@@ -12,9 +12,9 @@ recomputes only what is missing and a dead rank loses at most its current chunk.
 
 from __future__ import annotations
 
-from swa.distributed import barrier, init_from_env, rank, world
+from landscape.ranks import barrier, rank, world
 
-__all__ = ["init_from_env", "rank", "world", "barrier", "mine", "gather", "shard_map", "ShardedResults",
+__all__ = ["mine", "gather", "shard_map", "ShardedResults",
            "sharded_evaluate"]
 
 

@@ -21,16 +21,16 @@ from landscape.config import BNMode, EngineConfig
 from landscape.errors import UserError, bounded, check_bounds
 from landscape.layout import Layout
 from landscape.points import PointSet
+from landscape.ranks import barrier
 
 from .common import VALUES, RunContext, evaluate_missing
-from .distributed import ShardedResults, barrier
+from .distributed import ShardedResults
 from .metrics import Claim, Finding, Metric
 from .registry import Analysis, Section
 from .results import stored_eigenvectors
-from .widths import MIN_STEPS, auto_t_max, first_crossing, mean_width, resolve_early
+from .widths import auto_t_max, mean_width, resolve_early
 
-__all__ = ["RaysConfig", "random_directions", "filter_normalize", "first_crossing", "group_name", "mean_width", "rays",
-           "MIN_STEPS", "ANALYSIS"]
+__all__ = ["RaysConfig", "random_directions", "filter_normalize", "group_name", "rays", "ANALYSIS"]
 
 
 @dataclass(frozen=True)

@@ -30,11 +30,14 @@ from torch.optim.swa_utils import update_bn
 from torch.utils.data import DataLoader, TensorDataset
 
 from landscape.bn import has_bn
-from landscape.engine import Engine, EngineConfig, flops_per_sample, tune_cpu_allocator
+from landscape.config import EngineConfig
+from landscape.engine import Engine
 from landscape.layout import flatten
 from landscape.points import PointSet
 from landscape.probe import ProbeCache
 from landscape.reference import evaluate_batches, load_point
+from landscape.result import flops_per_sample
+from landscape.workers import tune_cpu_allocator
 from swa.data import DataSpec, load_splits
 from swa.models import build_model
 

@@ -23,10 +23,9 @@ import torch.nn.functional as F
 from landscape.config import resolve_device
 from landscape.reference import evaluate_batches
 from swa import TrainConfig, train
-from swa.data import DataSpec
+from swa.data import DataSpec, builtin_data
 from swa.models import build_model
 from swa.schedules import conventional_lr, cyclic_lr
-from swa.data import builtin_data
 
 
 def plain_run(cfg: TrainConfig) -> float:

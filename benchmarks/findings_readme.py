@@ -16,6 +16,7 @@ from pathlib import Path
 
 from analyses.compare import compare
 
+
 def replace_block(path: Path, tag: str, text: str) -> None:
     """Replace what lies between ``<!-- TAG:begin -->`` and ``<!-- TAG:end -->`` in ``path`` with ``text``.
 

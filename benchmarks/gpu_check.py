@@ -48,8 +48,10 @@ from bench_matrix import anchor, best_forward_rate, grid_points, obvious  # noqa
 from bench_overhead import full_run, plain_run  # noqa: E402
 
 from landscape.bn import has_bn  # noqa: E402
-from landscape.engine import Engine, EngineConfig, flops_per_sample  # noqa: E402
+from landscape.config import EngineConfig  # noqa: E402
+from landscape.engine import Engine  # noqa: E402
 from landscape.probe import ProbeCache  # noqa: E402
+from landscape.result import flops_per_sample  # noqa: E402
 from swa import TrainConfig  # noqa: E402
 from swa.models import build_model  # noqa: E402
 

@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from bench_matrix import MODELS, data_for, grid_points  # noqa: E402
 
-from landscape.engine import Engine, EngineConfig  # noqa: E402
+from landscape.config import EngineConfig  # noqa: E402
+from landscape.engine import Engine  # noqa: E402
 from landscape.probe import ProbeCache  # noqa: E402
 from swa.models import build_model  # noqa: E402
 

@@ -85,8 +85,8 @@ def run_one(name: str, seed: int, out: str) -> tuple[str, int, float]:
 def table(out: Path, names: list[str], full: bool = True) -> str:
     """The markdown table of every configuration's verdicts (``compare`` over its seeds); ``full``: all margins,
     else only the first of each verdict's margins."""
-    from analyses.compare import compare
     from analyses.catalog import findings
+    from analyses.compare import compare
 
     FINDINGS = [f for f in findings() if not f.optional]
 

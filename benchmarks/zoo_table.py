@@ -20,7 +20,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root, for the tests' zoo
 
-from landscape.engine import Engine, EngineConfig  # noqa: E402
+from landscape.config import EngineConfig  # noqa: E402
+from landscape.engine import Engine  # noqa: E402
 from landscape.errors import UserError  # noqa: E402
 from landscape.points import PointSet  # noqa: E402
 from tests.landscape.test_zoo import BN_BATCH, _setup, plain_reference  # noqa: E402

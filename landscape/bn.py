@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import update_bn
 
-__all__ = ["BNWeighting", "bn_modules", "has_bn", "recompute_bn"]
+__all__ = ["BNWeighting", "bn_modules", "has_bn", "as_input_of", "recompute_bn"]
 
 
 class BNWeighting(str, Enum):
@@ -46,6 +46,13 @@ def has_bn(model: nn.Module) -> bool:
     return bool(bn_modules(model))
 
 
+def as_input_of(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Floating-point inputs in the dtype of the model's parameters (a float64 copy of a float32 model checks a
+    point on the same data); anything else as it is."""
+    p = next(model.parameters(), None)
+    return x.to(p.dtype) if p is not None and x.is_floating_point() and x.dtype != p.dtype else x
+
+
 class _OnlyBNTrains(nn.Module):
     """``model`` seen through a wrapper whose ``train()`` switches its BN layers only (everything else: eval)."""
 
@@ -60,7 +67,7 @@ class _OnlyBNTrains(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        return self.model(as_input_of(self.model, x))
 
 
 @contextmanager
@@ -102,6 +109,7 @@ def recompute_bn(model: nn.Module, batches: Iterable, weighting: BNWeighting | s
             x = batch[0] if isinstance(batch, (list, tuple)) else batch
             if device is not None:
                 x = x.to(device)
+            x = as_input_of(model, x)
             b = x.shape[0]
             for m in bns:
                 m.momentum = b / (n + b)

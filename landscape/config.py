@@ -12,7 +12,7 @@ from .bn import BNWeighting
 from .errors import UserError, bounded, check_bounds, coerce_enums
 from .passes import Strategy
 
-__all__ = ["BNMode", "EngineConfig", "Strategy", "resolve_device", "default_memory_budget"]
+__all__ = ["BNMode", "EngineConfig", "resolve_device", "default_memory_budget"]
 
 
 def resolve_device(name: str) -> torch.device:

@@ -6,7 +6,7 @@ The parts, each in its own module:
   grouped train-mode statistics in one forward (exactly ``update_bn``) by intercepting
   ``F.batch_norm``, and whose plain conv -> BN pairs are folded where provably exact.
 * :mod:`landscape.guard`: before the first evaluation one point is compared with the reference
-  path; where they differ the engine uses exact paths for this model (or refuses).
+  path; the guard decides which paths the engine takes for this model (or refuses), the engine applies that.
 * :mod:`landscape.passes`: the forwards of a chunk of points (per-point loop or ``vmap``),
   the BN statistics pass and the evaluation pass.
 * :mod:`landscape.plans`: the candidate plans and their sizes; the plain plan (one point at a time,
@@ -17,13 +17,13 @@ The parts, each in its own module:
   changes only when asked: ``EngineConfig(tune_allocator=True)``).
 
 This module ties them together: :class:`Engine` evaluates a :class:`~landscape.points.PointSet`
-chunk by chunk (halving the chunk on out-of-memory errors) and never touches the user's model.
+chunk by chunk (halving the chunk on out-of-memory errors, falling back from ``vmap`` to the loop where a model
+cannot run under it: :meth:`Engine._run_chunks`, the one retry policy) and never touches the user's model.
 Dropout is off throughout; evaluation data is never shuffled.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 
 import numpy as np
@@ -31,22 +31,21 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .chunk import ChunkRequest, EvalSetup, check_points, evaluate_chunk, reference
 from .config import BNMode, EngineConfig, default_memory_budget, resolve_device
 from .errors import UserError
 from .grouped_bn import Replica, engine_copy
-from .guard import GuardReport, run_guard
-from .layout import Layout, buffer_layout, param_layout, unflatten
-from .memory import activation_bytes, is_oom
-from .passes import Strategy, evaluate_split, recompute_buffers, recompute_buffers_exact
-from .points import PointSet
+from .guard import GuardCase, GuardReport, Paths, run_guard
+from .layout import Layout, buffer_layout, param_layout
+from .memory import activation_bytes, is_oom, place
+from .passes import Strategy
 from .plans import MIN_PROBE_POINTS, Planner
+from .points import PointSet
 from .probe import Plan, ProbeCache, ProbeKey, ProbeReport, run_probe, warn_vmap_failed
-from .result import EvalResult, concat_results, flops_per_sample
+from .result import EvalResult, concat_results
 from .workers import WorkerPools, split_range, tf32_allowed, tune_cpu_allocator
 
-__all__ = ["BNMode", "Strategy", "EngineConfig", "EvalResult", "Engine", "flops_per_sample", "tune_cpu_allocator",
-           "concat_results", "MIN_PROBE_POINTS"]
-
+__all__ = ["Engine"]
 
 
 class Engine:
@@ -81,10 +80,29 @@ class Engine:
         self.template_buffers = torch.cat([b.detach().reshape(-1).to(self.dtype) for b in model.buffers()]) \
             if self.b_layout.size else torch.zeros(0, dtype=self.dtype)
         self._template = model
-        self._fold, self._exact_bn = True, False  # the guard may turn folding off and exact BN statistics on
+        self._paths = Paths()
         self._guard: GuardReport | None = None
-        self._replicas: list[Replica] = [engine_copy(model, self.dtype, self.device)]
-        self.model, self.bn_names = self._replicas[0].model, self._replicas[0].bn_names
+        self._replicas: dict[tuple[bool, torch.dtype], list[Replica]] = {}
+        first = self._replica(0, self._paths, self.dtype)
+        self.model, self.bn_names = first.model, first.bn_names
+        self.splits, self.bn_data = self._place_data(splits, bn_data)
+        example = next(iter(self.splits.values()))[0][: max(2, cfg.bn_batch_size)].to(self.device)
+        self.act_bytes = activation_bytes(self.model, example)
+        self.planner = Planner(cfg, self.device, self.memory_budget, self.act_bytes,
+                               (self.p_layout.size + self.b_layout.size) * self.dtype.itemsize,
+                               {k: x.shape[0] for k, (x, _) in self.splits.items()},
+                               None if self.bn_data is None else self.bn_data.shape[0])
+        offs = np.cumsum((0,) + self.b_layout.numels)
+        where = {n: slice(int(offs[i]), int(offs[i + 1])) for i, n in enumerate(self.b_layout.names)}
+        bn_slices = {bn: {k: where[f"{bn}.{k}"] for k in ("running_mean", "running_var", "num_batches_tracked")}
+                     for bn in self.bn_names}
+        self._setup = EvalSetup(cfg, self.device, model, self.p_layout, self.b_layout, self.template_buffers,
+                                self.splits, self.bn_data, bn_slices)
+        self._report: ProbeReport | None = None
+
+    def _place_data(self, splits: dict, bn_data: torch.Tensor | None) -> tuple[dict, torch.Tensor | None]:
+        """The splits and the BN pass's inputs, checked and placed (:func:`landscape.memory.place`)."""
+        cfg = self.config
         for name, (x, y) in splits.items():
             if x.shape[0] == 0:
                 raise UserError(f"split {name!r} is empty")
@@ -98,26 +116,10 @@ class Engine:
             raise UserError("BN recomputation needs training data (an empty or missing 'train' split)")
         if bn_data is not None and cfg.bn_batches is not None:
             bn_data = bn_data[: cfg.bn_batches * cfg.bn_batch_size]
-        self.splits = {k: (self._place(x), y.to(self.device)) for k, (x, y) in splits.items()}
-        self.bn_data = self._place(bn_data) if bn_data is not None else None
-        example = self._place(next(iter(self.splits.values()))[0][: max(2, cfg.bn_batch_size)]).to(self.device)
-        self.act_bytes = activation_bytes(self.model, example)
-        self.planner = Planner(cfg, self.device, self.memory_budget, self.act_bytes,
-                               (self.p_layout.size + self.b_layout.size) * self.dtype.itemsize,
-                               {k: x.shape[0] for k, (x, _) in self.splits.items()},
-                               None if self.bn_data is None else self.bn_data.shape[0])
-        offs = np.cumsum((0,) + self.b_layout.numels)
-        where = {n: slice(int(offs[i]), int(offs[i + 1])) for i, n in enumerate(self.b_layout.names)}
-        self._bn_slices = {bn: {k: where[f"{bn}.{k}"] for k in ("running_mean", "running_var", "num_batches_tracked")}
-                           for bn in self.bn_names}
-        self._report: ProbeReport | None = None
+        def put(x: torch.Tensor) -> torch.Tensor:
+            return place(x, self.dtype, self.device, self.memory_budget)
 
-    def _place(self, x: torch.Tensor) -> torch.Tensor:
-        """On the device if it takes under a quarter of the budget; else on the host, pinned for asynchronous copies."""
-        x = x.to(self.dtype) if x.is_floating_point() else x
-        if x.numel() * x.element_size() < self.memory_budget // 4:
-            return x.to(self.device)
-        return x.pin_memory() if self.device.type == "cuda" else x
+        return {k: (put(x), y.to(self.device)) for k, (x, y) in splits.items()}, None if bn_data is None else put(bn_data)
 
     # --- public --------------------------------------------------------------------------------
     @property
@@ -141,18 +143,7 @@ class Engine:
 
     def check_points(self, points: PointSet) -> None:
         """Raise :class:`UserError` if the point set does not fit the model or the BN mode."""
-        bn_mode = self.config.bn_mode
-        if points.dim != self.p_layout.size:
-            raise UserError(f"point vectors have length {points.dim}, but the model has {self.p_layout.size} parameters")
-        if points.has_buffers and points.buffer_dim != self.b_layout.size:
-            raise UserError(f"point buffers have length {points.buffer_dim}, but the model has {self.b_layout.size} buffer entries")
-        if self.bn_names and bn_mode is not BNMode.RECOMPUTE and not points.has_buffers:
-            raise UserError(f"bn_mode {bn_mode.value!r} needs buffers carried by the points")
-        if bn_mode is BNMode.RECOMPUTE and self.bn_names and self.bn_data is None:
-            raise UserError("BN recomputation needs training data (an empty or missing 'train' split)")
-        if self.bn_names and bn_mode is BNMode.INTERPOLATE and points.buffers is None and points.buffer_basis is None:
-            raise UserError("bn_mode 'interpolate' needs a family through several anchors (buffer_basis) or "
-                            "explicit per-point buffers")
+        check_points(self._setup, points)
 
     def evaluate(self, points: PointSet, splits: tuple[str, ...] | None = None, probs: tuple[str, ...] = (),
                  prob_sink: Callable[[str, int, torch.Tensor], None] | None = None,
@@ -196,37 +187,40 @@ class Engine:
 
         with WorkerPools() as pools, tf32_allowed(self.device, self.config.tf32):
             def run(plan: Plan, lo: int, hi: int) -> EvalResult:
-                return self._parallel_chunk(pools, plan.workers, points, lo, hi, plan, splits, probs)
+                req = ChunkRequest(points, lo, hi, plan, splits, probs, self._paths, self.dtype)
+                return self._parallel_chunk(pools, req)
 
-            first = 0
-            if self._guard is None and self.config.guard and self.bn_names and K:
-                self._guard, checked, at = run_guard(self, points, splits, recompute)
-                if at == 0 and not probs:  # the guard's point, evaluated by the path now in use, is the evaluation's own
-                    deliver(0, 1, checked)
-                    first = 1
+            first = self._guard_first(points, splits, probs, recompute, deliver)
             plan, lo = self._choose(K, splits, probs, recompute, run, deliver, first)
-            if self._guard is not None:
-                self._report.guard = str(self._guard)
-            k = max(self.planner.chunk(plan, K), min(plan.workers, K))
-            while lo < K:
-                hi = min(lo + k, K)
-                try:
-                    part = run(plan, lo, hi)
-                except (RuntimeError, torch.cuda.OutOfMemoryError) as e:
-                    if is_oom(e) and k > 1:
-                        k = max(1, k // 2)
-                        if self.device.type == "cuda":
-                            torch.cuda.empty_cache()
-                        continue
-                    if plan.strategy is not Strategy.VMAP or is_oom(e):
-                        raise
-                    plan = self._vmap_failed(e, splits, probs, recompute)
-                    k = max(self.planner.chunk(plan, K), min(plan.workers, K))
-                    continue
-                deliver(lo, hi, part)
-                lo = hi
+            self._run_chunks(plan, lo, K, run, deliver, (splits, probs, recompute))
         bar.close()
         return concat_results(parts, splits, self.b_layout.size)
+
+    # --- the steps of an evaluation ------------------------------------------------------------
+    def _guard_first(self, points: PointSet, splits, probs, recompute: bool, deliver) -> int:
+        """Before the first evaluation of a network with BN: let the guard decide the paths, and apply them.
+
+        Returns the first point still to evaluate (1 when the guard's checked point 0 is delivered as the
+        evaluation's own).
+        """
+        if self._guard is not None or not self.config.guard or not self.bn_names or not len(points):
+            return 0
+        plain = self.planner.plain(splits, (), recompute)
+        case = GuardCase(
+            len(points), lambda i, dtype: reference(self._setup, points, i, splits, recompute, dtype),
+            lambda i, paths, dtype: evaluate_chunk(
+                self._setup, self._replica(0, paths, dtype), ChunkRequest(points, i, i + 1, plain, splits, (), paths,
+                                                                           dtype)),
+            self._setup.bn_slices, self.dtype, recompute)
+        self._guard, checked, at = run_guard(case)
+        if self._guard is None:
+            return 0
+        self._paths = self._guard.paths
+        self.model = self._replica(0, self._paths, self.dtype).model
+        if at == 0 and not probs:  # the guard's point, evaluated by the paths now in use, is the evaluation's own
+            deliver(0, 1, checked)
+            return 1
+        return 0
 
     def _choose(self, K: int, splits: tuple[str, ...], probs: tuple[str, ...], recompute: bool, run, deliver,
                 first: int = 0) -> tuple[Plan, int]:
@@ -234,79 +228,70 @@ class Engine:
         cands = self.planner.candidates(splits, probs, recompute)
         if self.config.strategy is not Strategy.AUTO:
             self._report = ProbeReport([], cands[0], f"strategy {self.config.strategy.value!r} set in the config")
-            return cands[0], first
-        cfg = self.config
-        key = ProbeKey(type(self._template).__qualname__, self.p_layout.shapes, str(self.device), cfg.dtype, recompute,
-                       cfg.bn_batch_size, None if self.bn_data is None else self.bn_data.shape[0],
-                       tuple((s, self.splits[s][0].shape[0]) for s in splits), tuple(probs), cfg.superbatch,
-                       cfg.workers, self.memory_budget, cfg.cpu_cache_bytes, torch.get_num_threads(),
-                       (self._fold, self._exact_bn))
-        cached = self.cache.get(key)
-        if cached is not None:
+        elif (cached := self.cache.get(key := self._probe_key(splits, probs, recompute))) is not None:
             self._report = ProbeReport(cached.trials, cached.choice, cached.reason, cached=True)
-            return cached.choice, first
-        if K < MIN_PROBE_POINTS or len(cands) == 1:
+        elif K < MIN_PROBE_POINTS or len(cands) == 1:
             why = f"{K} points are too few to time candidates (probing starts at {MIN_PROBE_POINTS})" \
                 if len(cands) > 1 else "the only candidate"
             self._report = ProbeReport([], cands[0], why)
-            return cands[0], first
-        report, done = run_probe(cands, run, deliver, start=first, max_points=K // 2, total_points=K,
-                                 min_total_seconds=cfg.probe_min_seconds,
-                                 tol=1e-4 if self.dtype == torch.float32 else 1e-10)
-        if sum(t.points > 0 for t in report.trials) > 1:  # a choice between timed plans holds for this key
-            self.cache.put(key, report)
-        self._report = report
-        return report.choice, done
+        else:
+            report, first = run_probe(cands, run, deliver, start=first, max_points=K // 2, total_points=K,
+                                      min_total_seconds=self.config.probe_min_seconds,
+                                      tol=1e-4 if self.dtype == torch.float32 else 1e-10)
+            if sum(t.points > 0 for t in report.trials) > 1:  # a choice between timed plans holds for this key
+                self.cache.put(key, report)
+            self._report = report
+        if self._guard is not None:
+            self._report.guard = str(self._guard)
+        return self._report.choice, first
 
-    def _vmap_failed(self, e: Exception, splits, probs, recompute: bool) -> Plan:
-        warn_vmap_failed(e)
-        plain = self.planner.plain(splits, probs, recompute)
-        self._report = ProbeReport([], plain, f"vmap failed ({type(e).__name__}); fell back to the per-point loop")
-        return plain
+    def _probe_key(self, splits: tuple[str, ...], probs: tuple[str, ...], recompute: bool) -> ProbeKey:
+        cfg = self.config
+        request = (recompute, cfg.bn_batch_size, None if self.bn_data is None else self.bn_data.shape[0],
+                   tuple((s, self.splits[s][0].shape[0]) for s in splits), tuple(probs))
+        settings = (cfg.superbatch, cfg.workers, self.memory_budget, cfg.cpu_cache_bytes, torch.get_num_threads())
+        return ProbeKey((type(self._template).__qualname__, self.p_layout.shapes), str(self.device), cfg.dtype,
+                        request, settings, (self._paths.fold, self._paths.exact_bn))
+
+    def _run_chunks(self, plan: Plan, lo: int, K: int, run, deliver, request: tuple) -> None:
+        """Points ``lo:K`` chunk by chunk: the one retry policy (halve on out-of-memory; vmap failing: the loop)."""
+        k = max(self.planner.chunk(plan, K), min(plan.workers, K))
+        while lo < K:
+            hi = min(lo + k, K)
+            try:
+                part = run(plan, lo, hi)
+            except (RuntimeError, torch.cuda.OutOfMemoryError) as e:
+                if is_oom(e) and k > 1:
+                    k = max(1, k // 2)
+                    if self.device.type == "cuda":
+                        torch.cuda.empty_cache()
+                    continue
+                if plan.strategy is not Strategy.VMAP or is_oom(e):
+                    raise
+                warn_vmap_failed(e)
+                plan = self.planner.plain(*request)
+                self._report = ProbeReport([], plan, f"vmap failed ({type(e).__name__}); fell back to the per-point loop")
+                k = max(self.planner.chunk(plan, K), min(plan.workers, K))
+                continue
+            deliver(lo, hi, part)
+            lo = hi
 
     # --- one chunk -----------------------------------------------------------------------------
-    def _replica(self, i: int) -> Replica:
-        while len(self._replicas) <= i:
-            self._replicas.append(engine_copy(self._template, self.dtype, self.device, fold=self._fold))
-        return self._replicas[i]
+    def _replica(self, i: int, paths: Paths, dtype: torch.dtype) -> Replica:
+        """Worker ``i``'s private model copy for ``paths`` in ``dtype`` (made on first use)."""
+        reps = self._replicas.setdefault((paths.fold, dtype), [])
+        while len(reps) <= i:
+            reps.append(engine_copy(self._template, dtype, self.device, fold=paths.fold))
+        return reps[i]
 
-    def _parallel_chunk(self, pools: WorkerPools, workers: int, points: PointSet, lo: int, hi: int, plan: Plan,
-                        splits: tuple[str, ...], probs: tuple[str, ...]) -> EvalResult:
-        """Points ``lo:hi`` split over up to ``workers`` replicas (each on its own thread)."""
-        ranges = split_range(lo, hi, workers)
+    def _parallel_chunk(self, pools: WorkerPools, req: ChunkRequest) -> EvalResult:
+        """The request's points split over up to ``plan.workers`` replicas (each on its own thread)."""
+        workers = req.plan.workers
         if workers == 1:
-            return self._evaluate_chunk(self._replicas[0], points, lo, hi, plan, splits, probs)
-        reps = [self._replica(i) for i in range(len(ranges))]
-        futures = [pools.get(workers).submit(self._evaluate_chunk, rep, points, a, b, plan, splits, probs)
-                   for rep, (a, b) in zip(reps, ranges)]
-        return concat_results([f.result() for f in futures], splits, self.b_layout.size)
-
-    def _evaluate_chunk(self, rep: Replica, points: PointSet, lo: int, hi: int, plan: Plan,
-                        splits: tuple[str, ...], probs: tuple[str, ...]) -> EvalResult:
-        cfg = self.config
-        w = points.chunk(lo, hi, self.device, self.dtype)
-        params = unflatten(w, self.p_layout)
-        bflat = points.buffer_chunk(lo, hi, self.device, self.dtype, interpolate=cfg.bn_mode is not BNMode.STORED)
-        if bflat is None:
-            bflat = self.template_buffers.to(self.device).expand(hi - lo, -1)
-        bflat = bflat.contiguous()
-        if self.bn_names and cfg.bn_mode is BNMode.RECOMPUTE and self._exact_bn:
-            if rep.exact_model is None:
-                rep.exact_model = copy.deepcopy(self._template).to(device=self.device, dtype=self.dtype)
-            bflat = recompute_buffers_exact(rep, params, bflat, self.bn_data, cfg.bn_batch_size, cfg.bn_weighting,
-                                            self.b_layout, self.device)
-        elif self.bn_names and cfg.bn_mode is BNMode.RECOMPUTE:
-            bflat = recompute_buffers(rep, plan.strategy, params, bflat, self.bn_data, cfg.bn_batch_size,
-                                      cfg.bn_weighting, plan.superbatch, self._bn_slices, self.b_layout, self.device)
-        buffers = unflatten(bflat, self.b_layout)
-        loss, acc, pr = {}, {}, {}
-        for s in dict.fromkeys((*splits, *probs)):
-            x, y = self.splits[s]
-            l_, a_, p_ = evaluate_split(rep, plan.strategy, params, buffers, x, y, plan.superbatch, s in probs,
-                                        self.device)
-            if s in splits:
-                loss[s], acc[s] = l_.cpu(), a_.cpu()
-            if p_ is not None:
-                pr[s] = p_
-        l2 = 0.5 * cfg.weight_decay * w.double().pow(2).sum(1).cpu()
-        return EvalResult(loss, acc, bflat.cpu(), l2, pr, plan.strategy.value)
+            return evaluate_chunk(self._setup, self._replica(0, req.paths, req.dtype), req)
+        ranges = split_range(req.lo, req.hi, workers)
+        futures = [pools.get(workers).submit(evaluate_chunk, self._setup, self._replica(i, req.paths, req.dtype),
+                                             ChunkRequest(req.points, a, b, req.plan, req.splits, req.probs,
+                                                          req.paths, req.dtype))
+                   for i, (a, b) in enumerate(ranges)]
+        return concat_results([f.result() for f in futures], req.splits, self.b_layout.size)

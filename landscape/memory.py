@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["activation_bytes", "superbatch_cap", "chunk_points", "is_oom"]
+__all__ = ["activation_bytes", "superbatch_cap", "chunk_points", "is_oom", "place"]
 
 _TEMPORARIES = 3  # activations of a forward, times this for temporaries
 _ACTIVATION_SHARE = 0.6  # of the budget, for the activations of the points pushed at once
@@ -59,3 +59,12 @@ def chunk_points(budget: int, point_bytes: int, wanted: int, n_points: int, act_
 def is_oom(e: BaseException) -> bool:
     """Whether ``e`` is an out-of-memory error of the CUDA caching allocator or of the CPU allocator."""
     return isinstance(e, torch.cuda.OutOfMemoryError) or "out of memory" in str(e) or "can't allocate memory" in str(e)
+
+
+def place(x: torch.Tensor, dtype: torch.dtype, device: torch.device, budget: int) -> torch.Tensor:
+    """Data for evaluation (floating point cast to ``dtype``): on the device if it takes under a quarter of the
+    budget; else on the host, pinned for asynchronous copies to a GPU."""
+    x = x.to(dtype) if x.is_floating_point() else x
+    if x.numel() * x.element_size() < budget // 4:
+        return x.to(device)
+    return x.pin_memory() if device.type == "cuda" else x

@@ -9,6 +9,7 @@ exact pass, which loads each point into the replica's unmodified copy).
 from __future__ import annotations
 
 from contextlib import nullcontext
+from dataclasses import dataclass
 from enum import Enum
 
 import torch
@@ -19,7 +20,8 @@ from .errors import UserError
 from .grouped_bn import Replica
 from .layout import Layout, unflatten
 
-__all__ = ["Strategy", "forward", "recompute_buffers", "recompute_buffers_exact", "evaluate_split", "loss_and_correct"]
+__all__ = ["Strategy", "BNPass", "forward", "recompute_buffers", "recompute_buffers_exact", "evaluate_split",
+           "loss_and_correct"]
 
 
 class Strategy(str, Enum):
@@ -31,6 +33,27 @@ class Strategy(str, Enum):
     """One point after another over device-resident data."""
     VMAP = "vmap"
     """``torch.func.vmap`` over stacked weights."""
+
+
+@dataclass(frozen=True)
+class BNPass:
+    """The BN statistics pass of an engine: what ``update_bn`` is given, and where the statistics go.
+
+    Attributes:
+        data: Training inputs ``[N, ...]``; full groups of ``batch_size``, then the remainder as one group.
+        batch_size: Samples per BN batch (it defines the per-batch statistics).
+        weighting: Per-batch (``update_bn``) or per-sample weighting.
+        slices: BN layer name to the slices of its ``running_mean``/``running_var``/``num_batches_tracked`` in Q.
+        layout: The buffer layout (names and shapes of Q).
+        device: Where the forwards run.
+    """
+
+    data: torch.Tensor
+    batch_size: int
+    weighting: BNWeighting
+    slices: dict[str, dict[str, slice]]
+    layout: Layout
+    device: torch.device
 
 
 def _call(rep: Replica, params: dict | None, buffers: dict | None, x: torch.Tensor, mode: str, groups: int):
@@ -62,6 +85,9 @@ def forward(rep: Replica, strategy: Strategy, params: dict, buffers: dict, x: to
     Returns:
         Logits ``[k, n, C]`` and, per intercepted BN call, ``(layer name, mean sums [k, C], variance sums [k, C])``.
     """
+    dtype = next(iter(params.values())).dtype
+    if x.is_floating_point() and x.dtype != dtype:  # data placed in the engine's dtype, a point checked in another
+        x = x.to(dtype)
     if strategy is Strategy.VMAP:
         logits, stats = vmap(lambda p, b: _call(rep, p, b, x, mode, groups), in_dims=(0, 0))(params, buffers)
         names = list(rep.ctx.names)
@@ -79,9 +105,8 @@ def forward(rep: Replica, strategy: Strategy, params: dict, buffers: dict, x: to
 
 
 @torch.no_grad()
-def recompute_buffers(rep: Replica, strategy: Strategy, params: dict, buffers_flat: torch.Tensor, bn_data: torch.Tensor,
-                      bn_batch_size: int, weighting: BNWeighting, superbatch: int,
-                      slices: dict[str, dict[str, slice]], layout: Layout, device: torch.device) -> torch.Tensor:
+def recompute_buffers(rep: Replica, strategy: Strategy, params: dict, buffers_flat: torch.Tensor, bn: BNPass,
+                      superbatch: int) -> torch.Tensor:
     """The BN statistics pass (``update_bn`` semantics) for ``k`` points, many BN batches per forward.
 
     A BN layer called several times per forward (a shared layer) averages over all its calls, as
@@ -90,13 +115,8 @@ def recompute_buffers(rep: Replica, strategy: Strategy, params: dict, buffers_fl
     Args:
         rep, strategy, params: As in :func:`forward`.
         buffers_flat: The points' buffers ``[k, Q]`` (non-BN entries are kept).
-        bn_data: Training inputs ``[N, ...]``; full groups of ``bn_batch_size``, then the remainder as one group.
-        bn_batch_size: Samples per BN group.
-        weighting: Per-batch (``update_bn``) or per-sample weighting.
-        superbatch: Samples per forward (a multiple of ``bn_batch_size``).
-        slices: BN layer name to the slices of its ``running_mean``/``running_var``/``num_batches_tracked`` in Q.
-        layout: The buffer layout (names and shapes of Q).
-        device: Where the forwards run.
+        bn: The BN pass (data, batch size, weighting, where the statistics go).
+        superbatch: Samples per forward (a multiple of ``bn.batch_size``).
 
     Returns:
         Buffers ``[k, Q]`` with the recomputed running statistics.
@@ -105,15 +125,15 @@ def recompute_buffers(rep: Replica, strategy: Strategy, params: dict, buffers_fl
         UserError: Per-sample weighting of a BN layer called several times per forward (no clean weighting).
         GroupingError: A BN layer whose rows do not split into the forward's BN batches.
     """
-    b, n = bn_batch_size, bn_data.shape[0]
-    buffers = unflatten(buffers_flat, layout)
+    b, n, weighting, device = bn.batch_size, bn.data.shape[0], bn.weighting, bn.device
+    buffers = unflatten(buffers_flat, bn.layout)
     sums: dict[str, list] = {}
     n_full = n // b * b
     pieces = [(i, min(i + superbatch, n_full), b) for i in range(0, n_full, superbatch)]
     if n_full < n:
         pieces.append((n_full, n, n - n_full))
     for lo, hi, grp in pieces:
-        xb = bn_data[lo:hi].to(device, non_blocking=True)
+        xb = bn.data[lo:hi].to(device, non_blocking=True)
         groups = (hi - lo) // grp
         _, stats = forward(rep, strategy, params, buffers, xb, "stats", groups)
         names = [name for name, _, _ in stats]
@@ -131,7 +151,7 @@ def recompute_buffers(rep: Replica, strategy: Strategy, params: dict, buffers_fl
             acc[3] += groups  # calls of the layer, as update_bn counts them
     out = buffers_flat.clone()
     for name, (m, v, weight, calls) in sums.items():
-        sl = slices[name]
+        sl = bn.slices[name]
         out[:, sl["running_mean"]] = (m / weight).to(out.dtype)
         out[:, sl["running_var"]] = (v / weight).to(out.dtype)
         out[:, sl["num_batches_tracked"]] = calls
@@ -139,9 +159,7 @@ def recompute_buffers(rep: Replica, strategy: Strategy, params: dict, buffers_fl
 
 
 @torch.no_grad()
-def recompute_buffers_exact(rep: Replica, params: dict, buffers_flat: torch.Tensor, bn_data: torch.Tensor,
-                            bn_batch_size: int, weighting: BNWeighting, layout: Layout, device: torch.device
-                            ) -> torch.Tensor:
+def recompute_buffers_exact(rep: Replica, params: dict, buffers_flat: torch.Tensor, bn: BNPass) -> torch.Tensor:
     """The BN statistics pass point by point through the modules' own train-mode forwards (the reference
     semantics, :func:`landscape.bn.recompute_bn`): exact for any layer, one BN batch per forward.
 
@@ -149,13 +167,13 @@ def recompute_buffers_exact(rep: Replica, params: dict, buffers_flat: torch.Tens
     """
     model = rep.exact_model
     tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
-    batches = [bn_data[i:i + bn_batch_size] for i in range(0, bn_data.shape[0], bn_batch_size)]
-    buffers = unflatten(buffers_flat, layout)
+    batches = [bn.data[i:i + bn.batch_size] for i in range(0, bn.data.shape[0], bn.batch_size)]
+    buffers = unflatten(buffers_flat, bn.layout)
     out = []
     for i in range(buffers_flat.shape[0]):
         for name, t in (params | buffers).items():
             tensors[name].copy_(t[i])
-        recompute_bn(model, batches, weighting, device)
+        recompute_bn(model, batches, bn.weighting, bn.device)
         out.append(torch.cat([t.detach().reshape(-1).to(buffers_flat.dtype) for t in model.buffers()]))
     return torch.stack(out)
 
@@ -171,7 +189,7 @@ def loss_and_correct(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tenso
 
 
 @torch.no_grad()
-def evaluate_split(rep: Replica, strategy: Strategy, params: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor,
+def evaluate_split(rep: Replica, strategy: Strategy, params: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor, *,
                    superbatch: int, want_probs: bool, device: torch.device
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Mean cross-entropy ``[k]``, accuracy ``[k]`` (float64) and optionally probabilities ``[k, n, C]`` on one split."""

@@ -109,23 +109,21 @@ class ProbeReport:
 class ProbeKey(NamedTuple):
     """What a probe's choice depends on: the same key, the same choice."""
 
-    model: str
-    shapes: tuple
+    model: tuple
+    """The network's class and parameter shapes."""
     device: str
     dtype: str
-    recompute_bn: bool
-    bn_batch_size: int
-    bn_samples: int | None
-    splits: tuple[tuple[str, int], ...]
-    """Evaluated splits and their sizes."""
-    probs: tuple[str, ...]
-    superbatch: int | None
-    workers: int | None
-    memory_budget: int
-    cpu_cache_bytes: int
-    threads: int
+    request: tuple
+    """What is evaluated: BN recomputed, BN batch size, BN samples, the splits with their sizes, the probability splits."""
+    settings: tuple
+    """What bounds the plans: superbatch, workers, memory budget, CPU cache bytes, intra-op threads."""
     paths: tuple[bool, bool] = (True, False)
     """Folding on, exact BN statistics on (the guard's choice for the model)."""
+
+    @property
+    def splits(self) -> tuple[tuple[str, int], ...]:
+        """Evaluated splits and their sizes."""
+        return self.request[3]
 
 
 @dataclass

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .bn import BNWeighting, as_input_of, has_bn, recompute_bn
 from .errors import UserError
-from .bn import BNWeighting, has_bn, recompute_bn
 from .layout import buffer_layout, flatten, param_layout, unflatten
 
 __all__ = ["Metrics", "evaluate_batches", "evaluate_model", "load_point", "reference_point"]
@@ -46,7 +46,7 @@ def evaluate_batches(model: nn.Module, batches: Iterable[tuple[torch.Tensor, tor
     model.eval()
     loss_sum, correct, n = 0.0, 0, 0
     for x, y in batches:
-        out = model(x)
+        out = model(as_input_of(model, x))
         loss_sum += F.cross_entropy(out.double(), y, reduction="sum").item()
         correct += (out.argmax(1) == y).sum().item()
         n += y.shape[0]

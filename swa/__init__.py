@@ -8,10 +8,11 @@ Example:
 
 from .config import Averaging, SWASchedule, TrainConfig
 from .data import DataSpec, TrainData
+from .divergence import TrainingDiverged
 from .models import MODELS, build_model
 from .recorder import Recorder, import_run
 from .runs import info, load_dataset, load_model
-from .trainer import TrainingDiverged, resume, train
+from .trainer import resume, train
 from .trajectory import Trajectory
 
 __all__ = [

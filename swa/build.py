@@ -10,10 +10,10 @@ from torch import nn
 
 from landscape.config import resolve_device
 from landscape.errors import UserError
+from landscape.ranks import rank, world
 
 from .config import TrainConfig
 from .data import DataSpec, TrainData, builtin_data
-from .distributed import rank, world
 from .models import build_model
 from .schema import run_attributes
 from .sources import as_splits, fingerprint, is_import_path

@@ -7,8 +7,7 @@ import math
 import torch
 
 from landscape.errors import UserError
-
-from .distributed import all_finite, all_within
+from landscape.ranks import all_finite, all_within
 
 __all__ = ["TrainingDiverged", "check_divergence"]
 

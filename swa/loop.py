@@ -20,15 +20,15 @@ from tqdm.auto import tqdm
 
 from landscape.bn import recompute_bn
 from landscape.layout import flatten
+from landscape.ranks import world
 from landscape.reference import Metrics, evaluate_batches
 
 from .config import Averaging, SWASchedule, TrainConfig
 from .data import Batches, TrainData
-from .distributed import world
 from .divergence import check_divergence
 from .schedules import captured_after_epoch, captured_after_step, scheduled_lr
 from .schema import Status
-from .writer import TrajectoryWriter
+from .writer import RunWriter
 
 __all__ = ["TrainingLoop"]
 
@@ -36,7 +36,7 @@ __all__ = ["TrainingLoop"]
 class TrainingLoop:
     """State of one training run; methods are the phases of the plan."""
 
-    def __init__(self, cfg: TrainConfig, model: nn.Module, data: TrainData, writer: TrajectoryWriter,
+    def __init__(self, cfg: TrainConfig, model: nn.Module, data: TrainData, writer: RunWriter,
                  device: torch.device, progress: bool, log: Callable[[str], None]):
         self.cfg, self.model, self.data, self.w, self.device = cfg, model, data, writer, device
         self.progress, self.log = progress, log

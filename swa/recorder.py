@@ -36,8 +36,8 @@ from landscape.layout import buffer_layout, flatten, param_layout
 from landscape.reference import evaluate_model
 
 from .config import TrainConfig
-from .sources import as_splits, fingerprint
 from .schema import Status, run_attributes
+from .sources import as_splits, fingerprint
 from .writer import TrajectoryWriter
 
 __all__ = ["Recorder", "import_run"]

@@ -16,8 +16,8 @@ from landscape.reference import load_point
 
 from .data import DataSpec, load_splits
 from .models import build_model
-from .sources import as_splits, check_fingerprints
 from .schema import SOLUTIONS
+from .sources import as_splits, check_fingerprints
 from .trajectory import Trajectory
 
 __all__ = ["build_run_model", "check_layout", "load_model", "load_dataset", "run_splits", "parse_point", "point",

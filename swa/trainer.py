@@ -26,16 +26,17 @@ from torch import nn
 
 from landscape.errors import UserError
 from landscape.layout import buffer_layout, param_layout
+from landscape.ranks import barrier, init_from_env, on_rank0, rank
 
 from .build import build_run, load_init, run_file_attributes
 from .config import TrainConfig
 from .data import TrainData
-from .distributed import RankWriter, barrier, init_from_env, on_rank0, rank
+from .distributed import RankWriter
 from .divergence import TrainingDiverged
 from .loop import TrainingLoop
 from .schema import SOLUTIONS, STATES, Status
 from .trajectory import Trajectory
-from .writer import TrajectoryWriter
+from .writer import RunWriter, TrajectoryWriter
 
 __all__ = ["TrainingDiverged", "train", "resume"]
 
@@ -124,7 +125,7 @@ def resume(path: str | Path, *, model: nn.Module | None = None, data: TrainData 
     return _execute(run, writer)
 
 
-def _execute(run: TrainingLoop, writer: TrajectoryWriter) -> Path:
+def _execute(run: TrainingLoop, writer: RunWriter) -> Path:
     try:
         run.run()
     except TrainingDiverged as e:

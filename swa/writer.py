@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import h5py
 import numpy as np
@@ -16,7 +16,40 @@ from landscape.files import output_path
 from .schema import META, META_DTYPES, SOLUTION_SCALARS, STATES, Status, create_structure, pack_blob, unpack_blob
 from .trajectory import Trajectory
 
-__all__ = ["TrajectoryWriter"]
+__all__ = ["RunWriter", "TrajectoryWriter"]
+
+
+@runtime_checkable
+class RunWriter(Protocol):
+    """What the training loop writes through: the run file's writer on rank 0 (:class:`TrajectoryWriter`), a
+    stand-in that writes nothing on the other ranks (:class:`swa.distributed.RankWriter`)."""
+
+    path: Path
+
+    @property
+    def count(self) -> int:
+        """Snapshots written so far."""
+
+    def append(self, weights: torch.Tensor, buffers: torch.Tensor, **meta: Any) -> int:
+        """Record one snapshot ``([P], [Q])`` with its metadata; returns its index."""
+
+    def save_checkpoint(self, state: dict) -> None:
+        """Make the training state durable (resume starts here)."""
+
+    def save_fork(self, state: dict, slot: str = "fork") -> None:
+        """Keep a state the run returns to (the SWA branch's fork, a control's start)."""
+
+    def fork(self, slot: str = "fork") -> dict:
+        """A state kept with :meth:`save_fork`."""
+
+    def write_solution(self, name: str, weights: torch.Tensor, buffers: torch.Tensor, **scalars: float) -> None:
+        """Record a solution (``sgd``, ``swa``, a control) with its scalars."""
+
+    def set_status(self, status: str, message: str = "") -> None:
+        """Record the run's status (running, finished, diverged...)."""
+
+    def close(self) -> None:
+        """Flush and close."""
 
 
 class TrajectoryWriter:

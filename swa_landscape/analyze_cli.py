@@ -16,10 +16,10 @@ from analyses import catalog
 from analyses.batch import run_analyses as run_configs
 from analyses.batch import with_settings
 from analyses.common import default_engine_config
-from analyses.distributed import init_from_env, rank, world
 from landscape.config import EngineConfig
 from landscape.plans import MIN_PROBE_POINTS
 from landscape.probe import ProbeCache
+from landscape.ranks import init_from_env, rank, world
 from swa.trajectory import NULL_ROLES, Trajectory
 
 from .fields import add_config_arguments, config_values

@@ -16,8 +16,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
-from analyses.rays import mean_width
-
+from analyses.widths import mean_width
 from figures.plots import SGD_C, SWA_C, clip_finite
 from figures.sharpness import sharpness_runs_figure
 

@@ -2,7 +2,7 @@
 
 import hashlib
 
-from landscape.engine import EngineConfig
+from landscape.config import EngineConfig
 from landscape.reference import reference_point
 from swa import Trajectory, load_dataset
 from swa.runs import build_run_model

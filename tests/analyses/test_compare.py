@@ -11,10 +11,10 @@ import torch
 from scipy import stats
 
 from analyses import FGEConfig, RaysConfig, SegmentConfig, fge, rays, segment
-from analyses.compare import compare, labels
 from analyses.catalog import findings
+from analyses.compare import compare, labels
 from analyses.findings import judge, t_interval
-from landscape.engine import EngineConfig
+from landscape.config import EngineConfig
 from landscape.errors import UserError
 from landscape.files import default_results_path
 from swa import Trajectory, train

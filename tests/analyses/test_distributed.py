@@ -9,7 +9,7 @@ import pytest
 from analyses import PlaneConfig, plane
 from analyses.common import VALUES
 from analyses.journal import Journal
-from landscape.engine import EngineConfig
+from landscape.config import EngineConfig
 from tests.factories import plane_arrays, torchrun
 
 PLANE_ARGS = ["plane", "--grid", "4", "3", "--dtype", "float64", "--strategy", "loop", "--no-progress"]

@@ -9,13 +9,13 @@ import torch
 
 from analyses import FGEConfig, SegmentConfig, fge, segment
 from analyses.fge import agreement_stats
-from landscape.engine import EngineConfig
+from landscape.config import EngineConfig
 from landscape.errors import UserError
 from landscape.reference import load_point
 from swa import Trajectory, load_dataset, train
 from swa.runs import build_run_model
-from tests.factories import tiny_config
 from tests.analyses.helpers import ENG, QUIET, reference, reference_with
+from tests.factories import tiny_config
 
 
 def test_agreement_stats_on_a_hand_made_ensemble():

@@ -12,7 +12,7 @@ from torch.optim.swa_utils import update_bn
 
 from analyses import HessianConfig, PCAConfig, RaysConfig, hessian, pca, rays
 from analyses.hessian_plane import EigenPlaneConfig, eigen_plane
-from landscape.engine import EngineConfig
+from landscape.config import EngineConfig
 from landscape.errors import UserError
 from landscape.layout import buffer_layout, flatten, param_layout, unflatten
 from landscape.reference import load_point

@@ -10,7 +10,7 @@ import torch
 from analyses import PlaneConfig, plane
 from analyses.journal import Journal
 from analyses.plane import plane_basis, project
-from landscape.engine import EngineConfig
+from landscape.config import EngineConfig
 from landscape.errors import UserError
 from swa import Trajectory
 from tests.analyses.helpers import ENG, QUIET, reference

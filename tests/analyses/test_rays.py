@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from analyses import RaysConfig, rays
-from analyses.rays import first_crossing, random_directions
-from landscape.engine import EngineConfig
+from analyses.rays import random_directions
+from analyses.widths import first_crossing
+from landscape.config import EngineConfig
 from landscape.errors import UserError
 from swa import Trajectory
 from tests.analyses.helpers import ENG, QUIET, reference, reference_with
@@ -83,7 +84,8 @@ def test_rays_bn_modes(tiny_run, results_path):
 
 def test_filter_normalized_t_max_is_searched_on_the_directions_used(tiny_run, tmp_path):
     """Widths lie several grid steps from t = 0 (the search once used unit directions: ||w|| times too coarse)."""
-    from analyses.rays import MIN_STEPS, filter_normalize
+    from analyses.rays import filter_normalize
+    from analyses.widths import MIN_STEPS
 
     cfg = RaysConfig(directions=3, steps=12, seed=5, filter_normalize=True)
     s = rays(tiny_run, tmp_path / "r.h5", cfg, ENG, **QUIET)
@@ -107,7 +109,7 @@ def test_filter_normalized_t_max_is_searched_on_the_directions_used(tiny_run, tm
 
 
 def test_early_crossings_are_resolved_on_a_finer_grid(tiny_run, tmp_path):
-    from analyses.rays import MIN_STEPS
+    from analyses.widths import MIN_STEPS
 
     cfg = RaysConfig(directions=2, steps=4, t_max=2000.0, seed=6)  # far too coarse: crossings in the first step
     s = rays(tiny_run, tmp_path / "r.h5", cfg, ENG, **QUIET)

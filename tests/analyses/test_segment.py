@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from analyses import PlaneConfig, SegmentConfig, plane, segment
-from analyses.segment import centre_of_minima
 from analyses.plane import plane_basis
-from landscape.engine import EngineConfig
+from analyses.segment import centre_of_minima
+from landscape.config import EngineConfig
 from swa import Trajectory
 from tests.analyses.helpers import ENG, QUIET, reference, reference_with, sha
 

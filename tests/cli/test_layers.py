@@ -8,7 +8,6 @@ import ast
 from pathlib import Path
 
 import h5py
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 ORDER = ["landscape", "swa", "figures", "analyses", "swa_landscape"]  # lowest first

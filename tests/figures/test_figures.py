@@ -9,13 +9,27 @@ import numpy as np
 import pytest
 from matplotlib.text import Text
 
-from analyses import (FGEConfig, HessianConfig, PCAConfig, PlaneConfig, RaysConfig, SegmentConfig, SharpnessConfig,
-                      fge, hessian, pca, plane, rays, segment, sharpness)
+from analyses import (
+    FGEConfig,
+    HessianConfig,
+    PCAConfig,
+    PlaneConfig,
+    RaysConfig,
+    SegmentConfig,
+    SharpnessConfig,
+    fge,
+    hessian,
+    pca,
+    plane,
+    rays,
+    segment,
+    sharpness,
+)
 from analyses.hessian_plane import EigenPlaneConfig, eigen_plane
 from figures import planes, plots
+from landscape.config import EngineConfig
 from swa_landscape.reading import read_results, read_run
 from swa_landscape.report import make_figures, sections
-from landscape.engine import EngineConfig
 
 ENG = EngineConfig(bn_batch_size=64, workers=1)
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

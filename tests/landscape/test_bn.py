@@ -61,7 +61,8 @@ class _BNAfterReLU(nn.Module):
 
 
 def test_unfolded_eval_path_equals_reference_and_the_folded_path():
-    from landscape.engine import Engine, EngineConfig
+    from landscape.config import EngineConfig
+    from landscape.engine import Engine
     from landscape.grouped_bn import engine_copy
     from landscape.layout import flatten
     from landscape.points import PointSet

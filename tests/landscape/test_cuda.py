@@ -8,8 +8,9 @@ import pytest
 import torch
 from torch import nn
 
+from landscape.config import EngineConfig
 from landscape.curvature import HessianOperator
-from landscape.engine import Engine, EngineConfig
+from landscape.engine import Engine
 from landscape.layout import buffer_layout, flatten
 from landscape.points import PointSet
 from landscape.reference import reference_point

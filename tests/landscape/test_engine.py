@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from landscape.engine import Engine, EngineConfig
+from landscape.config import EngineConfig
+from landscape.engine import Engine
 from landscape.errors import UserError
 from landscape.layout import flatten
 from landscape.points import PointSet
@@ -244,11 +245,11 @@ def test_out_of_memory_halves_the_chunk_instead_of_failing(monkeypatch):
     real = Engine._parallel_chunk
     sizes = []
 
-    def flaky(self, pool, workers, points, lo, hi, *a):
-        sizes.append(hi - lo)
-        if hi - lo > 2:
+    def flaky(self, pool, req):
+        sizes.append(req.hi - req.lo)
+        if req.hi - req.lo > 2:
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real(self, pool, workers, points, lo, hi, *a)
+        return real(self, pool, req)
 
     monkeypatch.setattr(Engine, "_parallel_chunk", flaky)
     res = eng.evaluate(PointSet.explicit(pts))

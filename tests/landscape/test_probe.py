@@ -5,7 +5,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from landscape.engine import Engine, EngineConfig
+from landscape.config import EngineConfig
+from landscape.engine import Engine
 from landscape.passes import Strategy
 from landscape.points import PointSet
 from landscape.probe import Plan, ProbeCache, run_probe

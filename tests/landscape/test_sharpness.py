@@ -8,7 +8,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from landscape.engine import Engine, EngineConfig
+from landscape.config import EngineConfig
+from landscape.engine import Engine
 from landscape.layout import flatten, param_layout, unflatten
 from landscape.sharpness import average_case, perturbation_points, scales, worst_case
 

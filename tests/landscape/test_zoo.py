@@ -7,6 +7,7 @@ float32 (1e-5) and float64 (1e-10), or its refusal is asserted.
 """
 
 import copy
+import warnings
 import zlib
 
 import pytest
@@ -14,11 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from landscape.engine import Engine, EngineConfig
+from landscape.config import EngineConfig
+from landscape.engine import Engine
 from landscape.errors import UserError
-from landscape.layout import flatten, param_layout, unflatten
+from landscape.guard import Paths
+from landscape.layout import buffer_layout, flatten, param_layout, unflatten
 from landscape.points import PointSet
-from tests.landscape.zoo import ZOO, data_for
+from tests.landscape.zoo import CLASSES, ZOO, MobileNetSE, data_for
 
 BN_BATCH = 16
 TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
@@ -177,3 +180,62 @@ def test_the_guard_checks_a_finite_point_when_the_first_is_not():
     with pytest.warns(UserWarning, match="using exact BN statistics"):
         fresh.evaluate(PointSet.explicit(pts[1:]))
     assert fresh.guard_report is not None
+
+
+def _old_rule(model: nn.Module, buffers: torch.Tensor, ref: torch.Tensor) -> float:
+    """The guard's former comparison: each BN statistic relative to its own largest value."""
+    layout, worst, at = buffer_layout(model), 0.0, 0
+    for name, n in zip(layout.names, layout.numels):
+        if name.endswith(("running_mean", "running_var")):
+            a, e = buffers[at:at + n].double(), ref[at:at + n].double()
+            worst = max(worst, float((a - e).abs().max() / e.abs().max().clamp(min=1e-12)))
+        at += n
+    return worst
+
+
+def test_the_guard_stays_silent_on_rounding_in_a_deep_depthwise_network():
+    """MobileNetV3-Small's structure at torchvision's initialisation (BN weight 1, bias 0), 256 images 3x32x32, float32:
+    bias-free 1x1 convolutions of normalised inputs have means that are zero but for rounding, which differed by
+    100% between the paths under the former rule (relative to the mean itself) and made the guard switch to exact
+    paths for nothing. Relative to each channel's spread, both paths agree to rounding: the guard keeps the fast
+    path and says nothing, and the numbers match the reference."""
+    torch.manual_seed(0)
+    model = MobileNetSE()
+    g = torch.Generator().manual_seed(1)
+    data = {"train": (torch.randn(256, 3, 32, 32, generator=g), torch.randint(0, CLASSES, (256,), generator=g)),
+            "test": (torch.randn(64, 3, 32, 32, generator=g), torch.randint(0, CLASSES, (64,), generator=g))}
+    w = flatten(list(model.parameters()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a notice would be an error here
+        eng = Engine(model, data, config=EngineConfig(bn_batch_size=BN_BATCH))
+        res = eng.evaluate(PointSet.explicit(w[None]))
+    report = eng.guard_report
+    assert report.culprit is None and report.paths == Paths() and report.max_difference < 1e-5, str(report)
+    ref_loss, ref_buf = plain_reference(copy.deepcopy(model).double(), w.double(),
+                                        {k: (x.double(), y) for k, (x, y) in data.items()})
+    for split in data:
+        torch.testing.assert_close(res.loss[split][0].item(), ref_loss[split], rtol=1e-5, atol=0)
+    assert _old_rule(model, res.buffers[0], ref_buf) > 1e-4  # what made the former guard cry wolf
+
+
+def test_a_float32_difference_that_vanishes_in_float64_is_rounding(monkeypatch):
+    """With a float32 tolerance too tight for rounding, the guard checks the point again with both paths in float64:
+    the difference vanishes there, so the fast path is kept and the report says why; a network the fast path gets
+    wrong still switches (its difference stays in float64)."""
+    import landscape.guard as guard
+
+    real = guard.tolerance
+    monkeypatch.setattr(guard, "tolerance", lambda dtype: 1e-12 if dtype == torch.float32 else real(dtype))
+    entry = next(e for e in ZOO if e.name == "residual")
+    model, data, pts = _setup(entry, torch.float32, seed=3)
+    eng = Engine(model, data, config=EngineConfig(bn_batch_size=BN_BATCH, superbatch=2 * BN_BATCH))
+    eng.evaluate(PointSet.explicit(pts))
+    report = eng.guard_report
+    assert report.culprit is None and report.rounding > 1e-12 and report.max_difference <= 1e-9
+    assert "vanished in float64 (rounding)" in str(report)
+    entry = next(e for e in ZOO if e.name == "manual_bn")
+    model, data, pts = _setup(entry, torch.float32, seed=3)
+    eng = Engine(model, data, config=EngineConfig(bn_batch_size=BN_BATCH, superbatch=2 * BN_BATCH))
+    with pytest.warns(UserWarning, match="exact BN statistics"):
+        eng.evaluate(PointSet.explicit(pts))
+    assert eng.guard_report.culprit is not None and eng.guard_report.paths.exact_bn

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Entry", "ZOO", "IMAGE", "SEQ", "data_for"]
+__all__ = ["Entry", "ZOO", "IMAGE", "SEQ", "MobileNetSE", "data_for"]
 
 IMAGE = (3, 8, 8)
 SEQ = 12  # sequence length of the [N, L] inputs
@@ -244,6 +244,58 @@ def no_running_stats():
     return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8, track_running_stats=False), Head(8))
 
 
+class SqueezeExcite(nn.Module):
+    """torchvision's squeeze-excitation: a per-sample channel gate from the pooled features."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Conv2d(c, max(8, c // 4), 1), nn.Conv2d(max(8, c // 4), c, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * F.hardsigmoid(self.fc2(F.relu(self.fc1(F.adaptive_avg_pool2d(x, 1)))))
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV3's block: 1x1 expansion, depthwise k x k, squeeze-excitation, 1x1 projection, each conv without
+    bias before its BN; a residual where the shape allows."""
+
+    def __init__(self, cin: int, exp: int, cout: int, k: int, stride: int, se: bool):
+        super().__init__()
+        self.expand = (nn.Sequential(nn.Conv2d(cin, exp, 1, bias=False), nn.BatchNorm2d(exp), nn.Hardswish())
+                       if exp != cin else nn.Identity())
+        self.dw = nn.Sequential(nn.Conv2d(exp, exp, k, stride, k // 2, groups=exp, bias=False), nn.BatchNorm2d(exp),
+                                nn.Hardswish())
+        self.se = SqueezeExcite(exp) if se else nn.Identity()
+        self.project = nn.Sequential(nn.Conv2d(exp, cout, 1, bias=False), nn.BatchNorm2d(cout))
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.project(self.se(self.dw(self.expand(x))))
+        return x + y if self.residual else y
+
+
+MOBILENET_BLOCKS = ((16, 16, 16, 3, 2, True), (16, 72, 24, 3, 2, False), (24, 88, 24, 3, 1, False),
+                    (24, 96, 40, 5, 2, True), (40, 240, 40, 5, 1, True), (40, 120, 48, 5, 1, True),
+                    (48, 144, 48, 5, 1, True), (48, 288, 96, 5, 2, True), (96, 576, 96, 5, 1, True))
+"""MobileNetV3-Small's blocks (input channels, expansion, output channels, kernel, stride, squeeze-excitation)."""
+
+
+class MobileNetSE(nn.Module):
+    """A deep depthwise-separable network with squeeze-excitation, as torchvision's MobileNetV3-Small builds it
+    (``blocks``: how many of :data:`MOBILENET_BLOCKS`)."""
+
+    def __init__(self, blocks: int = len(MOBILENET_BLOCKS), classes: int = CLASSES):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.Hardswish())
+        self.blocks = nn.Sequential(*[InvertedResidual(*b) for b in MOBILENET_BLOCKS[:blocks]])
+        c = MOBILENET_BLOCKS[blocks - 1][2]
+        self.head = nn.Sequential(nn.Conv2d(c, 6 * c, 1, bias=False), nn.BatchNorm2d(6 * c), nn.Hardswish())
+        self.fc = nn.Linear(6 * c, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(F.adaptive_avg_pool2d(self.head(self.blocks(self.stem(x))), 1).flatten(1))
+
+
 @dataclass(frozen=True)
 class Entry:
     """A zoo network: how to build it, which inputs it takes, and what the engine must do with it.
@@ -278,6 +330,8 @@ ZOO = (
     Entry("residual", "BN inside a residual branch and after the addition", Residual),
     Entry("preact", "pre-activation blocks (BN before conv, nothing to fold)", PreAct),
     Entry("depthwise", "depthwise and grouped convolutions with BN", depthwise_grouped),
+    Entry("mobilenet_se", "inverted residuals: depthwise convolutions, squeeze-excitation, hard-swish "
+          "(torchvision MobileNetV3)", lambda: MobileNetSE(blocks=4)),
     Entry("norms_only", "GroupNorm and LayerNorm only, no BN", norms_only),
     Entry("stochastic", "dropout and stochastic depth around BN", Stochastic),
     Entry("tokens", "[N, L] token sequences: embedding, conv1d, BN1d", TokenConv, "tokens"),

@@ -1,6 +1,5 @@
-import pytest
-
 import numpy as np
+import pytest
 
 from swa import Trajectory, train
 from swa.schedules import conventional_lr, cyclic_lr, is_cycle_end, lr_trace

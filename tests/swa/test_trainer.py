@@ -162,7 +162,8 @@ def test_float16_snapshots(tmp_path):
 
 
 def test_snapshot_points_evaluate_like_the_logged_metrics(tiny_run):
-    from landscape.engine import Engine, EngineConfig
+    from landscape.config import EngineConfig
+    from landscape.engine import Engine
     from swa.runs import snapshot_points
 
     with Trajectory(tiny_run) as t:
@@ -245,3 +246,21 @@ def test_a_run_with_controls_resumes_to_the_same_file(controlled, tmp_path, stop
         assert t.status == "interrupted" and t.checkpoint()["plan_index"] == stop_after
     resume(cut, progress=False, log=lambda s: None)
     _same(_solutions(cut), _solutions(controlled))
+
+
+def test_both_writers_satisfy_the_run_writer_protocol(tmp_path):
+    """The loop writes through :class:`swa.writer.RunWriter`; rank 0's writer and the other ranks' stand-in both
+    have every method it calls, with the same signatures."""
+    import inspect
+
+    from swa.distributed import RankWriter
+    from swa.writer import RunWriter, TrajectoryWriter
+
+    assert isinstance(RankWriter(tmp_path / "x.h5"), RunWriter)
+    for name, proto in inspect.getmembers(RunWriter, inspect.isfunction):
+        if name.startswith("_"):
+            continue
+        for cls in (TrajectoryWriter, RankWriter):
+            assert inspect.signature(getattr(cls, name)) == inspect.signature(proto), (cls.__name__, name)
+    stand_in = RankWriter(tmp_path / "x.h5", count=3)
+    assert stand_in.append(None, None, epoch=1) == 3 and stand_in.count == 4

@@ -1,0 +1,138 @@
+"""One chunk of points through one replica: the request (:class:`ChunkRequest`), what every chunk of an engine is
+evaluated against (:class:`EvalSetup`), the work (:func:`evaluate_chunk`) and the reference path for one point
+(:func:`reference`)."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .config import BNMode, EngineConfig
+from .errors import UserError
+from .grouped_bn import Replica
+from .guard import Paths
+from .layout import Layout, unflatten
+from .passes import BNPass, evaluate_split, recompute_buffers, recompute_buffers_exact
+from .points import PointSet
+from .probe import Plan
+from .reference import Metrics, reference_point
+from .result import EvalResult
+
+__all__ = ["ChunkRequest", "EvalSetup", "check_points", "evaluate_chunk", "reference"]
+
+
+@dataclass(frozen=True)
+class ChunkRequest:
+    """Points ``lo:hi`` of a point set, to be evaluated one way.
+
+    Attributes:
+        points: The point set.
+        lo: First point.
+        hi: One past the last point.
+        plan: How (strategy, samples per forward, workers).
+        splits: Splits whose loss and metrics are wanted.
+        probs: Splits whose class probabilities are wanted.
+        paths: The paths for the model (the guard's decision).
+        dtype: Evaluation precision (the guard's float64 check differs from the engine's).
+    """
+
+    points: PointSet
+    lo: int
+    hi: int
+    plan: Plan
+    splits: tuple[str, ...]
+    probs: tuple[str, ...]
+    paths: Paths
+    dtype: torch.dtype
+
+
+@dataclass(frozen=True)
+class EvalSetup:
+    """What every chunk of one engine is evaluated against (fixed when the engine is built).
+
+    Attributes:
+        config: The engine's settings.
+        device: Where it evaluates.
+        template: The user's network (never modified).
+        p_layout: Names and shapes of its parameters.
+        b_layout: Names and shapes of its buffers.
+        template_buffers: Its buffers ``[Q]``, for points that carry none.
+        splits: Split name to ``(inputs, targets)`` as placed for evaluation.
+        bn_data: Inputs of the BN recomputation pass, or None.
+        bn_slices: BN layer name to the slices of its statistics in Q, in module order.
+    """
+
+    config: EngineConfig
+    device: torch.device
+    template: nn.Module
+    p_layout: Layout
+    b_layout: Layout
+    template_buffers: torch.Tensor
+    splits: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    bn_data: torch.Tensor | None
+    bn_slices: dict[str, dict[str, slice]]
+
+
+def check_points(setup: EvalSetup, points: PointSet) -> None:
+    """Raise :class:`UserError` if the point set does not fit the model or the BN mode."""
+    bn_mode, bn_names = setup.config.bn_mode, bool(setup.bn_slices)
+    if points.dim != setup.p_layout.size:
+        raise UserError(f"point vectors have length {points.dim}, but the model has {setup.p_layout.size} parameters")
+    if points.has_buffers and points.buffer_dim != setup.b_layout.size:
+        raise UserError(f"point buffers have length {points.buffer_dim}, but the model has {setup.b_layout.size} buffer entries")
+    if bn_names and bn_mode is not BNMode.RECOMPUTE and not points.has_buffers:
+        raise UserError(f"bn_mode {bn_mode.value!r} needs buffers carried by the points")
+    if bn_mode is BNMode.RECOMPUTE and bn_names and setup.bn_data is None:
+        raise UserError("BN recomputation needs training data (an empty or missing 'train' split)")
+    if bn_names and bn_mode is BNMode.INTERPOLATE and points.buffers is None and points.buffer_basis is None:
+        raise UserError("bn_mode 'interpolate' needs a family through several anchors (buffer_basis) or "
+                        "explicit per-point buffers")
+
+
+def evaluate_chunk(setup: EvalSetup, rep: Replica, req: ChunkRequest) -> EvalResult:
+    """The request's points through the replica ``rep``: BN statistics as the mode says, then the splits.
+
+    Returns:
+        :class:`~landscape.result.EvalResult` of the ``hi - lo`` points.
+    """
+    cfg, lo, hi = setup.config, req.lo, req.hi
+    w = req.points.chunk(lo, hi, setup.device, req.dtype)
+    params = unflatten(w, setup.p_layout)
+    bflat = req.points.buffer_chunk(lo, hi, setup.device, req.dtype, interpolate=cfg.bn_mode is not BNMode.STORED)
+    if bflat is None:
+        bflat = setup.template_buffers.to(setup.device, req.dtype).expand(hi - lo, -1)
+    bflat = bflat.contiguous()
+    if setup.bn_slices and cfg.bn_mode is BNMode.RECOMPUTE:
+        bn = BNPass(setup.bn_data, cfg.bn_batch_size, cfg.bn_weighting, setup.bn_slices, setup.b_layout, setup.device)
+        if req.paths.exact_bn:
+            if rep.exact_model is None:
+                rep.exact_model = copy.deepcopy(setup.template).to(device=setup.device, dtype=req.dtype)
+            bflat = recompute_buffers_exact(rep, params, bflat, bn)
+        else:
+            bflat = recompute_buffers(rep, req.plan.strategy, params, bflat, bn, req.plan.superbatch)
+    buffers = unflatten(bflat, setup.b_layout)
+    loss, acc, pr = {}, {}, {}
+    for s in dict.fromkeys((*req.splits, *req.probs)):
+        x, y = setup.splits[s]
+        l_, a_, p_ = evaluate_split(rep, req.plan.strategy, params, buffers, x, y, superbatch=req.plan.superbatch,
+                                    want_probs=s in req.probs, device=setup.device)
+        if s in req.splits:
+            loss[s], acc[s] = l_.cpu(), a_.cpu()
+        if p_ is not None:
+            pr[s] = p_
+    l2 = 0.5 * cfg.weight_decay * w.double().pow(2).sum(1).cpu()
+    return EvalResult(loss, acc, bflat.cpu(), l2, pr, req.plan.strategy.value)
+
+
+def reference(setup: EvalSetup, points: PointSet, i: int, splits: tuple[str, ...], recompute: bool,
+              dtype: torch.dtype) -> tuple[dict[str, Metrics], torch.Tensor]:
+    """Point ``i`` by the reference path (:func:`landscape.reference.reference_point`) in ``dtype``: its metrics per
+    split and its buffers ``[Q]``."""
+    w = points.chunk(i, i + 1, setup.device, dtype)[0]
+    b = points.buffer_chunk(i, i + 1, setup.device, dtype, interpolate=setup.config.bn_mode is not BNMode.STORED)
+    model = copy.deepcopy(setup.template).to(device=setup.device, dtype=dtype)
+    return reference_point(model, w, {s: setup.splits[s] for s in splits}, setup.bn_data if recompute else None,
+                           setup.config.bn_batch_size, setup.config.bn_weighting, buffers=None if b is None else b[0])
