@@ -1,5 +1,7 @@
-"""Geometry analyses of SWA trajectories: the paper's rays, segment, plane and FGE, and beside them the Hessian,
-the planes of its eigenvectors and the PCA plane (each reads the run file only), and ``compare`` over several runs.
+"""Geometry analyses of SWA trajectories.
+
+The paper's rays, segment, plane and FGE, and beside them the Hessian, the planes of its eigenvectors and the PCA
+plane (each reads the run file only), and ``compare`` over several runs.
 
 Every analysis is one module declaring an :class:`~analyses.registry.Analysis`; :mod:`analyses.catalog` lists them
 (the built-ins, installed plug-ins and your own) in their declared order.

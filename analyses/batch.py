@@ -25,8 +25,10 @@ from .common import analysis, default_engine_config
 __all__ = ["with_settings", "run_analyses", "analyze_all"]
 
 def with_settings(configs: tuple[tuple[str, object], ...], settings: Mapping[str, Mapping]) -> dict[str, object]:
-    """``configs`` with fields replaced per analysis: ``settings = {"rays": {"directions": 4}}`` changes every
-    rays config of the list (``analyze all --rays.directions 4``).
+    """``configs`` with fields replaced per analysis.
+
+    ``settings = {"rays": {"directions": 4}}`` changes every rays config of the list (``analyze all
+    --rays.directions 4``).
 
     Raises:
         UserError: A setting names an analysis the list does not hold or a field its config lacks.
@@ -55,7 +57,8 @@ def run_analyses(t: Trajectory, out: str | os.PathLike, configs: Mapping[str, ob
         configs: Key to config (built before anything runs, so a bad one changes nothing); the config's type
             names the analysis (:func:`analyses.catalog.by_config`).
         engine_config: Engine settings for all of them.
-        model, data: For a run the file cannot rebuild (see :func:`analyses.common.open_run`).
+        model: The network, for a run the file cannot rebuild (see :func:`analyses.common.open_run`).
+        data: The data, for a run the file cannot rebuild (see :func:`analyses.common.open_run`).
         progress: Progress bars (on a terminal).
         log: Receives each analysis' description and each skip's reason.
         skip: Skip (with its reason) an analysis the BN mode or the run does not allow, instead of refusing.
@@ -92,7 +95,8 @@ def analyze_all(run: str | os.PathLike, out: str | os.PathLike | None = None,
         run: Run file (read only).
         out: Results file (default ``RUN.landscape.h5``).
         engine_config: Engine settings (default: the run's).
-        model, data: For a run the file cannot rebuild (see :func:`analyses.common.open_run`).
+        model: The network, for a run the file cannot rebuild (see :func:`analyses.common.open_run`).
+        data: The data, for a run the file cannot rebuild (see :func:`analyses.common.open_run`).
         progress: Progress bars (on a terminal).
         log: Receives each analysis' description and each skip's reason.
         settings: Fields to change per analysis, e.g. ``{"rays": {"directions": 4}}`` (:func:`with_settings`).

@@ -95,7 +95,8 @@ def analysis(run: str | os.PathLike | Trajectory, out: str | os.PathLike | None,
         run: Run file, or an open :class:`Trajectory` (then it stays open: a command opens the run once).
         out: Results file (default ``RUN.landscape.h5``).
         engine_config: Engine settings (default: :func:`default_engine_config`).
-        model, data: For a run the file cannot rebuild (see :func:`open_run`).
+        model: The network, for a run the file cannot rebuild (see :func:`open_run`).
+        data: The data, for a run the file cannot rebuild (see :func:`open_run`).
         cache: The engine's probe cache (see :func:`open_run`).
     """
     t = run if isinstance(run, Trajectory) else Trajectory(run)
@@ -146,10 +147,13 @@ def per_point(ctx: RunContext, results: ShardedResults, group: str, config, comp
     and each written whole when done.
 
     Args:
+        ctx: The open run and its engine.
+        results: The results file.
         group: The analysis' results group.
         config: Its config (a dataclass with ``points``); with the engine's settings it identifies a result.
         compute: ``compute(point name) -> dict`` of values.
         attrs: Attributes stored with every point (besides ``config`` and ``point``).
+        progress: Announce each point as it starts.
     """
     cfg = {**dataclasses.asdict(config), "engine": ctx.engine_dict()}
     cfg.pop("points")

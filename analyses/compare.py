@@ -108,6 +108,7 @@ class Comparison:
         return float(np.mean(x)), float(np.std(x, ddof=1)) if len(x) > 1 else 0.0
 
     def verdict(self, key: str) -> Verdict:
+        """The verdict of the finding ``key``."""
         return next(v for v in self.verdicts if v.finding.key == key)
 
     @property
@@ -127,8 +128,11 @@ class Comparison:
         return out
 
     def format_table(self) -> str:
-        """The terminal table: quantities with mean +- std and per-run values, then the verdicts with their
-        intervals (and the null control's)."""
+        """The terminal table.
+
+        Quantities with mean +- std and per-run values, then the verdicts with their intervals (and the null
+        control's).
+        """
         rows = self.rows()
         heads = [f"run {i + 1}" for i in range(len(self.runs))]
         w0 = max(len(r[0]) for r in rows) if rows else 10
@@ -173,8 +177,11 @@ class Comparison:
         return "\n".join(lines)
 
     def write_csv(self, path: str | os.PathLike) -> Path:
-        """One row per quantity (key, label, mean, std, per-run values), then one per claim: its finding's verdict,
-        the claim's mean, interval and verdict, the per-run statistic (and the null pair's, prefixed ``null_``)."""
+        """One row per quantity (key, label, mean, std, per-run values), then one per claim.
+
+        Its finding's verdict, the claim's mean, interval and verdict, the per-run statistic (and the null
+        pair's, prefixed ``null_``).
+        """
         path = Path(path)
         with open(path, "w", newline="") as fh:
             w = csv.writer(fh)

@@ -57,6 +57,7 @@ class ShardedResults:
         self.file, self.path = results, results.path
 
     def read(self):
+        """Open the results file for reading (every rank)."""
         return self.file.read()
 
     def prepare(self, group: str, config: dict, arrays: dict, scalars: dict | None = None):
@@ -68,13 +69,16 @@ class ShardedResults:
             return f[group]["done"][:]
 
     def stored(self, group: str, config: dict):
+        """A finished group's datasets if computed with ``config``, else None (see :meth:`ResultsFile.stored`)."""
         return self.file.stored(group, config)
 
     def write(self, group: str, values: dict, attrs: dict | None = None) -> None:
+        """Write values and attributes into ``group`` (rank 0 writes; the others do nothing)."""
         if rank() == 0:
             self.file.write(group, values, attrs)
 
     def write_points(self, group: str, flat_index, values: dict) -> None:
+        """Write the values of points ``flat_index`` into ``group`` (rank 0 writes)."""
         if rank() == 0:
             self.file.write_points(group, flat_index, values)
 

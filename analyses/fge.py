@@ -147,6 +147,7 @@ def _run(ctx: RunContext, results: ShardedResults, config: FGEConfig, progress: 
 
 
 def describe(s: dict) -> str:
+    """The FGE summary in the lines the command prints, with the paper's numbers beside."""
     return (f"fge: {len(s['proposal_indices'])} proposals; mean ||p_i - p_i+1|| {np.mean(s['prob_diff_consecutive']):.4f} "
             f"(paper {PAPER['prob_diff_consecutive']}), ||p_SWA - p_FGE|| {s['prob_diff_swa_ensemble']:.4f} (paper "
             f"{PAPER['prob_diff_swa_ensemble']}; single proposal {np.mean(s['prob_diff_proposal_ensemble']):.4f}); "

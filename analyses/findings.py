@@ -28,8 +28,10 @@ LEVEL = 0.95
 
 
 def t_interval(x: np.ndarray, level: float = LEVEL) -> tuple[float, float, float]:
-    """Mean of ``x [R]`` and its two-sided Student-t interval (NaN bounds for fewer than two values; the mean
-    itself for values without spread)."""
+    """Mean of ``x [R]`` and its two-sided Student-t interval.
+
+    NaN bounds for fewer than two values; the mean itself for values without spread.
+    """
     from scipy import stats  # here: scipy.stats' import costs every command's start-up half a second
 
     x = np.asarray(x, dtype=np.float64)
@@ -68,10 +70,12 @@ class Measured:
 
     @property
     def measured(self) -> bool:
+        """Whether the statistic was measured on every run."""
         return bool(np.isfinite(self.values).all())
 
     @property
     def word(self) -> str:
+        """The claim's verdict: holds, contradicted, inconclusive or not measured."""
         return three_way(self.low, self.high) if self.measured else "not measured"
 
     @property
@@ -124,6 +128,7 @@ class Verdict:
 
     @property
     def null_word(self) -> str | None:
+        """The verdict on the null pair (None without it)."""
         return None if self.null is None else _combine([m.word for m in self.null])
 
     @property
@@ -133,11 +138,13 @@ class Verdict:
 
     @property
     def word(self) -> str:
+        """The finding's verdict, marked not discriminating where a claim holds on the null pair too."""
         w = self.measured_word
         return "holds, not discriminating" if w == "holds" and self.not_discriminating else w
 
     @property
     def holds(self) -> bool:
+        """Whether the finding holds (and discriminates)."""
         return self.word == "holds"
 
     def missing(self, runs: int) -> str | None:

@@ -132,6 +132,7 @@ def _run(ctx: RunContext, results: ShardedResults, config: HessianConfig, progre
 
 
 def describe(summary: dict) -> str:
+    """The Hessian's summary in the lines the command prints."""
     lines = ["hessian of the training loss (BN eval, the point's statistics):"]
     for name, s in summary.items():
         parts = [f"  at {name}: train loss {float(s['train_loss']):.4g}"]

@@ -89,6 +89,7 @@ def _run(ctx: RunContext, results: ShardedResults, config: EigenPlaneConfig, pro
 
 
 def describe(summary: dict) -> str:
+    """The eigen-direction planes' summary in the lines the command prints."""
     lines = []
     for name, s in summary.items():
         lines.append(f"plane of the top two Hessian eigenvectors at {name.upper()}: {len(s['x'])}x{len(s['y'])} grid "

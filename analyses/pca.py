@@ -96,6 +96,7 @@ def _run(ctx: RunContext, results: ShardedResults, config: PCAConfig, progress: 
 
 
 def describe(s: dict) -> str:
+    """The PCA plane's summary in the lines the command prints."""
     r = s["explained_variance_ratio"]
     sol = ", ".join(f"{n.upper()} at ({xy[0]:.3g}, {xy[1]:.3g}) {o:.3g} off the plane"
                     for n, xy, o in zip(s["solutions"], s["solutions_xy"], s["solutions_off_plane"]))

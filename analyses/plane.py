@@ -184,10 +184,15 @@ def evaluate_plane(ctx: RunContext, results: ShardedResults, group: str, points_
     """Evaluate a plane's grid into ``group`` (resumable) and return its arrays.
 
     Args:
+        ctx: The open run and its engine.
+        results: The results file.
+        group: The plane's results group.
         points_of: ``coords [NU * NV, 2] -> PointSet`` of the plane.
-        xs, ys: Grid coordinates along the two basis vectors.
+        xs: Grid coordinates along the first basis vector ``[NU]``.
+        ys: Grid coordinates along the second basis vector ``[NV]``.
         cfg: The analysis settings (a different config restarts the group).
         scalars: Datasets written with the group (projections, anchors...).
+        progress: Show a progress bar.
     """
     gx, gy = np.meshgrid(xs, ys, indexing="ij")
     coords = torch.as_tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float64)
@@ -222,6 +227,7 @@ def _run(ctx: RunContext, results: ShardedResults, config: PlaneConfig, progress
 
 
 def describe(s: dict) -> str:
+    """The plane's summary in the lines the command prints."""
     sol = ", ".join(f"{n.upper()} at ({xy[0]:.3g}, {xy[1]:.3g}) {o:.3g} off the plane"
                     for n, xy, o in zip(s["solutions"], s["solutions_xy"], s["solutions_off_plane"]))
     return (f"plane through {s['anchors']}: {len(s['x'])}x{len(s['y'])} grid ({s['computed']} points computed now); "

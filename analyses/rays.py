@@ -81,8 +81,11 @@ def random_directions(n: int, p: int, seed: int) -> torch.Tensor:
 
 
 def filter_normalize(d: torch.Tensor, w: torch.Tensor, layout: Layout) -> torch.Tensor:
-    """Li et al. (2018): each filter (row of a weight with >1 dims) of each direction gets the norm of the
-    corresponding filter of ``w``; 1-D parameters (biases, BN) get zero. ``d [n, P]``, ``w [P]``."""
+    """Filter-normalised directions (Li et al. 2018).
+
+    Each filter (row of a weight with >1 dims) of each direction gets the norm of the corresponding
+    filter of ``w``; 1-D parameters (biases, BN) get zero. ``d [n, P]``, ``w [P]``.
+    """
     out = torch.zeros_like(d)
     offs = np.cumsum((0,) + layout.numels)
     for i, shape in enumerate(layout.shapes):

@@ -117,7 +117,8 @@ class Analysis:
             config: Its settings (default: the config's defaults).
             engine_config: Engine settings (default: the run's, :func:`analyses.common.default_engine_config`).
             progress: Progress bars (on a terminal).
-            model, data: For a run the file cannot rebuild (see :func:`analyses.common.open_run`).
+            model: The network, for a run the file cannot rebuild (see :func:`analyses.common.open_run`).
+            data: The data, for a run the file cannot rebuild (see :func:`analyses.common.open_run`).
 
         Returns:
             The analysis' summary.
@@ -158,8 +159,9 @@ _REGISTERED: dict[str, Analysis] = {}
 
 
 def register(a: Analysis) -> Analysis:
-    """Add an analysis of your own for this process (plug-ins installed as packages need not: see
-    :mod:`analyses.catalog`); returns it.
+    """Add an analysis of your own for this process; returns it.
+
+    Plug-ins installed as packages need not (see :mod:`analyses.catalog`).
 
     Raises:
         ValueError: Another analysis has the name or the config, or the declaration is refused

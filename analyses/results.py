@@ -128,8 +128,11 @@ class ResultsFile:
             return f[group]["done"][:]
 
     def stored(self, group: str, config: dict) -> dict | None:
-        """A finished group's datasets if it was computed with ``config`` (resume of analyses that write a group
-        whole); None when it is absent, has other settings or has points still to do."""
+        """A finished group's datasets if it was computed with ``config`` (resume of whole-group analyses).
+
+        None when it is absent, has other settings or has
+        points still to do.
+        """
         if not self.path.exists():
             return None
         with self.read() as f:

@@ -54,8 +54,11 @@ def _ts(c: SegmentConfig) -> np.ndarray:
 
 
 def centre_of_minima(t: np.ndarray, v: np.ndarray) -> tuple[float, bool]:
-    """Where ``v [T]`` is least on the increasing grid ``t [T]``: the centre (mean t) of its tied minima, and whether
-    a minimum lies at an end of the grid (the true one may then lie beyond it)."""
+    """Where ``v [T]`` is least on the increasing grid ``t [T]``.
+
+    The centre (mean t) of its tied minima, and whether a minimum lies at an end of the grid (the true one may
+    then lie beyond it).
+    """
     tied = np.flatnonzero(v == np.nanmin(v))
     return float(np.mean(t[tied])), bool(tied[0] == 0 or tied[-1] == len(t) - 1)
 
@@ -99,6 +102,7 @@ def _at(t_min: float, edge: bool) -> str:
 
 
 def describe(s: dict) -> str:
+    """The segment's summary in the lines the command prints."""
     i0, i1 = int(np.argmin(np.abs(s["t"]))), int(np.argmin(np.abs(s["t"] - 1)))
     where = "; ".join(f"{what} minimal at {_at(s[f't_min_{k}'], s[f't_min_{k}_at_edge'])}"
                       for k, what in (("train_loss_l2", "L2-regularised train loss"), ("test_error", "test error")))
@@ -112,8 +116,9 @@ _H = 0.5
 
 
 def _values(f) -> dict[str, float]:
-    """The segment's measurements for ``compare``, on the L2-regularised train loss L (the paper's Figure 5
-    quantity), linearly interpolated on the stored grid:
+    """The segment's measurements for ``compare``.
+
+    On the L2-regularised train loss L (the paper's Figure 5 quantity), linearly interpolated on the stored grid:
 
     * the slopes just beyond each end: ``(L(1.5) - L(1)) / 0.5`` beyond SGD, ``(L(-0.5) - L(0)) / 0.5`` beyond SWA;
     * the rise on both sides of SWA: ``min(L(-0.5), L(0.5)) - L(0)`` (positive: SWA lies in a basin of the segment);

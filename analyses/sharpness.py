@@ -116,8 +116,11 @@ def sharpness(run: str | os.PathLike, out: str | os.PathLike | None = None, conf
 
 
 def _fixed_bn_losses(ctx: RunContext, buffers: torch.Tensor, wd: float):
-    """``batch_loss(x, y)``: the loss of weights ``[P]`` on a batch, BN in eval mode with ``buffers`` held fixed
-    (differentiable); one network copy serves every batch."""
+    """``batch_loss(x, y)``.
+
+    The loss of weights ``[P]`` on a batch, BN in eval mode with ``buffers`` held fixed (differentiable); one
+    network copy serves every batch.
+    """
     eng = ctx.engine
     net = copy.deepcopy(eng.template).to(device=eng.device, dtype=eng.dtype).eval()
     bufs = {k: v.to(eng.device) for k, v in unflatten(buffers.to(eng.dtype), buffer_layout(net)).items()}
@@ -182,6 +185,7 @@ def _run(ctx: RunContext, results: ShardedResults, config: SharpnessConfig, prog
 
 
 def describe(summary: dict) -> str:
+    """The sharpness summary in the lines the command prints."""
     lines = ["sharpness (increase of the training loss; adaptive: relative to each weight, raw: one scale):"]
     for name, s in summary.items():
         curve = ", ".join(f"rho {r:g}: {a:.3g} +- {ae:.1g} (raw {w:.3g})" for r, a, ae, w in

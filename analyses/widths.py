@@ -78,8 +78,12 @@ def resolve_early(ctx: RunContext, w: torch.Tensor, b: torch.Tensor, dirs: torch
     """Widths ``[D]`` with crossings closer than ``MIN_STEPS`` grid steps to t = 0 resolved on finer grids.
 
     Args:
-        ctx, w, b, dirs: The rays (origin, its buffers, directions ``[D, P]``).
-        t: Grid ``[T]``; values ``[D, T]`` on it.
+        ctx: The open run and its engine.
+        w: The rays' origin ``[P]``.
+        b: Its buffers ``[Q]``.
+        dirs: The directions ``[D, P]``.
+        t: Grid ``[T]``.
+        values: The values on it ``[D, T]``.
         margin: Width threshold above the t = 0 value.
         split: The split the values come from (the only one evaluated at refined points).
         metric: ``EvalResult -> [k]`` values of the refined points.
@@ -104,7 +108,10 @@ def resolve_early(ctx: RunContext, w: torch.Tensor, b: torch.Tensor, dirs: torch
 
 
 def mean_width(g, margin: str) -> float:
-    """Mean width over directions of one origin's rays (``margin``: ``"error"`` or ``"loss"``), a direction that
-    never crosses counted at the ray's end (a lower bound). ``g``: the results group, h5py or as read into dicts."""
+    """Mean width over directions of one origin's rays.
+
+    ``margin``: ``"error"``, ``"loss"`` or ``"loss_l2"``; a direction that never crosses counted at the ray's end (a lower bound). ``g``:
+    the results group, h5py or as read into dicts.
+    """
     w = np.asarray(g[f"width_{margin}"][:], dtype=float)
     return float(np.mean(np.where(np.isfinite(w), w, float(g["t"][-1]))))

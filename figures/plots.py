@@ -42,13 +42,17 @@ def compact(v: float) -> str:
 
 
 def compact_ticks(ax) -> None:
-    """Plain short labels on a log-scaled y axis (not ``8.6 x 10^1``); minor ticks labelled only where the axis
-    spans little more than a decade, so labels never crowd (matplotlib's ``LogFormatter`` rules)."""
+    """Plain short labels on a log-scaled y axis (not ``8.6 x 10^1``).
+
+    Minor ticks labelled only where the axis spans little more than a decade, so labels never crowd
+    (matplotlib's ``LogFormatter`` rules).
+    """
     ax.yaxis.set_major_formatter(matplotlib.ticker.LogFormatter(labelOnlyBase=False))
     ax.yaxis.set_minor_formatter(matplotlib.ticker.LogFormatter(labelOnlyBase=False, minor_thresholds=(1.2, 0.5)))
 
 
 def log_levels(z: np.ndarray, n: int = 12) -> np.ndarray:
+    """``n`` contour levels spaced evenly in log between the least and the largest value of ``z`` (at least 1e-6)."""
     lo, hi = max(float(np.min(z)), 1e-6), max(float(np.max(z)), 1e-6)
     if hi <= lo * 1.0001:
         hi = lo * 1.01
@@ -193,6 +197,7 @@ def fge_figure(f: dict) -> plt.Figure:
 
 
 def rays_plotly(r: dict, title: str = "random rays from SWA (blue) and SGD (vermillion)") -> go.Figure:
+    """The rays figure (:func:`rays_figure`) as an interactive plotly figure."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("train loss (cross-entropy)", "test error"))
     for name, c in (("swa", SWA_C), ("sgd", SGD_C)):
         if name not in r:
@@ -211,6 +216,7 @@ def rays_plotly(r: dict, title: str = "random rays from SWA (blue) and SGD (verm
 
 
 def segment_plotly(s: dict) -> go.Figure:
+    """The segment figure (:func:`segment_figure`) as an interactive plotly figure."""
     key, label = train_loss_key(s)
     err, _ = clip_finite(s["test_error"])
     fig = make_subplots(specs=[[{"secondary_y": True}]])
@@ -225,6 +231,7 @@ def segment_plotly(s: dict) -> go.Figure:
 
 
 def schedule_plotly(run: RunSummary) -> go.Figure:
+    """The schedule figure (:func:`schedule_figure`) as an interactive plotly figure."""
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, subplot_titles=("learning rate", "test error"))
     for br, c in (("sgd", SGD_C), ("swa", SWA_C)):
         it, lr = run.lr_trace.get(br, ([], []))
@@ -242,6 +249,7 @@ def schedule_plotly(run: RunSummary) -> go.Figure:
 
 
 def fge_plotly(f: dict) -> go.Figure:
+    """The FGE figure (:func:`fge_figure`) as an interactive plotly figure."""
     fig = go.Figure(go.Bar(x=[lab.replace("\n", " ") for lab in _FGE_LABELS], y=[float(np.mean(f[n])) for n in _FGE],
                            name="this run", marker_color=[SGD_C, SWA_C, SGD_C, SWA_C]))
     fig.add_trace(go.Scatter(x=[lab.replace("\n", " ") for lab in _FGE_LABELS],

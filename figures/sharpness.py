@@ -48,6 +48,7 @@ def sharpness_figure(s: dict) -> plt.Figure:
 
 
 def sharpness_plotly(s: dict) -> go.Figure:
+    """The sharpness figure (:func:`sharpness_figure`) as an interactive plotly figure."""
     names = [n for n in s if not n.startswith("_")]
     fig = make_subplots(rows=1, cols=2, subplot_titles=[t for _, t in _PANELS])
     for col, (kind, _) in enumerate(_PANELS, start=1):
@@ -67,9 +68,11 @@ def sharpness_plotly(s: dict) -> go.Figure:
 
 
 def sharpness_runs_figure(results: list[dict]) -> plt.Figure:
-    """Average-case sharpness against the radius at SWA and SGD over several runs: each run's curve thin, the mean
-    over runs thick with ±1 std (ddof 1) shaded. ``results``: per run its results (as read into dicts) holding
-    ``sharpness/swa`` and ``sharpness/sgd`` on the same radii."""
+    """Average-case sharpness against the radius at SWA and SGD over several runs.
+
+    Each run's curve thin, the mean over runs thick with ±1 std (ddof 1) shaded. ``results``: per run its
+    results (as read into dicts) holding ``sharpness/swa`` and ``sharpness/sgd`` on the same radii.
+    """
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), layout="constrained")
     for ax, (kind, title) in zip(axes, _PANELS):
         for n in ("swa", "sgd"):

@@ -39,6 +39,7 @@ def hessian_figure(h: dict) -> plt.Figure:
 
 
 def hessian_plotly(h: dict) -> go.Figure:
+    """The Hessian figure (:func:`hessian_figure`) as an interactive plotly figure."""
     names = [n for n in h if not n.startswith("_")]
     fig = make_subplots(rows=1, cols=2, subplot_titles=("top eigenvalues", "trace (±1 SE)"))
     for n in names:

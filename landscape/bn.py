@@ -43,12 +43,15 @@ def bn_modules(model: nn.Module) -> list[tuple[str, nn.modules.batchnorm._BatchN
 
 
 def has_bn(model: nn.Module) -> bool:
+    """Whether the model has a BatchNorm layer (any subclass of ``_BatchNorm``)."""
     return bool(bn_modules(model))
 
 
 def as_input_of(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Floating-point inputs in the dtype of the model's parameters (a float64 copy of a float32 model checks a
-    point on the same data); anything else as it is."""
+    """Floating-point inputs in the dtype of the model's parameters; anything else as it is.
+
+    A float64 copy of a float32 model checks a point on the same data.
+    """
     p = next(model.parameters(), None)
     return x.to(p.dtype) if p is not None and x.is_floating_point() and x.dtype != p.dtype else x
 

@@ -1,6 +1,8 @@
-"""One chunk of points through one replica: the request (:class:`ChunkRequest`), what every chunk of an engine is
-evaluated against (:class:`EvalSetup`), the work (:func:`evaluate_chunk`) and the reference path for one point
-(:func:`reference`)."""
+"""One chunk of points through one replica.
+
+The request (:class:`ChunkRequest`), what every chunk of an engine is evaluated against (:class:`EvalSetup`), the
+work (:func:`evaluate_chunk`) and the reference path for one point (:func:`reference`).
+"""
 
 from __future__ import annotations
 
@@ -129,8 +131,10 @@ def evaluate_chunk(setup: EvalSetup, rep: Replica, req: ChunkRequest) -> EvalRes
 
 def reference(setup: EvalSetup, points: PointSet, i: int, splits: tuple[str, ...], recompute: bool,
               dtype: torch.dtype) -> tuple[dict[str, Metrics], torch.Tensor]:
-    """Point ``i`` by the reference path (:func:`landscape.reference.reference_point`) in ``dtype``: its metrics per
-    split and its buffers ``[Q]``."""
+    """Point ``i`` by the reference path (:func:`landscape.reference.reference_point`) in ``dtype``.
+
+    Its metrics per split and its buffers ``[Q]``.
+    """
     w = points.chunk(i, i + 1, setup.device, dtype)[0]
     b = points.buffer_chunk(i, i + 1, setup.device, dtype, interpolate=setup.config.bn_mode is not BNMode.STORED)
     model = copy.deepcopy(setup.template).to(device=setup.device, dtype=dtype)

@@ -81,6 +81,7 @@ class HessianOperator:
 
     @property
     def size(self) -> int:
+        """The operator's side: the number of parameters P."""
         return self.layout.size
 
     def _loss(self, w: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -48,6 +48,7 @@ class Bounds:
     meaning: str = ""
 
     def holds(self, v: float) -> bool:
+        """Whether ``v`` lies within the bounds."""
         return ((self.gt is None or v > self.gt) and (self.ge is None or v >= self.ge)
                 and (self.lt is None or v < self.lt) and (self.le is None or v <= self.le))
 
@@ -73,9 +74,9 @@ def _num(x: float) -> str:
 
 def bounded(default: Any, *, gt: float | None = None, ge: float | None = None, lt: float | None = None,
             le: float | None = None, meaning: str = "", unit: str = "") -> Any:
-    """A dataclass field with its allowed range: ``momentum: float = bounded(0.9, ge=0, lt=1)``.
+    """A dataclass field with its allowed range.
 
-    A numeric field that any value suits declares why with ``meaning`` instead (``bounded(0, meaning="any seed")``):
+    For example ``momentum: float = bounded(0.9, ge=0, lt=1)``. A numeric field that any value suits declares why with ``meaning`` instead (``bounded(0, meaning="any seed")``):
     every numeric field of a config says what it accepts, and a test checks that none forgets. ``unit="bytes"``
     lets the command line take sizes such as ``2GiB``.
     """

@@ -95,8 +95,11 @@ def open_hdf5(path: str | os.PathLike, swmr: bool = False) -> h5py.File:
 
 
 def default_results_path(run: str | os.PathLike, view: str | None = None) -> Path:
-    """The results file of a run by default: ``RUN.landscape.h5`` next to ``RUN.h5`` (``RUN.VIEW.landscape.h5`` for
-    a view of the run, e.g. ``null``: the null control's pair)."""
+    """The results file of a run by default.
+
+    ``RUN.landscape.h5`` next to ``RUN.h5`` (``RUN.VIEW.landscape.h5`` for a view of the run, e.g. ``null``: the
+    null control's pair).
+    """
     p = Path(run)
     return p.with_name(p.name.removesuffix(".h5") + (f".{view}" if view else "") + ".landscape.h5")
 

@@ -77,6 +77,7 @@ class BNContext:
             self.stack.pop()
 
     def reset(self, mode: str, groups: int) -> None:
+        """Start a forward in ``mode`` with ``groups`` BN groups: no statistics, calls or layers recorded yet."""
         self.mode, self.groups, self.stats, self.names, self.stack, self.skip = mode, groups, [], [], [], None
 
 
@@ -115,9 +116,11 @@ def grouped_batch_norm(x: torch.Tensor, weight: torch.Tensor | None, bias: torch
 
 
 class GroupedStatsMode(TorchFunctionMode):
-    """Intercepts ``F.batch_norm`` called inside a BN layer's forward and, in ``"stats"`` mode, normalises
-    grouped (see :func:`grouped_batch_norm`) and records the statistics in the context. Every other
-    call, and every call outside a BN layer, runs as it is."""
+    """Intercepts ``F.batch_norm`` called inside a BN layer's forward.
+
+    In ``"stats"`` mode it normalises grouped (:func:`grouped_batch_norm`) and records the statistics in the
+    context. Every other call, and every call outside a BN layer, runs as it is.
+    """
 
     def __init__(self, ctx: BNContext):
         super().__init__()

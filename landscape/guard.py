@@ -119,8 +119,10 @@ class GuardReport:
 
 
 def tolerance(dtype: torch.dtype) -> float:
-    """Accepted relative difference between the fast and the reference path in ``dtype`` (float32 differences above
-    it are checked again in float64, where this is 1e-9)."""
+    """Accepted relative difference between the fast and the reference path in ``dtype``.
+
+    Float32 differences above it are checked again in float64, where this is 1e-9.
+    """
     return 1e-9 if dtype == torch.float64 else 1e-4
 
 

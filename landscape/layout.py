@@ -36,6 +36,7 @@ class Layout:
 
     @property
     def numels(self) -> tuple[int, ...]:
+        """Number of entries of each tensor, in order."""
         return tuple(prod(s) for s in self.shapes)
 
     @property
@@ -44,10 +45,12 @@ class Layout:
         return sum(self.numels)
 
     def to_json(self) -> str:
+        """The layout as JSON (names and shapes), as run files store it."""
         return json.dumps({"names": self.names, "shapes": self.shapes, "dtypes": self.dtypes})
 
     @classmethod
     def from_json(cls, text: str) -> Layout:
+        """A layout from :meth:`to_json`'s text."""
         d = json.loads(text)
         return cls(tuple(d["names"]), tuple(tuple(s) for s in d["shapes"]), tuple(d["dtypes"]))
 

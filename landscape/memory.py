@@ -40,16 +40,22 @@ def activation_bytes(model: nn.Module, example: torch.Tensor) -> int:
 
 
 def superbatch_cap(budget: int, act_bytes: int, width: int, bn_batch_size: int) -> int:
-    """Largest super-batch (a multiple of ``bn_batch_size``, at least one group) whose activations for
-    ``width`` points at once fit the activation share of ``budget`` bytes."""
+    """Largest super-batch under the budget.
+
+    A multiple of ``bn_batch_size``, at least one group, whose activations for ``width`` points at once fit the
+    activation share of ``budget`` bytes.
+    """
     s = int(budget * _ACTIVATION_SHARE // (_TEMPORARIES * act_bytes * width))
     return max(bn_batch_size, s // bn_batch_size * bn_batch_size)
 
 
 def chunk_points(budget: int, point_bytes: int, wanted: int, n_points: int, act_bytes: int = 0,
                  bn_batch_size: int = 1, vmap: bool = False) -> int:
-    """Points per chunk: ``wanted``, bounded by the budget share for points and, under vmap, by one BN group
-    of activations per point; at least 1 and at most ``n_points``."""
+    """Points per chunk.
+
+    ``wanted``, bounded by the budget share for points and, under vmap, by one BN group of activations per
+    point; at least 1 and at most ``n_points``.
+    """
     k = min(wanted, max(1, int(budget * _POINT_SHARE // (4 * point_bytes))))
     if vmap:
         k = min(k, max(1, int(budget * _ACTIVATION_SHARE // (_TEMPORARIES * act_bytes * bn_batch_size))))
@@ -62,8 +68,11 @@ def is_oom(e: BaseException) -> bool:
 
 
 def place(x: torch.Tensor, dtype: torch.dtype, device: torch.device, budget: int) -> torch.Tensor:
-    """Data for evaluation (floating point cast to ``dtype``): on the device if it takes under a quarter of the
-    budget; else on the host, pinned for asynchronous copies to a GPU."""
+    """Data for evaluation (floating point cast to ``dtype``).
+
+    On the device if it takes under a quarter of the budget; else on the host, pinned for asynchronous copies to
+    a GPU.
+    """
     x = x.to(dtype) if x.is_floating_point() else x
     if x.numel() * x.element_size() < budget // 4:
         return x.to(device)

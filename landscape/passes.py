@@ -113,7 +113,9 @@ def recompute_buffers(rep: Replica, strategy: Strategy, params: dict, buffers_fl
     ``update_bn`` does; its ``num_batches_tracked`` counts the calls.
 
     Args:
-        rep, strategy, params: As in :func:`forward`.
+        rep: The replica to run.
+        strategy: ``LOOP`` or ``VMAP``.
+        params: Name to stacked parameters ``[k, ...]``.
         buffers_flat: The points' buffers ``[k, Q]`` (non-BN entries are kept).
         bn: The BN pass (data, batch size, weighting, where the statistics go).
         superbatch: Samples per forward (a multiple of ``bn.batch_size``).
@@ -160,8 +162,9 @@ def recompute_buffers(rep: Replica, strategy: Strategy, params: dict, buffers_fl
 
 @torch.no_grad()
 def recompute_buffers_exact(rep: Replica, params: dict, buffers_flat: torch.Tensor, bn: BNPass) -> torch.Tensor:
-    """The BN statistics pass point by point through the modules' own train-mode forwards (the reference
-    semantics, :func:`landscape.bn.recompute_bn`): exact for any layer, one BN batch per forward.
+    """The BN statistics pass point by point through the modules' own train-mode forwards.
+
+    The reference semantics (:func:`landscape.bn.recompute_bn`): exact for any layer, one BN batch per forward.
 
     Args: as :func:`recompute_buffers`. Returns buffers ``[k, Q]``.
     """

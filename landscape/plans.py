@@ -53,6 +53,7 @@ class Planner:
 
     def superbatch(self, splits: tuple[str, ...], probs: tuple[str, ...], recompute: bool, width: int,
                     cache_sized: bool) -> int:
+        """Samples per forward for a plan of ``width`` points per forward (cache-sized for the CPU candidates)."""
         cfg, b = self.config, self.config.bn_batch_size
         if cfg.superbatch is not None:
             return max(b, cfg.superbatch // b * b)
@@ -80,12 +81,14 @@ class Planner:
         return list(dict.fromkeys([plain] + [p for p in loops if p != same_as_plain] + vmap))
 
     def worker_choices(self) -> list[int]:
+        """The worker counts worth timing on this device (1 on a GPU; 1 and one per core on a CPU)."""
         if self.config.workers is not None:
             return [self.config.workers]
         cores = torch.get_num_threads()
         return [1, cores] if self.device.type == "cpu" and cores > 1 else [1]
 
     def chunk(self, plan: Plan, n_points: int) -> int:
+        """Points per chunk of ``plan`` for an evaluation of ``n_points`` (the config's, else under the budget)."""
         if self.config.chunk_size is not None:
             return self.config.chunk_size
         vmap = plan.strategy is Strategy.VMAP

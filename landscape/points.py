@@ -102,10 +102,12 @@ class PointSet:
 
     @property
     def has_buffers(self) -> bool:
+        """Whether the points carry BN buffers (explicit, or an origin for a family)."""
         return self.buffers is not None or self.buffer_origin is not None
 
     @property
     def buffer_dim(self) -> int | None:
+        """Length Q of the carried buffers (None when there are none)."""
         if self.buffers is not None:
             return self.buffers.shape[1]
         return None if self.buffer_origin is None else self.buffer_origin.shape[0]

@@ -137,12 +137,15 @@ class ProbeCache:
     entries: dict[ProbeKey, ProbeReport] = field(default_factory=dict)
 
     def get(self, key: ProbeKey) -> ProbeReport | None:
+        """The report of an earlier probe with this key, or None."""
         return self.entries.get(key)
 
     def put(self, key: ProbeKey, report: ProbeReport) -> None:
+        """Remember a probe's report for its key."""
         self.entries[key] = report
 
     def clear(self) -> None:
+        """Forget every remembered choice."""
         self.entries.clear()
 
     def __len__(self) -> int:
@@ -159,8 +162,9 @@ def run_probe(candidates: list[Plan], run: Callable[[Plan, int, int], Any], deli
               max_points: int, total_points: int, min_total_seconds: float = 0.0, min_seconds: float = 0.2,
               margin: float = 0.05, tol: float = 1e-4, start: int = 0,
               clock: Callable[[], float] = time.perf_counter) -> tuple[ProbeReport, int]:
-    """Time the candidates on points ``start, start + 1, ...`` of the evaluation; return the report and the
-    first point not yet evaluated.
+    """Time the candidates on points ``start, start + 1, ...`` of the evaluation.
+
+    Return the report and the first point not yet evaluated.
 
     Args:
         candidates: Plans to time; the first must be the plain plan.

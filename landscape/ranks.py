@@ -1,5 +1,7 @@
-"""The process group, for the trainer and the analyses alike (launch with ``torchrun``): who am I, how many are we,
-and agreeing across ranks. With one process every helper is a no-op (rank 0 of 1)."""
+"""The process group, for the trainer and the analyses alike (launch with ``torchrun``).
+
+Who am I, how many are we, and agreeing across ranks. With one process every helper is a no-op (rank 0 of 1).
+"""
 
 from __future__ import annotations
 

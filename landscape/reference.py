@@ -32,6 +32,7 @@ class Metrics:
 
     @property
     def error(self) -> float:
+        """The classification error, ``1 - acc``."""
         return 1.0 - self.acc
 
 

@@ -33,6 +33,7 @@ class EvalResult:
     strategy: str = ""
 
     def error(self, split: str) -> torch.Tensor:
+        """The classification error ``[K]`` on ``split``, ``1 - acc``."""
         return 1.0 - self.acc[split]
 
 

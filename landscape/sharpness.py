@@ -30,8 +30,10 @@ __all__ = ["scales", "perturbation_points", "AverageCase", "average_case", "Wors
 
 
 def scales(w: torch.Tensor, mask: torch.Tensor, adaptive: bool) -> torch.Tensor:
-    """The per-weight scale ``[P]`` of the perturbations: ``|w|`` (adaptive) or the RMS of ``|w|`` (raw), 0 where
-    ``mask`` is False."""
+    """The per-weight scale ``[P]`` of the perturbations.
+
+    ``|w|`` (adaptive) or the RMS of ``|w|`` (raw), 0 where ``mask`` is False.
+    """
     w, m = w.double(), mask.to(torch.float64)
     if adaptive:
         return w.abs() * m

@@ -78,6 +78,7 @@ class WorkerPools:
         self._pools: dict[int, ThreadPoolExecutor] = {}
 
     def get(self, workers: int) -> ThreadPoolExecutor:
+        """The pool of ``workers`` threads (made on first use, each with its share of intra-op threads)."""
         if workers not in self._pools:
             per = max(1, self.threads // workers)
             self._pools[workers] = ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(per,))

@@ -1,5 +1,7 @@
-"""What a training run is built from: the network (the registry's or the user's), the data, the device, and the
-run file's root attributes."""
+"""What a training run is built from.
+
+The network (the registry's or the user's), the data, the device, and the run file's root attributes.
+"""
 
 from __future__ import annotations
 

@@ -139,15 +139,19 @@ class TrainConfig:
 
     @property
     def swa_start_epoch(self) -> int:
+        """The epoch at which the SWA branch forks from the conventional run."""
         return 0 if self.init else (round(0.75 * self.epochs) if self.swa_start is None else self.swa_start)
 
     @property
     def swa_length(self) -> int:
+        """Epochs of the SWA branch."""
         return max(1, round(0.25 * self.epochs)) if self.swa_epochs is None else self.swa_epochs
 
     def validate(self) -> None:
-        """Raise :class:`UserError` with one clear sentence for a bad combination of settings (each field's own
-        range is declared with it and checked by :func:`~landscape.errors.check_bounds`)."""
+        """Raise :class:`UserError` with one clear sentence for a bad combination of settings.
+
+        Each field's own range is declared with it and checked by :func:`~landscape.errors.check_bounds`.
+        """
         checks = [
             (self.epochs >= 1 or self.init, f"epochs must be at least 1, got {self.epochs}"),
             (self.swa_lr_min <= self.swa_lr, f"swa_lr_min must be in (0, swa_lr], got {self.swa_lr_min}"),
@@ -166,10 +170,12 @@ class TrainConfig:
             raise UserError(f"swa_cycle must be a whole number of epochs for the {self.swa_schedule.value} schedule")
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as plain JSON-able values (enums as their strings), as run files store them."""
         d = dataclasses.asdict(self)
         return {k: (v.value if isinstance(v, Enum) else v) for k, v in d.items()}
 
     def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with ``changes`` applied (validated like any config)."""
         return dataclasses.replace(self, **changes)
 
 

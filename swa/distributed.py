@@ -11,8 +11,10 @@ __all__ = ["RankWriter"]
 
 
 class RankWriter:
-    """The :class:`~swa.writer.RunWriter` of ranks other than 0 under DDP: counts snapshots, keeps the saved states
-    in memory, writes nothing."""
+    """The :class:`~swa.writer.RunWriter` of ranks other than 0 under DDP.
+
+    Counts snapshots, keeps the saved states in memory, writes nothing.
+    """
 
     def __init__(self, path: Path, count: int = 0, states: dict[str, dict] | None = None):
         self.path, self._count, self._states = Path(path), count, dict(states or {})

@@ -38,9 +38,11 @@ class SWALandscape(pl.Callback):
         self.recorder: Recorder | None = None
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Create the run file."""
         self.recorder = Recorder(self.path, pl_module, self.data, **self.kwargs)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Record a snapshot of the epoch's weights (and capture it into the average when it is due)."""
         epoch = trainer.current_epoch + 1
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
         loss = trainer.callback_metrics.get("train_loss")
@@ -53,11 +55,13 @@ class SWALandscape(pl.Callback):
             self.recorder.capture(lr=lr, epoch=epoch, iteration=trainer.global_step, **metrics)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Write the solutions and mark the run finished."""
         if self.recorder is not None:
             self.recorder.close()
             self.recorder = None
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        """Mark the run failed with the exception's message, so the file says why it stopped."""
         if self.recorder is not None:
             self.recorder.close(exception)
             self.recorder = None

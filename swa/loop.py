@@ -1,5 +1,7 @@
-"""The training loop of one run: the conventional branch to the budget, then the SWA branch with its captures, then
-(``controls``) the null SGD branch from the fork and the budget-matched SGD run from the start.
+"""The training loop of one run.
+
+The conventional branch to the budget, then the SWA branch with its captures, then (``controls``) the null SGD
+branch from the fork and the budget-matched SGD run from the start.
 
 :class:`TrainingLoop` holds a run's state (model, optimizer, average, scheduler, RNG, position in the plan) as
 one checkpointable dict, and runs its epochs: the lr of every step and the capture rule come from
@@ -73,6 +75,7 @@ class TrainingLoop:
             self.sched = SWALR(self.opt, self.cfg.swa_lr, self.cfg.swa_anneal_epochs, self.cfg.swa_anneal_strategy)
 
     def state(self) -> dict:
+        """The loop's state for a checkpoint (position, optimizer, averaging, random generators)."""
         return {
             "plan_index": self.k, "iteration": self.iteration, "n_snapshots": self.w.count,
             "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
@@ -82,6 +85,7 @@ class TrainingLoop:
         }
 
     def load_state(self, s: dict) -> None:
+        """Continue from a :meth:`state` (resume)."""
         self.k, self.iteration = int(s["plan_index"]), int(s["iteration"])
         self.start_loss = s.get("start_loss")
         self.model.load_state_dict(s["model"])
@@ -97,12 +101,14 @@ class TrainingLoop:
 
     # --- recording -----------------------------------------------------------------------------
     def evaluate(self, model: nn.Module, split: str) -> Metrics:
+        """Loss and accuracy of ``model`` on ``split`` (eval mode, the trainer's evaluation data)."""
         return evaluate_batches(model, self._to_device(self.data.eval_batches(split)))
 
     def _to_device(self, batches: Batches) -> Batches:
         return ((x.to(self.device), y.to(self.device)) for x, y in batches)
 
     def snapshot(self, branch: str, captured: bool, train: tuple[float, float], test: Metrics | None) -> None:
+        """Record the current weights and buffers as a snapshot of ``branch`` with its metrics."""
         self.w.append(
             flatten(list(self.model.parameters())), flatten(list(self.model.buffers())),
             epoch=self.iteration / self.nb, iteration=self.iteration, lr=self.opt.param_groups[0]["lr"],
@@ -111,9 +117,11 @@ class TrainingLoop:
         )
 
     def capture(self) -> None:
+        """Add the current weights to the SWA average."""
         self.avg.update_parameters(self.model)
 
     def write_solution(self, name: str, model: nn.Module, **extra: float) -> tuple[Metrics, Metrics]:
+        """Record ``model`` as the solution ``name`` (BN recomputed where the rule says) with its metrics."""
         tr, te = self.evaluate(model, "train"), self.evaluate(model, "test")
         self.w.write_solution(
             name, flatten(list(model.parameters())), flatten(list(model.buffers())),
@@ -128,6 +136,7 @@ class TrainingLoop:
         return self.opt.param_groups[0]["lr"] if lr is None else lr
 
     def run_epoch(self, branch: str, epoch: int) -> tuple[float, float, Metrics, bool]:
+        """Train one epoch of ``branch``; returns the train loss and accuracy, the test metrics and whether captured."""
         c = self.cfg
         self.model.train()
         loss_sum = correct = seen = 0
@@ -193,8 +202,10 @@ class TrainingLoop:
         self.write_solution("swa", swa, n_averaged=float(self.avg.n_averaged.item()))
 
     def enter(self, branch: str) -> None:
-        """Start ``branch`` (at its first epoch, also on a resume there): write what the previous branch ended with
-        and load the state the new one starts from."""
+        """Start ``branch`` (at its first epoch, also on a resume there).
+
+        Write what the previous branch ended with and load the state the new one starts from.
+        """
         k = self.k
         if branch == "swa":
             self.start_swa_branch()
@@ -217,6 +228,7 @@ class TrainingLoop:
             self.write_solution(branch, self.model)
 
     def run(self) -> None:
+        """Run the plan from where the state stands to the end, checkpointing after every epoch."""
         c = self.cfg
         fmt = "{:>10} {:>6} {:>9} {:>10} {:>9} {:>10} {:>9} {:>5}"
         self.log(fmt.format("phase", "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "avg"))

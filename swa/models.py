@@ -42,6 +42,7 @@ class MLP(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[N, C]`` of inputs ``[N, ...]``."""
         return self.net(x.flatten(1))
 
 
@@ -71,6 +72,7 @@ class ConvNet1d(nn.Module):
         self.classifier = nn.Linear(width * out_len, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[N, C]`` of inputs ``[N, ...]``."""
         if x.dim() == 2:
             x = x.unsqueeze(1)
         return self.classifier(self.features(x).flatten(1))
@@ -115,6 +117,7 @@ class VGG(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[N, C]`` of inputs ``[N, ...]``."""
         return self.classifier(self.features(x).flatten(1))
 
 
@@ -194,6 +197,7 @@ class PreResNet(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[N, C]`` of inputs ``[N, ...]``."""
         out = torch.relu(self.bn(self.layers(self.conv1(x))))
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(out, 1), 1))
 
@@ -243,6 +247,7 @@ class WideResNet(nn.Module):
         self.fc = nn.Linear(cin, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[N, C]`` of inputs ``[N, ...]``."""
         out = torch.relu(self.bn(self.layers(self.conv1(x))))
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(out, 1), 1))
 

@@ -112,7 +112,8 @@ class Recorder:
             branch: ``"sgd"`` (the conventional run) or ``"swa"``; default ``"swa"`` once w_SGD is written or for
                 a captured model, else ``"sgd"``.
             lr: The learning rate of the last step (for the schedule figure).
-            epoch, iteration: Training progress (default: the count of snapshots so far, for both).
+            epoch: Training progress in epochs (default: the count of snapshots so far).
+            iteration: Training progress in steps (default: the count of snapshots so far).
             evaluate: Also evaluate train and test loss/accuracy here (one pass over the data).
             **metrics: ``train_loss``, ``train_acc``, ``test_loss``, ``test_acc`` as your loop measured them.
 
@@ -138,8 +139,11 @@ class Recorder:
                                   captured=captured, **metrics)
 
     def capture(self, **meta: Any) -> int:
-        """Average the model now into w_SWA (equal weights, ``torch.optim.swa_utils.AveragedModel``) and store it
-        as a captured snapshot (an FGE proposal for a cyclical schedule). Takes :meth:`snapshot`'s arguments."""
+        """Average the model now into w_SWA and store it as a captured snapshot.
+
+        Equal weights (``torch.optim.swa_utils.AveragedModel``); the snapshot is an FGE proposal for a cyclical
+        schedule. Takes :meth:`snapshot`'s arguments.
+        """
         return self.snapshot(captured=True, **meta)
 
     def solution(self, name: str, model: nn.Module | None = None, **extra: float) -> None:
@@ -152,8 +156,10 @@ class Recorder:
         self.written.add(name)
 
     def finish(self) -> None:
-        """Write w_SWA from the captured models (BN recomputed over the training data) unless it was written, and
-        mark the run complete."""
+        """Write w_SWA from the captured models unless it was written, and mark the run complete.
+
+        BN statistics are recomputed over the training data.
+        """
         if "swa" not in self.written and self.average is not None:
             swa = self.average.module
             x = self.splits["train"][0].to(_device(swa))
@@ -206,12 +212,16 @@ def import_run(out: str | os.PathLike, *, model: str, data: str, model_kwargs: d
 
     Args:
         out: Run file to create.
-        model: ``package.module:function`` (or a registry name) building the network; ``model_kwargs`` its arguments.
-        data: ``package.module:function`` returning ``(train, test)``; ``data_kwargs`` its arguments.
-        sgd: State dict of w_SGD. swa: State dict of w_SWA (default: the average of ``snapshots``, BN recomputed).
+        model: ``package.module:function`` (or a registry name) building the network.
+        data: ``package.module:function`` returning ``(train, test)``.
+        model_kwargs: Keyword arguments of ``model``.
+        data_kwargs: Keyword arguments of ``data``.
+        sgd: State dict of w_SGD.
+        swa: State dict of w_SWA (default: the average of ``snapshots``, BN recomputed).
         snapshots: Glob of the SWA branch's checkpoints (averaged, and the FGE proposals), in natural order.
         sgd_snapshots: Glob of the conventional run's checkpoints.
-        weight_decay, bn_batch_size: As for :class:`Recorder`.
+        weight_decay: As for :class:`Recorder`.
+        bn_batch_size: As for :class:`Recorder`.
         overwrite: Replace an existing file.
 
     Every checkpoint is checked against the network before the file is created: bad input writes nothing.

@@ -56,8 +56,10 @@ def build_run_model(t: Trajectory, model: nn.Module | None = None) -> nn.Module:
 
 
 def run_splits(t: Trajectory, data=None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """The run's evaluation data: ``data`` (checked against the fingerprint stored at training time) or, when
-    None, the data set the file names (built-in, or a data factory's import path).
+    """The run's evaluation data.
+
+    ``data`` (checked against the fingerprint stored at training time) or, when None, the data set the file
+    names (built-in, or a data factory's import path).
 
     Args:
         t: The open run.
@@ -72,8 +74,10 @@ def run_splits(t: Trajectory, data=None) -> dict[str, tuple[torch.Tensor, torch.
 
 
 def parse_point(name: str | int, what: str = "point") -> tuple[str, float | int | None]:
-    """The one reading of a point's name: ``("solution", None)`` for ``sgd``/``swa``, ``("snapshot", i)`` for a
-    snapshot index, ``("segment", t)`` for ``t=T`` on the SGD-SWA segment (t = 0 SWA, t = 1 SGD).
+    """The one reading of a point's name.
+
+    ``("solution", None)`` for ``sgd``/``swa``, ``("snapshot", i)`` for a snapshot index, ``("segment", t)`` for
+    ``t=T`` on the SGD-SWA segment (t = 0 SWA, t = 1 SGD).
 
     Args:
         name: The name (an int is a snapshot index).

@@ -86,15 +86,19 @@ def scheduled_lr(cfg, branch: str, i: int, steps_per_epoch: int) -> float | None
 
 
 def captured_after_step(cfg, branch: str, i: int, steps_per_epoch: int) -> bool:
-    """Whether the model is captured (averaged; an FGE proposal) after step ``i``: the end of every cycle of the
-    cyclical schedule."""
+    """Whether the model is captured (averaged; an FGE proposal) after step ``i``.
+
+    Captured at the end of every cycle of the cyclical schedule.
+    """
     k = i - cfg.swa_start_epoch * steps_per_epoch
     return branch == "swa" and cfg.swa_schedule == "cyclic" and is_cycle_end(k, cycle_steps(cfg, steps_per_epoch))
 
 
 def captured_after_epoch(cfg, branch: str, epoch: int) -> bool:
-    """Whether the model is captured at the end of (0-based) ``epoch``: every ``swa_cycle`` whole epochs of the
-    SWA branch for the constant and SWALR schedules."""
+    """Whether the model is captured at the end of (0-based) ``epoch``.
+
+    Every ``swa_cycle`` whole epochs of the SWA branch for the constant and SWALR schedules.
+    """
     return branch == "swa" and cfg.swa_schedule != "cyclic" and (epoch - cfg.swa_start_epoch + 1) % int(cfg.swa_cycle) == 0
 
 

@@ -74,6 +74,7 @@ def pack_blob(obj: Any) -> np.ndarray:
 
 
 def unpack_blob(arr: np.ndarray) -> Any:
+    """The Python object stored by :func:`pack_blob`."""
     return torch.load(io.BytesIO(arr.tobytes()), weights_only=True)
 
 

@@ -1,5 +1,8 @@
-"""Reading a run file (:mod:`swa.schema`): :class:`Trajectory`, read-only, validated on open, SWMR (a run still
-being written, or one whose writer was killed, reads to its last committed snapshot)."""
+"""Reading a run file (:mod:`swa.schema`).
+
+:class:`Trajectory`, read-only, validated on open, SWMR (a run still being written, or one whose writer was killed,
+reads to its last committed snapshot).
+"""
 
 from __future__ import annotations
 
@@ -51,6 +54,7 @@ class Trajectory:
         self.n = int(self._f["snapshots/count"][()])
 
     def close(self) -> None:
+        """Close the file."""
         if self._f.id.valid:
             self._f.close()
 
@@ -61,6 +65,7 @@ class Trajectory:
         self.close()
 
     def attr_json(self, name: str) -> Any:
+        """The root attribute ``name``, decoded from JSON."""
         return json.loads(self._f.attrs[name])
 
     @property
@@ -70,10 +75,12 @@ class Trajectory:
 
     @property
     def dataset_spec(self) -> dict:
+        """How the run's data is built (the dataset attribute)."""
         return self.attr_json("dataset")
 
     @property
     def config(self) -> dict:
+        """The run's training settings."""
         return self.attr_json("config")
 
     def train_config(self):
@@ -89,18 +96,22 @@ class Trajectory:
 
     @property
     def param_layout(self) -> Layout:
+        """Names and shapes of the model's parameters."""
         return Layout.from_json(self._f.attrs["param_layout"])
 
     @property
     def buffer_layout(self) -> Layout:
+        """Names and shapes of the model's buffers."""
         return Layout.from_json(self._f.attrs["buffer_layout"])
 
     @property
     def status(self) -> str:
+        """The run's status (running, finished, failed, diverged)."""
         return self._f["state/status"][()].decode()
 
     @property
     def message(self) -> str:
+        """The message stored with the status (why a run stopped)."""
         return self._f["state/message"][()].decode()
 
     def meta(self, name: str) -> np.ndarray:
@@ -113,6 +124,7 @@ class Trajectory:
         return self._rows("weights", idx)
 
     def buffers(self, idx: int | slice | list[int] | np.ndarray | None = None) -> torch.Tensor:
+        """Flat buffers of the snapshots ``idx`` (``[Q]`` for one index, ``[K, Q]`` otherwise; all of them for None)."""
         return self._rows("buffers", idx)
 
     def _rows(self, key: str, idx) -> torch.Tensor:
@@ -151,12 +163,14 @@ class Trajectory:
         return default_results_path(self.path, self.view)
 
     def has_solution(self, name: str) -> bool:
+        """Whether the solution ``name`` (``sgd``, ``swa``, a control) has been written."""
         name = self.roles.get(name, name)
         return f"solutions/{name}" in self._f and bool(self._f[f"solutions/{name}/written"][()])
 
     def solution(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(weights [P], buffers [Q])`` of ``"sgd"``, ``"swa"`` or a control (``"sgd_budget"``, ``"sgd_null"``),
-        after :attr:`roles`.
+        """``(weights [P], buffers [Q])`` of ``"sgd"``, ``"swa"`` or a control.
+
+        Controls: ``"sgd_budget"``, ``"sgd_null"``; names are read through :attr:`roles`.
 
         Raises:
             UserError: Unknown name or not written (run incomplete).
@@ -175,6 +189,7 @@ class Trajectory:
         return torch.from_numpy(g["weights"][:]), torch.from_numpy(g["buffers"][:])
 
     def solution_scalar(self, name: str, key: str) -> float:
+        """A scalar stored with the solution ``name`` (e.g. ``test_acc``)."""
         return float(self._f[f"solutions/{self.roles.get(name, name)}/{key}"][()])
 
     @property
@@ -207,4 +222,5 @@ class Trajectory:
         return h.hexdigest()
 
     def file_size(self) -> int:
+        """Size of the run file in bytes."""
         return self.path.stat().st_size

@@ -21,8 +21,11 @@ __all__ = ["RunWriter", "TrajectoryWriter"]
 
 @runtime_checkable
 class RunWriter(Protocol):
-    """What the training loop writes through: the run file's writer on rank 0 (:class:`TrajectoryWriter`), a
-    stand-in that writes nothing on the other ranks (:class:`swa.distributed.RankWriter`)."""
+    """What the training loop writes through.
+
+    The run file's writer on rank 0 (:class:`TrajectoryWriter`), a stand-in that writes nothing on the other
+    ranks (:class:`swa.distributed.RankWriter`).
+    """
 
     path: Path
 
@@ -189,8 +192,10 @@ class TrajectoryWriter:
         self._f.flush()
 
     def save_fork(self, state: dict, slot: str = "fork") -> None:
-        """Store a training state in ``slot`` (:data:`~swa.schema.STATES`): the state at the SWA start (``fork``) or
-        the initial one (``start``)."""
+        """Store a training state in ``slot`` (:data:`~swa.schema.STATES`).
+
+        The state at the SWA start (``fork``) or the initial one (``start``).
+        """
         st = self._f["state"]
         blob = pack_blob(state)
         st[slot].resize(blob.size, axis=0)
@@ -221,12 +226,14 @@ class TrajectoryWriter:
         self._f.flush()
 
     def set_status(self, status: str, message: str = "") -> None:
+        """Record the run's status and the message why."""
         st = self._f["state"]
         st["status"][()] = status.encode()
         st["message"][()] = message.encode()[:512]
         self._f.flush()
 
     def close(self) -> None:
+        """Flush and close the file."""
         if self._f.id.valid:
             self._f.close()
 

@@ -54,6 +54,7 @@ class Parser(argparse.ArgumentParser):
     """argparse with the toolkit's error format: one line ``swa-landscape: error: ...`` and exit code 2."""
 
     def error(self, message: str):
+        """One line ``swa-landscape: error: MESSAGE`` and exit code 2."""
         self.exit(2, f"swa-landscape: error: {message}\n")
 
 

@@ -20,15 +20,18 @@ __all__ = ["DemoConfig", "demo", "COMMANDS"]
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """Demo settings. The defaults are the configuration of the study in ``benchmarks/sweep_demo.py`` chosen for the
-    demo (docs/findings.md): the paper's four findings held on seeds 0, 1 and 2. The conv net
-    without BatchNorm on 4000 MNIST-1D samples (3200 to train on), budget 40 epochs, SWA branch from epoch 30
-    for 20 epochs (the paper's 1.25 budget) with the cyclical schedule from 0.1 to 0.01, one cycle per epoch
-    (each cycle's end is an FGE proposal).
+    """Demo settings.
+
+    The defaults are the configuration of the study in ``benchmarks/sweep_demo.py`` chosen for the demo
+    (docs/findings.md): the paper's four findings held on seeds 0, 1 and 2. The conv net without BatchNorm on
+    4000 MNIST-1D samples (3200 to train on), budget 40 epochs, SWA branch from epoch 30 for 20 epochs (the
+    paper's 1.25 budget) with the cyclical schedule from 0.1 to 0.01, one cycle per epoch (each cycle's end is
+    an FGE proposal).
 
     ``seeds`` runs are trained (seeds ``seed``, ``seed + 1``, ...): the first gets every analysis and the figures,
     the others the analyses the findings are judged by (:func:`analyses.catalog.judged`), and the verdicts are judged
-    over all of them (a 95% interval needs at least two runs; one run's verdicts are all inconclusive)."""
+    over all of them (a 95% interval needs at least two runs; one run's verdicts are all inconclusive).
+    """
 
     epochs: int = bounded(40, ge=1)
     num_samples: int = bounded(4000, ge=10)
@@ -42,6 +45,7 @@ class DemoConfig:
         check_bounds(self)
 
     def train_config(self, seed: int | None = None) -> TrainConfig:
+        """The training settings of the demo's run with ``seed`` (default: the config's)."""
         return TrainConfig(model="convnet", dataset="mnist1d", num_samples=self.num_samples, epochs=self.epochs,
                            swa_epochs=max(1, self.epochs // 2), swa_schedule="cyclic", swa_lr=0.1, swa_lr_min=0.01,
                            swa_cycle=1.0, seed=self.seed if seed is None else seed)

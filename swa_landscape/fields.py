@@ -104,9 +104,11 @@ def _enum(hint: object) -> type[Enum] | None:
 
 
 def _flag_kwargs(f: dataclasses.Field, hint: object) -> dict:
-    """argparse keywords of one field by its annotation (a string: the configs' modules use postponed annotations)
-    and resolved type hint: enums as choices, bool switches, byte sizes, fixed tuples as N values, variable ones
-    comma-separated, dicts as JSON."""
+    """The argparse keywords of one field, by its annotation and resolved type hint.
+
+    The annotation is a string (the configs' modules use postponed annotations). Enums as choices, bool switches,
+    byte sizes, fixed tuples as N values, variable ones comma-separated, dicts as JSON.
+    """
     ann = str(f.type)
     enum = _enum(hint)
     if enum is not None:

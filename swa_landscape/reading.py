@@ -1,5 +1,8 @@
-"""Read what the figures need from run and results files, through their readers (no model or training code; the
-learning rate of every step is computed from the stored config by :func:`swa.schedules.lr_trace`)."""
+"""Read what the figures need from run and results files, through their readers.
+
+No model or training code: the learning rate of every step is computed from the stored config by
+:func:`swa.schedules.lr_trace`.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +20,10 @@ __all__ = ["read_run", "read_results"]
 
 
 def read_run(path: str | os.PathLike) -> RunSummary:
-    """Settings, per-snapshot metrics and solution metrics of a run file (through :class:`swa.trajectory.Trajectory`:
-    read-only, SWMR, validated)."""
+    """Settings, per-snapshot metrics and solution metrics of a run file.
+
+    Read through :class:`swa.trajectory.Trajectory`: read-only, SWMR, validated.
+    """
     with Trajectory(path) as t:
         sols = {name: {k: t.solution_scalar(name, k) for k in SOLUTION_SCALARS}
                 for name in ("sgd", "swa") if t.has_solution(name)}
@@ -43,6 +48,8 @@ def _trace(config: dict, iteration: np.ndarray, epoch: np.ndarray) -> dict:
 
 
 def read_results(path: str | os.PathLike) -> dict[str, dict]:
-    """Every analysis group of a results file as nested dicts of numpy arrays and attributes
-    (:func:`analyses.results.read_groups`)."""
+    """Every analysis group of a results file as nested dicts of numpy arrays and attributes.
+
+    See :func:`analyses.results.read_groups`.
+    """
     return read_groups(path)

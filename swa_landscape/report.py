@@ -25,6 +25,7 @@ from .reading import read_results, read_run
 __all__ = ["make_figures", "sections", "page_html", "save_figure", "verdict_table", "quantity_table"]
 
 def save_figure(fig: plt.Figure, out: Path, name: str) -> list[str]:
+    """Save ``fig`` as ``NAME.png`` and ``NAME.pdf`` in ``out`` and close it; returns the file names."""
     files = []
     for ext in ("png", "pdf"):
         fig.savefig(out / f"{name}.{ext}", dpi=130)
@@ -34,8 +35,10 @@ def save_figure(fig: plt.Figure, out: Path, name: str) -> list[str]:
 
 
 def verdict_table(comparison) -> str:
-    """The findings' verdicts of an :class:`analyses.compare.Comparison` as an HTML table: per claim its mean and 95%
-    t-interval over the runs (and the null control's where analysed)."""
+    """The findings' verdicts of an :class:`analyses.compare.Comparison` as an HTML table.
+
+    Per claim its mean and 95% t-interval over the runs (and the null control's where analysed).
+    """
     null = comparison.null is not None
     rows = []
     for v in comparison.verdicts:

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from landscape.errors import UserError
-from swa.data import DataSpec, cifar_augment, iterate_batches, load_splits
+from swa.data import DataSpec, iterate_batches, load_splits
+from swa.datasets import cifar_augment
 
 
 def _fake_cifar(root, name, n=6, seed=0):
@@ -75,19 +76,20 @@ def test_mnist1d_default_split_sizes_and_fixed_eval_order():
 
 def test_mnist1d_is_kept_between_processes_byte_identical(tmp_path, monkeypatch):
     """The disk cache returns exactly what the generator makes; a damaged file is made again; ``off`` keeps none."""
-    from swa.data import _generate_mnist1d, _mnist1d
+    from swa.datasets import generate_mnist1d as _generate_mnist1d
+    from swa.datasets import mnist1d as _mnist1d
 
     fresh = _generate_mnist1d(200, 5, 90)
     monkeypatch.setenv("SWA_LANDSCAPE_CACHE", str(tmp_path))
     first = _mnist1d.__wrapped__(200, 5, 90)  # generates and writes
     (cached,) = tmp_path.glob("mnist1d-*-n200-s5-t90.npz")
-    import swa.data
+    import swa.datasets
 
     def no_generation(*args):
         raise AssertionError("generated again although cached")
 
     with monkeypatch.context() as m:
-        m.setattr(swa.data, "_generate_mnist1d", no_generation)
+        m.setattr(swa.datasets, "generate_mnist1d", no_generation)
         second = _mnist1d.__wrapped__(200, 5, 90)  # reads, does not generate
     for a, b, c in zip(fresh, first, second):
         assert a.dtype == c.dtype and np.array_equal(a, b) and np.array_equal(a, c)

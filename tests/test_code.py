@@ -1,0 +1,79 @@
+"""The code's own rules, checked on the source: names imported from the module that defines them, modules small
+enough to read in one sitting, docstrings and imports as ruff's rules of ``pyproject.toml`` ask (Google style)."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ["landscape", "swa", "figures", "analyses", "swa_landscape"]
+MAX_LINES = 320
+"""About 300 lines: past that a module is split by concept."""
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for pkg in PACKAGES:
+        for path in (ROOT / pkg).rglob("*.py"):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return out
+
+
+def _defined(path: Path) -> set[str]:
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names |= {n.id for t in node.targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.add(node.target.id)
+    return names
+
+
+def re_imports(files: list[Path], modules: dict[str, Path]) -> list[str]:
+    """``from X import name`` where X is a module of the toolkit (not a package) that does not define ``name``."""
+    out = []
+    for path in files:
+        parts = list(path.relative_to(ROOT).with_suffix("").parts)
+        me = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level:
+                base = me.split(".") if path.name == "__init__.py" else me.split(".")[:-1]
+                source = ".".join(base[: len(base) - node.level + 1] + ([node.module] if node.module else []))
+            else:
+                source = node.module
+            if source not in modules or modules[source].name == "__init__.py":
+                continue
+            defined = _defined(modules[source])
+            out += [f"{path.relative_to(ROOT)}:{node.lineno}: {a.name} from {source}" for a in node.names
+                    if a.name not in defined and f"{source}.{a.name}" not in modules]
+    return out
+
+
+def test_every_name_is_imported_from_the_module_that_defines_it():
+    modules = _modules()
+    files = [*modules.values(), *(ROOT / "tests").rglob("*.py"), *(ROOT / "benchmarks").glob("*.py")]
+    assert re_imports(files, modules) == []
+
+
+def test_modules_stay_small_enough_to_read_in_one_sitting():
+    long = {str(p.relative_to(ROOT)): n for p in _modules().values() if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert long == {}
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None and not (Path(sys.executable).parent / "ruff").exists(),
+                    reason="ruff is not installed (pip install -e '.[test]' installs it)")
+def test_ruff_passes_with_the_docstring_rules():
+    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    r = subprocess.run([ruff, "check", *PACKAGES, "tests", "benchmarks"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-3000:]
