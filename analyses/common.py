@@ -126,8 +126,8 @@ def evaluate_missing(ctx: RunContext, results: ShardedResults, group: str, point
 
     def on_chunk(lo: int, hi: int, part: EvalResult) -> None:  # durable at the cost of the chunk
         journal.append(group, config, mine[lo:hi], {
-            "train_loss": part.loss["train"].numpy(), "train_error": (1 - part.acc["train"]).numpy(),
-            "test_loss": part.loss["test"].numpy(), "test_error": (1 - part.acc["test"]).numpy(),
+            "train_loss": part.loss["train"].numpy(), "train_error": part.error("train").numpy(),
+            "test_loss": part.loss["test"].numpy(), "test_error": part.error("test").numpy(),
             "train_loss_l2": (part.loss["train"] + part.l2).numpy()}, rank=r)
 
     if mine.size:

@@ -107,9 +107,4 @@ def sharded_evaluate(engine, points, splits: tuple[str, ...], **kwargs):
                              if len(idx) else None) if p is not None]
     # rank j holds points j, j+w, ...: interleave back into the original order
     order = torch.cat([torch.arange(len(points))[j::world()] for j in range(world())]).argsort()
-    res = concat_results(got, splits, got[0].buffers.shape[1])
-    res.loss = {k: v[order] for k, v in res.loss.items()}
-    res.acc = {k: v[order] for k, v in res.acc.items()}
-    res.probs = {k: v[order] for k, v in res.probs.items()}
-    res.buffers, res.l2 = res.buffers[order], res.l2[order]
-    return res
+    return concat_results(got, splits, got[0].buffers.shape[1]).reordered(order)

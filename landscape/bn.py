@@ -20,12 +20,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from enum import Enum
+from typing import Any
 
 import torch
 from torch import nn
 from torch.optim.swa_utils import update_bn
 
-__all__ = ["BNWeighting", "bn_modules", "has_bn", "as_input_of", "recompute_bn"]
+from .objective import batch_size, call_model, map_tensors
+
+__all__ = ["BNWeighting", "ModelCall", "bn_modules", "has_bn", "as_input_of", "recompute_bn"]
 
 
 class BNWeighting(str, Enum):
@@ -45,6 +48,32 @@ def bn_modules(model: nn.Module) -> list[tuple[str, nn.modules.batchnorm._BatchN
 def has_bn(model: nn.Module) -> bool:
     """Whether the model has a BatchNorm layer (any subclass of ``_BatchNorm``)."""
     return bool(bn_modules(model))
+
+
+class ModelCall:
+    """Inputs of any structure (a tensor, a tuple or a dict of tensors) as one batch that ``update_bn`` passes on.
+
+    ``update_bn`` takes the first entry of a tuple batch and calls ``.to(device)`` on what it passes to the model;
+    wrapping the inputs keeps them whole (pytorch issue #49082: dict batches).
+    """
+
+    def __init__(self, inputs: Any):
+        self.inputs = inputs
+
+    @property
+    def size(self) -> int:
+        """The number of samples."""
+        return batch_size(self.inputs)
+
+    def to(self, device: torch.device | str) -> ModelCall:
+        """The same inputs on ``device``."""
+        return ModelCall(map_tensors(lambda t: t.to(device), self.inputs))
+
+    def __call__(self, model: nn.Module) -> Any:
+        """The model's output on these inputs (floating-point ones in the model's dtype)."""
+        p = next(model.parameters(), None)
+        cast = map_tensors(lambda t: t.to(p.dtype) if p is not None and t.is_floating_point() else t, self.inputs)
+        return call_model(model, cast)
 
 
 def as_input_of(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -69,8 +98,8 @@ class _OnlyBNTrains(nn.Module):
             m.training = mode  # the layer alone: a fused layer's own dropout child stays in eval mode
         return self
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(as_input_of(self.model, x))
+    def forward(self, x: torch.Tensor | ModelCall) -> Any:
+        return x(self.model) if isinstance(x, ModelCall) else self.model(as_input_of(self.model, x))
 
 
 @contextmanager
@@ -112,11 +141,10 @@ def recompute_bn(model: nn.Module, batches: Iterable, weighting: BNWeighting | s
             x = batch[0] if isinstance(batch, (list, tuple)) else batch
             if device is not None:
                 x = x.to(device)
-            x = as_input_of(model, x)
-            b = x.shape[0]
+            b = x.size if isinstance(x, ModelCall) else x.shape[0]
             for m in bns:
                 m.momentum = b / (n + b)
-            model(x)
+            x(model) if isinstance(x, ModelCall) else model(as_input_of(model, x))
             n += b
         for m in bns:
             m.momentum = momenta[m]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -17,6 +18,7 @@ from .errors import UserError
 from .grouped_bn import Replica
 from .guard import Paths
 from .layout import Layout, unflatten
+from .objective import Objective
 from .passes import BNPass, evaluate_split, recompute_buffers, recompute_buffers_exact
 from .points import PointSet
 from .probe import Plan
@@ -62,9 +64,11 @@ class EvalSetup:
         p_layout: Names and shapes of its parameters.
         b_layout: Names and shapes of its buffers.
         template_buffers: Its buffers ``[Q]``, for points that carry none.
-        splits: Split name to ``(inputs, targets)`` as placed for evaluation.
+        splits: Split name to ``(inputs, targets)`` as placed for evaluation (inputs: a tensor, or a tuple or dict
+            of tensors).
         bn_data: Inputs of the BN recomputation pass, or None.
         bn_slices: BN layer name to the slices of its statistics in Q, in module order.
+        objective: How a batch reaches the model, the per-sample loss and the metrics.
     """
 
     config: EngineConfig
@@ -73,9 +77,10 @@ class EvalSetup:
     p_layout: Layout
     b_layout: Layout
     template_buffers: torch.Tensor
-    splits: dict[str, tuple[torch.Tensor, torch.Tensor]]
-    bn_data: torch.Tensor | None
+    splits: dict[str, tuple[Any, torch.Tensor]]
+    bn_data: Any
     bn_slices: dict[str, dict[str, slice]]
+    objective: Objective
 
 
 def check_points(setup: EvalSetup, points: PointSet) -> None:
@@ -116,17 +121,17 @@ def evaluate_chunk(setup: EvalSetup, rep: Replica, req: ChunkRequest) -> EvalRes
         else:
             bflat = recompute_buffers(rep, req.plan.strategy, params, bflat, bn, req.plan.superbatch)
     buffers = unflatten(bflat, setup.b_layout)
-    loss, acc, pr = {}, {}, {}
+    metrics, pr = {}, {}
     for s in dict.fromkeys((*req.splits, *req.probs)):
         x, y = setup.splits[s]
-        l_, a_, p_ = evaluate_split(rep, req.plan.strategy, params, buffers, x, y, superbatch=req.plan.superbatch,
-                                    want_probs=s in req.probs, device=setup.device)
+        m_, p_ = evaluate_split(rep, req.plan.strategy, params, buffers, x, y, superbatch=req.plan.superbatch,
+                                want_probs=s in req.probs, device=setup.device, objective=setup.objective)
         if s in req.splits:
-            loss[s], acc[s] = l_.cpu(), a_.cpu()
+            metrics[s] = {k: v.cpu() for k, v in m_.items()}
         if p_ is not None:
             pr[s] = p_
     l2 = 0.5 * cfg.weight_decay * w.double().pow(2).sum(1).cpu()
-    return EvalResult(loss, acc, bflat.cpu(), l2, pr, req.plan.strategy.value)
+    return EvalResult(metrics, bflat.cpu(), l2, pr, req.plan.strategy.value, setup.objective.error)
 
 
 def reference(setup: EvalSetup, points: PointSet, i: int, splits: tuple[str, ...], recompute: bool,
@@ -139,4 +144,5 @@ def reference(setup: EvalSetup, points: PointSet, i: int, splits: tuple[str, ...
     b = points.buffer_chunk(i, i + 1, setup.device, dtype, interpolate=setup.config.bn_mode is not BNMode.STORED)
     model = copy.deepcopy(setup.template).to(device=setup.device, dtype=dtype)
     return reference_point(model, w, {s: setup.splits[s] for s in splits}, setup.bn_data if recompute else None,
-                           setup.config.bn_batch_size, setup.config.bn_weighting, buffers=None if b is None else b[0])
+                           setup.config.bn_batch_size, setup.config.bn_weighting, buffers=None if b is None else b[0],
+                           objective=setup.objective)

@@ -25,6 +25,7 @@ Dropout is off throughout; evaluation data is never shuffled.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,6 +39,7 @@ from .grouped_bn import Replica, engine_copy
 from .guard import GuardCase, GuardReport, Paths, run_guard
 from .layout import Layout, buffer_layout, param_layout
 from .memory import activation_bytes, is_oom, place
+from .objective import Classification, Objective, batch_size, map_tensors, take
 from .passes import Strategy
 from .plans import MIN_PROBE_POINTS, Planner
 from .points import PointSet
@@ -53,10 +55,12 @@ class Engine:
 
     Args:
         model: Template network (any ``nn.Module``; not modified).
-        splits: Split name to ``(inputs [N, ...], targets [N])``, evaluation form.
+        splits: Split name to ``(inputs, targets)``, evaluation form: inputs ``[N, ...]`` a tensor, or a tuple or
+            dict of tensors (the model's positional or keyword arguments); targets ``[N, ...]``.
         bn_data: Inputs of the BN recomputation pass (default: ``splits["train"][0]``).
         config: Engine settings.
         cache: Where probe choices are remembered (default: the engine's own; pass one to share them).
+        objective: What is measured (:mod:`landscape.objective`; default: classification).
 
     Example:
         >>> eng = Engine(model, {"train": (x, y), "test": (xt, yt)})  # doctest: +SKIP
@@ -66,9 +70,10 @@ class Engine:
     """
 
     def __init__(self, model: nn.Module, splits: dict[str, tuple[torch.Tensor, torch.Tensor]],
-                 bn_data: torch.Tensor | None = None, config: EngineConfig | None = None,
-                 cache: ProbeCache | None = None):
+                 bn_data: Any = None, config: EngineConfig | None = None,
+                 cache: ProbeCache | None = None, objective: Objective | None = None):
         self.config = cfg = config or EngineConfig()
+        self.objective = objective or Classification()
         self.device = resolve_device(cfg.device)
         self.memory_budget = cfg.memory_budget or default_memory_budget(self.device)
         if self.device.type == "cpu" and cfg.tune_allocator:
@@ -86,38 +91,40 @@ class Engine:
         first = self._replica(0, self._paths, self.dtype)
         self.model, self.bn_names = first.model, first.bn_names
         self.splits, self.bn_data = self._place_data(splits, bn_data)
-        example = next(iter(self.splits.values()))[0][: max(2, cfg.bn_batch_size)].to(self.device)
+        first = next(iter(self.splits.values()))[0]
+        example = map_tensors(lambda t: t.to(self.device), take(first, 0, max(2, cfg.bn_batch_size)))
         self.act_bytes = activation_bytes(self.model, example)
         self.planner = Planner(cfg, self.device, self.memory_budget, self.act_bytes,
                                (self.p_layout.size + self.b_layout.size) * self.dtype.itemsize,
-                               {k: x.shape[0] for k, (x, _) in self.splits.items()},
-                               None if self.bn_data is None else self.bn_data.shape[0])
+                               {k: batch_size(x) for k, (x, _) in self.splits.items()},
+                               None if self.bn_data is None else batch_size(self.bn_data))
         offs = np.cumsum((0,) + self.b_layout.numels)
         where = {n: slice(int(offs[i]), int(offs[i + 1])) for i, n in enumerate(self.b_layout.names)}
         bn_slices = {bn: {k: where[f"{bn}.{k}"] for k in ("running_mean", "running_var", "num_batches_tracked")}
                      for bn in self.bn_names}
         self._setup = EvalSetup(cfg, self.device, model, self.p_layout, self.b_layout, self.template_buffers,
-                                self.splits, self.bn_data, bn_slices)
+                                self.splits, self.bn_data, bn_slices, self.objective)
         self._report: ProbeReport | None = None
 
     def _place_data(self, splits: dict, bn_data: torch.Tensor | None) -> tuple[dict, torch.Tensor | None]:
         """The splits and the BN pass's inputs, checked and placed (:func:`landscape.memory.place`)."""
         cfg = self.config
         for name, (x, y) in splits.items():
-            if x.shape[0] == 0:
+            n = batch_size(x)
+            if n == 0:
                 raise UserError(f"split {name!r} is empty")
-            if y.shape[0] != x.shape[0]:
-                raise UserError(f"split {name!r} has {x.shape[0]} inputs but {y.shape[0]} targets")
+            if y.shape[0] != n:
+                raise UserError(f"split {name!r} has {n} inputs but {y.shape[0]} targets")
         if bn_data is None and "train" in splits:
             bn_data = splits["train"][0]
-        if bn_data is not None and bn_data.shape[0] == 0:
+        if bn_data is not None and batch_size(bn_data) == 0:
             bn_data = None
         if self.bn_names and cfg.bn_mode is BNMode.RECOMPUTE and bn_data is None:
             raise UserError("BN recomputation needs training data (an empty or missing 'train' split)")
         if bn_data is not None and cfg.bn_batches is not None:
-            bn_data = bn_data[: cfg.bn_batches * cfg.bn_batch_size]
-        def put(x: torch.Tensor) -> torch.Tensor:
-            return place(x, self.dtype, self.device, self.memory_budget)
+            bn_data = take(bn_data, 0, cfg.bn_batches * cfg.bn_batch_size)
+        def put(x: Any) -> Any:
+            return map_tensors(lambda t: place(t, self.dtype, self.device, self.memory_budget), x)
 
         return {k: (put(x), y.to(self.device)) for k, (x, y) in splits.items()}, None if bn_data is None else put(bn_data)
 
@@ -194,7 +201,7 @@ class Engine:
             plan, lo = self._choose(K, splits, probs, recompute, run, deliver, first)
             self._run_chunks(plan, lo, K, run, deliver, (splits, probs, recompute))
         bar.close()
-        return concat_results(parts, splits, self.b_layout.size)
+        return concat_results(parts, splits, self.b_layout.size, self.objective.error)
 
     # --- the steps of an evaluation ------------------------------------------------------------
     def _guard_first(self, points: PointSet, splits, probs, recompute: bool, deliver) -> int:
@@ -247,8 +254,8 @@ class Engine:
 
     def _probe_key(self, splits: tuple[str, ...], probs: tuple[str, ...], recompute: bool) -> ProbeKey:
         cfg = self.config
-        request = (recompute, cfg.bn_batch_size, None if self.bn_data is None else self.bn_data.shape[0],
-                   tuple((s, self.splits[s][0].shape[0]) for s in splits), tuple(probs))
+        request = (recompute, cfg.bn_batch_size, None if self.bn_data is None else batch_size(self.bn_data),
+                   tuple((s, batch_size(self.splits[s][0])) for s in splits), tuple(probs))
         settings = (cfg.superbatch, cfg.workers, self.memory_budget, cfg.cpu_cache_bytes, torch.get_num_threads())
         return ProbeKey((type(self._template).__qualname__, self.p_layout.shapes), str(self.device), cfg.dtype,
                         request, settings, (self._paths.fold, self._paths.exact_bn))
@@ -294,4 +301,4 @@ class Engine:
                                              ChunkRequest(req.points, a, b, req.plan, req.splits, req.probs,
                                                           req.paths, req.dtype))
                    for i, (a, b) in enumerate(ranges)]
-        return concat_results([f.result() for f in futures], req.splits, self.b_layout.size)
+        return concat_results([f.result() for f in futures], req.splits, self.b_layout.size, self.objective.error)

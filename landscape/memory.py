@@ -6,8 +6,12 @@ The engine halves its chunk of points when a forward runs out of memory
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
+
+from .objective import batch_size, call_model
 
 __all__ = ["activation_bytes", "superbatch_cap", "chunk_points", "is_oom", "place"]
 
@@ -16,12 +20,12 @@ _ACTIVATION_SHARE = 0.6  # of the budget, for the activations of the points push
 _POINT_SHARE = 0.2  # of the budget, for the materialised points of a chunk (4 copies each)
 
 
-def activation_bytes(model: nn.Module, example: torch.Tensor) -> int:
+def activation_bytes(model: nn.Module, example: Any) -> int:
     """Bytes of all leaf-module outputs per sample for one point: the activation footprint.
 
     Args:
         model: Module to run once (eval mode, no grad).
-        example: Inputs ``[n, ...]`` on the model's device and dtype.
+        example: Inputs ``[n, ...]`` on the model's device and dtype (a tensor, or a tuple or dict of tensors).
     """
     total = [0]
 
@@ -32,11 +36,11 @@ def activation_bytes(model: nn.Module, example: torch.Tensor) -> int:
     handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
     try:
         with torch.no_grad():
-            model(example)
+            call_model(model, example)
     finally:
         for h in handles:
             h.remove()
-    return max(1, total[0] // example.shape[0])
+    return max(1, total[0] // batch_size(example))
 
 
 def superbatch_cap(budget: int, act_bytes: int, width: int, bn_batch_size: int) -> int:

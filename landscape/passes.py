@@ -8,20 +8,23 @@ exact pass, which loads each point into the replica's unmodified copy).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 import torch
 from torch.func import functional_call, vmap
 
-from .bn import BNWeighting, recompute_bn
+from .bn import BNWeighting, ModelCall, recompute_bn
 from .errors import UserError
 from .grouped_bn import Replica
 from .layout import Layout, unflatten
+from .objective import Objective, batch_size, call_model, map_tensors, read_output, take
 
 __all__ = ["Strategy", "BNPass", "forward", "recompute_buffers", "recompute_buffers_exact", "evaluate_split",
-           "loss_and_correct"]
+           "accumulate"]
 
 
 class Strategy(str, Enum):
@@ -40,7 +43,8 @@ class BNPass:
     """The BN statistics pass of an engine: what ``update_bn`` is given, and where the statistics go.
 
     Attributes:
-        data: Training inputs ``[N, ...]``; full groups of ``batch_size``, then the remainder as one group.
+        data: Training inputs ``[N, ...]`` (a tensor, or a tuple or dict of tensors); full groups of ``batch_size``,
+            then the remainder as one group.
         batch_size: Samples per BN batch (it defines the per-batch statistics).
         weighting: Per-batch (``update_bn``) or per-sample weighting.
         slices: BN layer name to the slices of its ``running_mean``/``running_var``/``num_batches_tracked`` in Q.
@@ -48,7 +52,7 @@ class BNPass:
         device: Where the forwards run.
     """
 
-    data: torch.Tensor
+    data: Any
     batch_size: int
     weighting: BNWeighting
     slices: dict[str, dict[str, slice]]
@@ -62,14 +66,20 @@ def _call(rep: Replica, params: dict | None, buffers: dict | None, x: torch.Tens
     ctx.reset(mode, groups)
     try:
         with rep.mode if mode == "stats" else nullcontext():  # the mode groups BN statistics; eval: plain calls
-            out = rep.model(x) if params is None else functional_call(rep.model, (params, buffers), (x,))
+            if params is None:
+                out = call_model(rep.model, x)
+            else:
+                args, kwargs = (((), dict(x)) if isinstance(x, Mapping) else
+                                (tuple(x), {}) if isinstance(x, (tuple, list)) else ((x,), {}))
+                out = functional_call(rep.model, (params, buffers), args, kwargs)
+            out = read_output(out)  # a tensor, so that vmap can stack it
         stats = ctx.stats
     finally:  # ctx.names stays: the caller reads it after vmap
         ctx.mode, ctx.stats, ctx.stack, ctx.skip = "eval", None, [], None
     return out, stats
 
 
-def forward(rep: Replica, strategy: Strategy, params: dict, buffers: dict, x: torch.Tensor, mode: str, groups: int
+def forward(rep: Replica, strategy: Strategy, params: dict, buffers: dict, x: Any, mode: str, groups: int
             ) -> tuple[torch.Tensor, list[tuple[str, torch.Tensor, torch.Tensor]]]:
     """One forward of ``k`` points on the same inputs.
 
@@ -78,16 +88,15 @@ def forward(rep: Replica, strategy: Strategy, params: dict, buffers: dict, x: to
         strategy: ``LOOP`` or ``VMAP``.
         params: Name to stacked parameters ``[k, ...]``.
         buffers: Name to stacked buffers ``[k, ...]``.
-        x: Inputs ``[n, ...]``.
+        x: Inputs ``[n, ...]``: a tensor, or a tuple or dict of tensors (:func:`landscape.objective.call_model`).
         mode: ``"eval"`` or ``"stats"`` (see :class:`~landscape.grouped_bn.BNContext`).
         groups: BN groups (consecutive batches of samples) in ``x`` in ``"stats"`` mode.
 
     Returns:
-        Logits ``[k, n, C]`` and, per intercepted BN call, ``(layer name, mean sums [k, C], variance sums [k, C])``.
+        Predictions ``[k, n, ...]`` (:func:`landscape.objective.read_output`) and, per intercepted BN call, ``(layer name, mean sums [k, C], variance sums [k, C])``.
     """
-    dtype = next(iter(params.values())).dtype
-    if x.is_floating_point() and x.dtype != dtype:  # data placed in the engine's dtype, a point checked in another
-        x = x.to(dtype)
+    dtype = next(iter(params.values())).dtype  # data placed in the engine's dtype, a point checked in another
+    x = map_tensors(lambda t: t.to(dtype) if t.is_floating_point() and t.dtype != dtype else t, x)
     if strategy is Strategy.VMAP:
         logits, stats = vmap(lambda p, b: _call(rep, p, b, x, mode, groups), in_dims=(0, 0))(params, buffers)
         names = list(rep.ctx.names)
@@ -127,7 +136,7 @@ def recompute_buffers(rep: Replica, strategy: Strategy, params: dict, buffers_fl
         UserError: Per-sample weighting of a BN layer called several times per forward (no clean weighting).
         GroupingError: A BN layer whose rows do not split into the forward's BN batches.
     """
-    b, n, weighting, device = bn.batch_size, bn.data.shape[0], bn.weighting, bn.device
+    b, n, weighting, device = bn.batch_size, batch_size(bn.data), bn.weighting, bn.device
     buffers = unflatten(buffers_flat, bn.layout)
     sums: dict[str, list] = {}
     n_full = n // b * b
@@ -135,7 +144,7 @@ def recompute_buffers(rep: Replica, strategy: Strategy, params: dict, buffers_fl
     if n_full < n:
         pieces.append((n_full, n, n - n_full))
     for lo, hi, grp in pieces:
-        xb = bn.data[lo:hi].to(device, non_blocking=True)
+        xb = map_tensors(lambda t: t.to(device, non_blocking=True), take(bn.data, lo, hi))
         groups = (hi - lo) // grp
         _, stats = forward(rep, strategy, params, buffers, xb, "stats", groups)
         names = [name for name, _, _ in stats]
@@ -170,7 +179,8 @@ def recompute_buffers_exact(rep: Replica, params: dict, buffers_flat: torch.Tens
     """
     model = rep.exact_model
     tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
-    batches = [bn.data[i:i + bn.batch_size] for i in range(0, bn.data.shape[0], bn.batch_size)]
+    n = batch_size(bn.data)
+    batches = [ModelCall(take(bn.data, i, i + bn.batch_size)) for i in range(0, n, bn.batch_size)]
     buffers = unflatten(buffers_flat, bn.layout)
     out = []
     for i in range(buffers_flat.shape[0]):
@@ -181,32 +191,43 @@ def recompute_buffers_exact(rep: Replica, params: dict, buffers_flat: torch.Tens
     return torch.stack(out)
 
 
-def loss_and_correct(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed cross-entropy and correct predictions ``([k], [k])`` float64 of logits ``[k, n, C]``, targets ``[n]``.
+def accumulate(objective: Objective, pred: torch.Tensor, target: torch.Tensor, sums: dict, weights: dict) -> None:
+    """Add one batch's per-sample values (summed in float64) and sample weights to the running totals.
 
-    Cross-entropy is ``logsumexp - logit of the target`` per sample in the working dtype, summed in float64.
+    Raises:
+        UserError: The objective's values are not one per point and sample (a loss that reduced over samples).
     """
-    k = logits.shape[0]
-    picked = logits.gather(-1, y.expand(k, -1)[..., None])[..., 0]
-    return (torch.logsumexp(logits, -1) - picked).sum(1, dtype=torch.float64), (logits.argmax(-1) == y).double().sum(1)
+    k, n = pred.shape[0], pred.shape[1]
+    for name, (values, w) in objective.per_sample(pred, target).items():
+        if tuple(values.shape) != (k, n):
+            raise UserError(f"objective {getattr(objective, 'name', type(objective).__name__)!r}: per_sample "
+                            f"returned {name} of shape {tuple(values.shape)}, expected one value per point and sample "
+                            f"[{k}, {n}] (a loss that reduces over samples cannot be averaged exactly over a split)")
+        total = values.sum(-1, dtype=torch.float64)
+        sums[name] = total if name not in sums else sums[name] + total
+        weights[name] = weights.get(name, 0) + (n if w is None else w.to(torch.float64).sum())
 
 
 @torch.no_grad()
-def evaluate_split(rep: Replica, strategy: Strategy, params: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor, *,
-                   superbatch: int, want_probs: bool, device: torch.device
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Mean cross-entropy ``[k]``, accuracy ``[k]`` (float64) and optionally probabilities ``[k, n, C]`` on one split."""
-    k = next(iter(params.values())).shape[0]
-    n = x.shape[0]
-    loss = torch.zeros(k, dtype=torch.float64, device=device)
-    correct = torch.zeros(k, dtype=torch.float64, device=device)
+def evaluate_split(rep: Replica, strategy: Strategy, params: dict, buffers: dict, x: Any, y: torch.Tensor, *,
+                   superbatch: int, want_probs: bool, device: torch.device, objective: Objective
+                   ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+    """The objective's metrics ``[k]`` on one split of inputs ``x`` and targets ``y``.
+
+    Float64, averaged exactly over the split; optionally the predicted distributions ``[k, n, C]`` too.
+    """
+    n = batch_size(x)
+    sums: dict[str, torch.Tensor] = {}
+    weights: dict[str, torch.Tensor | int] = {}
     probs = []
     for lo in range(0, n, superbatch):
-        xb, yb = x[lo : lo + superbatch].to(device, non_blocking=True), y[lo : lo + superbatch].to(device, non_blocking=True)
-        logits, _ = forward(rep, strategy, params, buffers, xb, "eval", 1)  # [k, nb, C]
-        batch_loss, batch_correct = loss_and_correct(logits, yb)
-        loss += batch_loss
-        correct += batch_correct
+        xb = map_tensors(lambda t: t.to(device, non_blocking=True), take(x, lo, lo + superbatch))
+        yb = y[lo : lo + superbatch].to(device, non_blocking=True)
+        pred, _ = forward(rep, strategy, params, buffers, xb, "eval", 1)  # [k, nb, ...]
+        if lo == 0:
+            objective.check(pred, yb)
+        accumulate(objective, pred, yb, sums, weights)
         if want_probs:
-            probs.append(torch.softmax(logits.double(), -1).float().cpu())
-    return loss / n, correct / n, (torch.cat(probs, 1) if want_probs else None)
+            probs.append(objective.probabilities(pred).cpu())
+    means = objective.finish({name: total / weights[name] for name, total in sums.items()})
+    return means, (torch.cat(probs, 1) if want_probs else None)
