@@ -77,3 +77,47 @@ def test_ruff_passes_with_the_docstring_rules():
     ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
     r = subprocess.run([ruff, "check", *PACKAGES, "tests", "benchmarks"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-3000:]
+
+
+def test_importing_the_toolkit_leaves_matplotlib_backend_alone():
+    """A notebook's backend stays: importing every package (the drawing functions and the report included) changes
+    nothing process-wide; the command line alone chooses Agg."""
+    code = ("import matplotlib; matplotlib.use('pdf')\n"
+            "import landscape, swa, figures.plots, figures.planes, analyses, swa_landscape.report, swa_landscape\n"
+            "print(matplotlib.get_backend())")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "pdf"
+
+
+def test_every_help_is_plain_text_with_choices_shown():
+    """Every command's and subcommand's ``--help``: no docstring markup, and every option with fixed values lists
+    them (``--bn-mode {recompute,stored,interpolate}``)."""
+    import argparse
+    import contextlib
+    import io
+
+    from swa_landscape.cli import build_parser
+
+    def walk(parser: argparse.ArgumentParser, path: list[str]):
+        yield path, parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from walk(sub, [*path, name])
+
+    seen = 0
+    for path, parser in walk(build_parser(), []):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            parser.print_help()
+        text = out.getvalue()
+        assert "``" not in text and ":func:" not in text and ":class:" not in text, (path, text)
+        seen += 1
+    assert seen > 10
+    helps = {}
+    for path, parser in walk(build_parser(), []):
+        helps[" ".join(path)] = parser.format_help()
+    assert "--bn-mode {recompute,stored,interpolate}" in helps["analyze segment"]
+    assert "--dtype {float32,float64}" in helps["analyze segment"]
+    assert "--swa-schedule {constant,cyclic,swalr}" in helps["train"]
