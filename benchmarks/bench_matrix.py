@@ -107,6 +107,21 @@ def best_forward_rate(model, x, fps: float) -> tuple[float, int]:
     return best
 
 
+def _lower(model, train, test, pts, full, mode: str) -> tuple:
+    """The engine with autocast or a compiled pass on the same points: its rate (whole evaluation, and without the
+    one-off check and compile cost), that cost, and the largest deviations from the float32 eager results."""
+    settings = {"compile": mode.split(":", 1)[1]} if mode.startswith("compile:") else {"autocast": mode}
+    t = time.perf_counter()
+    eng = Engine(model, {"train": train, "test": test}, config=EngineConfig(**settings), cache=ProbeCache())
+    res = eng.evaluate(pts)
+    seconds = time.perf_counter() - t
+    report = eng.precision_report if "autocast" in settings else eng.compile_report
+    once = report.seconds if report is not None else 0.0
+    loss_dev = float(((res.loss["train"] - full.loss["train"]).abs() / full.loss["train"].abs()).max())
+    err_dev = float((res.error("test") - full.error("test")).abs().max())
+    return len(pts) / seconds, len(pts) / max(seconds - once, 1e-9), once, loss_dev, err_dev, str(report)
+
+
 def data_for(kind: str, n_train: int, n_test: int):
     if kind == "mnist1d":
         s = load_splits(DataSpec())
@@ -127,10 +142,13 @@ def main() -> None:
     ap.add_argument("--loop-points", type=int, default=60, help="points timed for (a) and (b) on MNIST-1D")
     ap.add_argument("--cifar-loop-points", type=int, default=6, help="points timed for (a) and (b) on CIFAR-shaped data")
     ap.add_argument("--explain", action="store_true", help="print the engine's candidates and choice per model")
+    ap.add_argument("--lower", nargs="*", default=["bfloat16"], metavar="MODE",
+                    help="also run the engine with EngineConfig(autocast=MODE) and/or compile=BACKEND "
+                         "(compile:inductor), against float32 eager in this process (default: bfloat16; none: skip)")
     args = ap.parse_args()
     tune_cpu_allocator()  # the engine sets it for the process; the loops run with the same allocator
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    rows = []
+    rows, lower = [], []
     for name in args.models:
         kind, kw = MODELS[name]
         train, test, extra = data_for(kind, args.cifar_train, args.cifar_test)
@@ -142,8 +160,10 @@ def main() -> None:
         s_b = obvious(model, few, train, test)
         t = time.perf_counter()
         eng = Engine(model, {"train": train, "test": test}, config=EngineConfig(), cache=ProbeCache())
-        eng.evaluate(pts)
+        full = eng.evaluate(pts)
         s_c = (time.perf_counter() - t) / len(pts)
+        for mode in args.lower:
+            lower.append((name, mode, 1 / s_c, *_lower(model, train, test, pts, full, mode)))
         guard = eng.guard_report.reference_seconds if eng.guard_report is not None else 0.0
         fps = flops_per_sample(model, train[0][:8])
         flop_point = fps * ((2 if has_bn(model) else 1) * train[0].shape[0] + test[0].shape[0])
@@ -159,6 +179,14 @@ def main() -> None:
     for r in rows:
         print(f"| {r[0]} | {r[1]:.1f} | {r[2]:.1f} | {r[3]:.1f} | {r[4]:.2f}x | {r[5]:.2f}x | {100 * r[6]:.0f}% | "
               f"{r[7]:.1f} | {r[8]} | {r[9]} | {r[10]:.2f} ({100 * r[11]:.1f}%) |")
+    if lower:
+        head = ("model", "mode", "float32 eager pts/s", "pts/s", "ratio", "pts/s without the one-off cost",
+                "one-off s (check, compile)", "max rel. train-loss deviation", "max test-error deviation (points)",
+                "engine's own check")
+        print("\n| " + " | ".join(head) + " |\n|" + " --- |" * len(head))
+        for r in lower:
+            print(f"| {r[0]} | {r[1]} | {r[2]:.1f} | {r[3]:.1f} | {r[3] / r[2]:.2f}x | {r[4]:.1f} | {r[5]:.1f} | "
+                  f"{r[6]:.1e} | {100 * r[7]:.2f} | {r[8]} |")
 
 
 if __name__ == "__main__":

@@ -12,8 +12,10 @@ with its reason when the remaining time budget cannot hold it:
 4. ``plane56``: the 51x51 PreResNet-56 plane with exact per-point BN over all 50,000 training images plus train
    loss and test error: the rate over at least 20 points, and the whole plane when the budget holds it (else
    the time the measured rate implies, labelled as such).
-5. ``tf32``: the same points with TF32 allowed (``EngineConfig(tf32=True)``): speed-up and the largest
-   deviation in loss and error from strict float32.
+5. ``lower``: the same points with TF32 allowed (``EngineConfig(tf32=True)``), under autocast in bfloat16 and
+   float16 (``EngineConfig(autocast=...)``) and with the loop's evaluation pass compiled
+   (``EngineConfig(compile="inductor")``): each one's speed-up over strict float32 eager (measured after its
+   one-off check and compile, which are reported) and its largest deviation in loss and error.
 6. ``overhead``: a 2-epoch PreResNet-20 run (plus a 1-epoch SWA branch) with SWA averaging and trajectory
    logging against the same training without them.
 
@@ -203,26 +205,43 @@ def plane56(sizes: Sizes, device: torch.device, check: Check, kw: dict) -> dict:
     return out
 
 
-def tf32(sizes: Sizes, device: torch.device, kw: dict) -> dict:
-    """Strict float32 against TF32 on the same points: speed-up and the largest deviations."""
+LOWER = (("tf32", {"tf32": True}), ("bfloat16", {"autocast": "bfloat16"}), ("float16", {"autocast": "float16"}),
+         ("compiled", {"compile": "inductor"}))
+"""The variants of the ``lower`` step and their engine settings (float16 only on a GPU)."""
+
+
+def lower(sizes: Sizes, device: torch.device, kw: dict, backend: str = "inductor") -> dict:
+    """Strict float32 eager against each variant of :data:`LOWER` on the same points: speed-up (after the one-off
+    check and compile, reported apart) and the largest deviations (``backend``: the compiled variant's; the dry run
+    traces without generating code, to stay fast)."""
     train, test = cifar_shaped(sizes.n_train, sizes.n_test, device)
     torch.manual_seed(0)
     model = build_model("preresnet", num_classes=10, **kw).to(device)
     pts = grid_points(model, sizes.plane_side).subset(list(range(sizes.plane_probe_points)))
-    out = {}
-    for allow in (False, True):
-        eng = Engine(model, {"train": train, "test": test},
-                     config=EngineConfig(device=str(device), tf32=allow), cache=ProbeCache())
-        eng.evaluate(pts.subset([0]))  # construction, guard and warm-up
-        _sync(device)
+    out, rows = {}, []
+    for name, settings in (("float32", {}), *LOWER):
+        if name == "float16" and device.type != "cuda":
+            continue
+        settings = {**settings, "compile": backend} if "compile" in settings else settings
+        eng = Engine(model, {"train": train, "test": test}, config=EngineConfig(device=str(device), **settings),
+                     cache=ProbeCache())
         t = time.perf_counter()
-        out[allow] = eng.evaluate(pts)
+        eng.evaluate(pts.subset([0]))  # construction, guard, the variant's own check and compile, warm-up
         _sync(device)
-        out[f"seconds_{allow}"] = time.perf_counter() - t
-    a, b = out[False], out[True]
-    return {"speedup": out["seconds_False"] / out["seconds_True"],
-            "max_rel_loss_dev": float(max(((b.loss[s] - a.loss[s]).abs() / a.loss[s].abs()).max() for s in a.loss)),
-            "max_error_dev": float(max((b.acc[s] - a.acc[s]).abs().max() for s in a.acc))}
+        once = time.perf_counter() - t
+        t = time.perf_counter()
+        out[name] = eng.evaluate(pts)
+        _sync(device)
+        seconds = time.perf_counter() - t
+        if name == "float32":
+            base = seconds
+            continue
+        a, b = out["float32"], out[name]
+        rows.append({"mode": name, "speedup": base / seconds, "one_off_s": once,
+                     "max_rel_loss_dev": float(max(((b.loss[s] - a.loss[s]).abs() / a.loss[s].abs()).max()
+                                                   for s in a.loss)),
+                     "max_error_dev": float(max((b.error(s) - a.error(s)).abs().max() for s in a.loss))})
+    return {"rows": rows}
 
 
 def write_cifar(root: Path, n_train: int, n_test: int) -> None:
@@ -266,9 +285,9 @@ def table(info: dict, steps: dict) -> str:
             full = f"{s['full_plane_s']:.0f} s measured" if s.get("full_plane_s") else \
                 f"{s['implied_full_plane_s']:.0f} s implied by the measured rate (not run)"
             what = f"{s['rate_pts_s']:.2f} points/s; the {s['points']}-point plane: {full}; {s['choice']}"
-        elif name == "tf32":
-            what = (f"{s['speedup']:.2f}x faster; largest deviation: loss {s['max_rel_loss_dev']:.1e} (relative), "
-                    f"error {s['max_error_dev']:.1e}")
+        elif name == "lower":
+            what = "; ".join(f"{r['mode']} {r['speedup']:.2f}x (one-off {r['one_off_s']:.1f} s), deviation loss "
+                             f"{r['max_rel_loss_dev']:.1e} (relative), error {r['max_error_dev']:.1e}" for r in s["rows"])
         elif name == "overhead":
             what = f"{100 * s['overhead']:.1f}% ({s['full_s']:.1f} s vs {s['plain_s']:.1f} s plain)"
         else:
@@ -308,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
         check.step("cuda tests", lambda: cuda_tests(max(30.0, check.left() * 0.3), where), 20)
     check.step("matrix", lambda: matrix(sizes, device), 60 if not args.dry_run else 1)
     check.step("plane56", lambda: plane56(sizes, device, check, kw56), 60 if not args.dry_run else 1)
-    check.step("tf32", lambda: tf32(sizes, device, kw56), 40 if not args.dry_run else 1)
+    check.step("lower", lambda: lower(sizes, device, kw56, "aot_eager" if args.dry_run else "inductor"),
+               90 if not args.dry_run else 1)
     check.step("overhead", lambda: overhead(sizes, device, kw20), 60 if not args.dry_run else 1)
     md = table(info, check.steps)
     (out / "gpu_check.json").write_text(json.dumps(check.steps, indent=1, default=str))

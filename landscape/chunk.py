@@ -10,6 +10,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -18,14 +19,15 @@ from .errors import UserError
 from .grouped_bn import Replica
 from .guard import Paths
 from .layout import Layout, unflatten
-from .objective import Objective
+from .memory import place
+from .objective import Objective, batch_size, map_tensors, take
 from .passes import BNPass, evaluate_split, recompute_buffers, recompute_buffers_exact
 from .points import PointSet
 from .probe import Plan
 from .reference import Metrics, reference_point
 from .result import EvalResult
 
-__all__ = ["ChunkRequest", "EvalSetup", "check_points", "evaluate_chunk", "reference"]
+__all__ = ["ChunkRequest", "EvalSetup", "bn_slices", "place_data", "check_points", "evaluate_chunk", "reference"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class ChunkRequest:
         probs: Splits whose class probabilities are wanted.
         paths: The paths for the model (the guard's decision).
         dtype: Evaluation precision (the guard's float64 check differs from the engine's).
+        autocast: The lower precision of the evaluation passes (``torch.autocast``), or None.
     """
 
     points: PointSet
@@ -51,6 +54,7 @@ class ChunkRequest:
     probs: tuple[str, ...]
     paths: Paths
     dtype: torch.dtype
+    autocast: torch.dtype | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,54 @@ class EvalSetup:
     bn_data: Any
     bn_slices: dict[str, dict[str, slice]]
     objective: Objective
+
+
+def bn_slices(layout: Layout, bn_names: list[str]) -> dict[str, dict[str, slice]]:
+    """Where each BN layer's statistics lie in the flat buffers ``[Q]`` of ``layout``.
+
+    BN layer name (module order) to the slices of its ``running_mean``, ``running_var`` and ``num_batches_tracked``.
+    """
+    offs = np.cumsum((0,) + layout.numels)
+    where = {n: slice(int(offs[i]), int(offs[i + 1])) for i, n in enumerate(layout.names)}
+    return {bn: {k: where[f"{bn}.{k}"] for k in ("running_mean", "running_var", "num_batches_tracked")}
+            for bn in bn_names}
+
+
+def place_data(splits: dict[str, tuple[Any, torch.Tensor]], bn_data: Any, config: EngineConfig, has_bn: bool,
+               dtype: torch.dtype, device: torch.device, budget: int) -> tuple[dict, Any]:
+    """The splits and the BN pass's inputs, checked and placed (:func:`landscape.memory.place`).
+
+    Args:
+        splits: Split name to ``(inputs, targets)``.
+        bn_data: Inputs of the BN pass (None: the train split's).
+        config: The engine's settings (BN mode and batches).
+        has_bn: Whether the network has BN layers.
+        dtype: The evaluation dtype (floating-point data is cast to it).
+        device: Where the data goes if it takes under a quarter of ``budget``.
+        budget: The engine's memory budget in bytes.
+
+    Raises:
+        UserError: An empty split, inputs and targets of different lengths, or BN recomputation without data.
+    """
+    for name, (x, y) in splits.items():
+        n = batch_size(x)
+        if n == 0:
+            raise UserError(f"split {name!r} is empty")
+        if y.shape[0] != n:
+            raise UserError(f"split {name!r} has {n} inputs but {y.shape[0]} targets")
+    if bn_data is None and "train" in splits:
+        bn_data = splits["train"][0]
+    if bn_data is not None and batch_size(bn_data) == 0:
+        bn_data = None
+    if has_bn and config.bn_mode is BNMode.RECOMPUTE and bn_data is None:
+        raise UserError("BN recomputation needs training data (an empty or missing 'train' split)")
+    if bn_data is not None and config.bn_batches is not None:
+        bn_data = take(bn_data, 0, config.bn_batches * config.bn_batch_size)
+
+    def put(x: Any) -> Any:
+        return map_tensors(lambda t: place(t, dtype, device, budget), x)
+
+    return {k: (put(x), y.to(device)) for k, (x, y) in splits.items()}, None if bn_data is None else put(bn_data)
 
 
 def check_points(setup: EvalSetup, points: PointSet) -> None:
@@ -125,7 +177,8 @@ def evaluate_chunk(setup: EvalSetup, rep: Replica, req: ChunkRequest) -> EvalRes
     for s in dict.fromkeys((*req.splits, *req.probs)):
         x, y = setup.splits[s]
         m_, p_ = evaluate_split(rep, req.plan.strategy, params, buffers, x, y, superbatch=req.plan.superbatch,
-                                want_probs=s in req.probs, device=setup.device, objective=setup.objective)
+                                want_probs=s in req.probs, device=setup.device, objective=setup.objective,
+                                autocast=req.autocast)
         if s in req.splits:
             metrics[s] = {k: v.cpu() for k, v in m_.items()}
         if p_ is not None:

@@ -96,6 +96,16 @@ class EngineConfig:
             plan), with one per core among the CPU candidates of ``auto``.
         tf32: On a GPU, allow TF32 matrix products and convolutions during evaluations (faster, about 1e-3
             relative error); off by default, so float32 means float32 (PyTorch allows TF32 convolutions by default).
+        autocast: Lower precision for the evaluation passes (``torch.autocast``): ``bfloat16`` (CPU or GPU) or
+            ``float16`` (GPU); BN statistics are still accumulated in the engine's dtype (float32). Before the first
+            evaluation one point is evaluated both ways and the deviation reported (a notice above
+            ``autocast_tolerance``). ``off``: the engine's dtype throughout.
+        autocast_tolerance: Largest relative deviation of the loss, and absolute deviation of the error metric,
+            from float32 that the autocast check accepts without a notice.
+        compile: Compile the per-point loop's evaluation pass with ``torch.compile`` and this backend (``inductor``:
+            generated kernels; ``aot_eager``: traced, no code generation); ``off``: eager. Before the first
+            evaluation two points are evaluated compiled and eagerly; where they differ the engine stays eager
+            and says so. vmap plans and the BN statistics pass run eagerly.
         guard: Before the first evaluation of a network with BatchNorm, evaluate one point through the
             fast path and the reference path and fall back to exact paths where they differ
             (:mod:`landscape.guard`); costs one reference evaluation of one point per engine (``--no-guard``
@@ -118,6 +128,9 @@ class EngineConfig:
     workers: int | None = bounded(None, ge=1)
     probe_min_seconds: float = bounded(3.0, ge=0)
     tf32: bool = False
+    autocast: Literal["off", "bfloat16", "float16"] = "off"
+    autocast_tolerance: float = bounded(0.01, gt=0)
+    compile: str = "off"
     guard: bool = True
 
     def __post_init__(self) -> None:
@@ -125,3 +138,7 @@ class EngineConfig:
         check_bounds(self)
         if self.dtype not in ("float32", "float64"):
             raise UserError(f"dtype must be float32 or float64, got {self.dtype!r}")
+        if self.autocast not in ("off", "bfloat16", "float16"):
+            raise UserError(f"autocast must be off, bfloat16 or float16, got {self.autocast!r}")
+        if self.autocast != "off" and self.dtype != "float32":
+            raise UserError(f"autocast {self.autocast} lowers float32 evaluations; dtype is {self.dtype}")

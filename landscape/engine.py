@@ -27,23 +27,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .chunk import ChunkRequest, EvalSetup, check_points, evaluate_chunk, reference
+from .chunk import ChunkRequest, EvalSetup, bn_slices, check_points, evaluate_chunk, place_data, reference
 from .config import BNMode, EngineConfig, default_memory_budget, resolve_device
 from .errors import UserError
 from .grouped_bn import Replica, engine_copy
-from .guard import GuardCase, GuardReport, Paths, run_guard
+from .guard import GuardCase, GuardReport, Paths, run_guard, tolerance
 from .layout import Layout, buffer_layout, param_layout
-from .memory import activation_bytes, is_oom, place
+from .memory import activation_bytes, is_oom
 from .objective import Classification, Objective, batch_size, map_tensors, take
 from .passes import Strategy
 from .plans import MIN_PROBE_POINTS, Planner
 from .points import PointSet
-from .probe import Plan, ProbeCache, ProbeKey, ProbeReport, run_probe, warn_vmap_failed
+from .precision import CompileReport, PrecisionReport, autocast_dtype, check_compiled, check_precision
+from .probe import Plan, ProbeCache, ProbeKey, ProbeReport, choose_plan, warn_vmap_failed
 from .result import EvalResult, concat_results
 from .workers import WorkerPools, split_range, tf32_allowed, tune_cpu_allocator
 
@@ -85,12 +85,16 @@ class Engine:
         self.template_buffers = torch.cat([b.detach().reshape(-1).to(self.dtype) for b in model.buffers()]) \
             if self.b_layout.size else torch.zeros(0, dtype=self.dtype)
         self._template = model
-        self._paths = Paths()
+        self._autocast = autocast_dtype(cfg.autocast, self.device)
+        self._paths = Paths(fold=self._autocast is None)  # under autocast a folded layer would round differently
         self._guard: GuardReport | None = None
+        self._precision: PrecisionReport | None = None
+        self._compiled: CompileReport | None = None
         self._replicas: dict[tuple[bool, torch.dtype], list[Replica]] = {}
         first = self._replica(0, self._paths, self.dtype)
         self.model, self.bn_names = first.model, first.bn_names
-        self.splits, self.bn_data = self._place_data(splits, bn_data)
+        self.splits, self.bn_data = place_data(splits, bn_data, cfg, bool(self.bn_names), self.dtype, self.device,
+                                               self.memory_budget)
         first = next(iter(self.splits.values()))[0]
         example = map_tensors(lambda t: t.to(self.device), take(first, 0, max(2, cfg.bn_batch_size)))
         self.act_bytes = activation_bytes(self.model, example)
@@ -98,35 +102,9 @@ class Engine:
                                (self.p_layout.size + self.b_layout.size) * self.dtype.itemsize,
                                {k: batch_size(x) for k, (x, _) in self.splits.items()},
                                None if self.bn_data is None else batch_size(self.bn_data))
-        offs = np.cumsum((0,) + self.b_layout.numels)
-        where = {n: slice(int(offs[i]), int(offs[i + 1])) for i, n in enumerate(self.b_layout.names)}
-        bn_slices = {bn: {k: where[f"{bn}.{k}"] for k in ("running_mean", "running_var", "num_batches_tracked")}
-                     for bn in self.bn_names}
         self._setup = EvalSetup(cfg, self.device, model, self.p_layout, self.b_layout, self.template_buffers,
-                                self.splits, self.bn_data, bn_slices, self.objective)
+                                self.splits, self.bn_data, bn_slices(self.b_layout, self.bn_names), self.objective)
         self._report: ProbeReport | None = None
-
-    def _place_data(self, splits: dict, bn_data: torch.Tensor | None) -> tuple[dict, torch.Tensor | None]:
-        """The splits and the BN pass's inputs, checked and placed (:func:`landscape.memory.place`)."""
-        cfg = self.config
-        for name, (x, y) in splits.items():
-            n = batch_size(x)
-            if n == 0:
-                raise UserError(f"split {name!r} is empty")
-            if y.shape[0] != n:
-                raise UserError(f"split {name!r} has {n} inputs but {y.shape[0]} targets")
-        if bn_data is None and "train" in splits:
-            bn_data = splits["train"][0]
-        if bn_data is not None and batch_size(bn_data) == 0:
-            bn_data = None
-        if self.bn_names and cfg.bn_mode is BNMode.RECOMPUTE and bn_data is None:
-            raise UserError("BN recomputation needs training data (an empty or missing 'train' split)")
-        if bn_data is not None and cfg.bn_batches is not None:
-            bn_data = take(bn_data, 0, cfg.bn_batches * cfg.bn_batch_size)
-        def put(x: Any) -> Any:
-            return map_tensors(lambda t: place(t, self.dtype, self.device, self.memory_budget), x)
-
-        return {k: (put(x), y.to(self.device)) for k, (x, y) in splits.items()}, None if bn_data is None else put(bn_data)
 
     # --- public --------------------------------------------------------------------------------
     @property
@@ -142,6 +120,16 @@ class Engine:
     def explain(self) -> ProbeReport | None:
         """How the last evaluation was run: the candidates, their times and the choice (``print`` it)."""
         return self._report
+
+    @property
+    def precision_report(self) -> PrecisionReport | None:
+        """The autocast check's deviations from float32 (None before the first evaluation or without autocast)."""
+        return self._precision
+
+    @property
+    def compile_report(self) -> CompileReport | None:
+        """The compiled pass against eager (None before the first evaluation or without ``compile``)."""
+        return self._compiled
 
     @property
     def guard_report(self) -> GuardReport | None:
@@ -194,10 +182,12 @@ class Engine:
 
         with WorkerPools() as pools, tf32_allowed(self.device, self.config.tf32):
             def run(plan: Plan, lo: int, hi: int) -> EvalResult:
-                req = ChunkRequest(points, lo, hi, plan, splits, probs, self._paths, self.dtype)
+                req = ChunkRequest(points, lo, hi, plan, splits, probs, self._paths, self.dtype, self._autocast)
                 return self._parallel_chunk(pools, req)
 
             first = self._guard_first(points, splits, probs, recompute, deliver)
+            first = self._precision_first(points, splits, probs, recompute, deliver, first)
+            self._compile_first(points, splits, recompute)
             plan, lo = self._choose(K, splits, probs, recompute, run, deliver, first)
             self._run_chunks(plan, lo, K, run, deliver, (splits, probs, recompute))
         bar.close()
@@ -222,41 +212,64 @@ class Engine:
         self._guard, checked, at = run_guard(case)
         if self._guard is None:
             return 0
-        self._paths = self._guard.paths
+        self._paths = Paths(fold=self._guard.paths.fold and self._autocast is None, exact_bn=self._guard.paths.exact_bn)
         self.model = self._replica(0, self._paths, self.dtype).model
-        if at == 0 and not probs:  # the guard's point, evaluated by the paths now in use, is the evaluation's own
+        if at == 0 and not probs and self._autocast is None:  # the guard's point is the evaluation's own
             deliver(0, 1, checked)
             return 1
         return 0
+
+    def _precision_first(self, points: PointSet, splits, probs, recompute: bool, deliver, first: int) -> int:
+        """Under autocast, before the first evaluation: point ``first`` in float32 and in the lower precision."""
+        if self._autocast is None or self._precision is not None or first >= len(points):
+            return first
+        plain = self.planner.plain(splits, (), recompute)
+        rep = self._replica(0, self._paths, self.dtype)
+        self._precision, low = check_precision(
+            lambda low: evaluate_chunk(self._setup, rep, ChunkRequest(points, first, first + 1, plain, splits, (),
+                                                                      self._paths, self.dtype, low)),
+            self._autocast, self.config.autocast_tolerance)
+        if probs:
+            return first
+        deliver(first, first + 1, low)
+        return first + 1
+
+    def _compile_first(self, points: PointSet, splits, recompute: bool) -> None:
+        """With ``compile``, before the first evaluation: compile replica 0's evaluation pass, check it on two points."""
+        if self.config.compile == "off" or self._compiled is not None or not len(points):
+            return
+        plain, rep = self.planner.plain(splits, (), recompute), self._replica(0, self._paths, self.dtype)
+        compiled = rep.compiled = torch.compile(rep.model, backend=self.config.compile)
+
+        def evaluate(use: bool, i: int) -> EvalResult:
+            rep.compiled = compiled if use else None
+            try:
+                return evaluate_chunk(self._setup, rep, ChunkRequest(points, i, i + 1, plain, splits, (), self._paths,
+                                                                     self.dtype, self._autocast))
+            finally:
+                rep.compiled = compiled
+
+        self._compiled = check_compiled(evaluate, len(points), self.config.compile, tolerance(self.dtype))
+        if not self._compiled.used:
+            rep.compiled = None
 
     def _choose(self, K: int, splits: tuple[str, ...], probs: tuple[str, ...], recompute: bool, run, deliver,
                 first: int = 0) -> tuple[Plan, int]:
         """The plan for the points from ``first`` on, and the first point the probe left to evaluate."""
         cands = self.planner.candidates(splits, probs, recompute)
-        if self.config.strategy is not Strategy.AUTO:
-            self._report = ProbeReport([], cands[0], f"strategy {self.config.strategy.value!r} set in the config")
-        elif (cached := self.cache.get(key := self._probe_key(splits, probs, recompute))) is not None:
-            self._report = ProbeReport(cached.trials, cached.choice, cached.reason, cached=True)
-        elif K < MIN_PROBE_POINTS or len(cands) == 1:
-            why = f"{K} points are too few to time candidates (probing starts at {MIN_PROBE_POINTS})" \
-                if len(cands) > 1 else "the only candidate"
-            self._report = ProbeReport([], cands[0], why)
-        else:
-            report, first = run_probe(cands, run, deliver, start=first, max_points=K // 2, total_points=K,
-                                      min_total_seconds=self.config.probe_min_seconds,
-                                      tol=1e-4 if self.dtype == torch.float32 else 1e-10)
-            if sum(t.points > 0 for t in report.trials) > 1:  # a choice between timed plans holds for this key
-                self.cache.put(key, report)
-            self._report = report
-        if self._guard is not None:
-            self._report.guard = str(self._guard)
+        fixed = None if self.config.strategy is Strategy.AUTO else self.config.strategy.value
+        self._report, first = choose_plan(cands, fixed, self.cache, self._probe_key(splits, probs, recompute), K,
+                                          run, deliver, first, self.config.probe_min_seconds,
+                                          1e-4 if self.dtype == torch.float32 else 1e-10, MIN_PROBE_POINTS)
+        self._report.guard = "\n".join(str(r) for r in (self._guard, self._precision, self._compiled) if r is not None)
         return self._report.choice, first
 
     def _probe_key(self, splits: tuple[str, ...], probs: tuple[str, ...], recompute: bool) -> ProbeKey:
         cfg = self.config
         request = (recompute, cfg.bn_batch_size, None if self.bn_data is None else batch_size(self.bn_data),
                    tuple((s, batch_size(self.splits[s][0])) for s in splits), tuple(probs))
-        settings = (cfg.superbatch, cfg.workers, self.memory_budget, cfg.cpu_cache_bytes, torch.get_num_threads())
+        settings = (cfg.superbatch, cfg.workers, self.memory_budget, cfg.cpu_cache_bytes, torch.get_num_threads(),
+                    cfg.autocast)
         return ProbeKey((type(self._template).__qualname__, self.p_layout.shapes), str(self.device), cfg.dtype,
                         request, settings, (self._paths.fold, self._paths.exact_bn))
 
@@ -289,6 +302,8 @@ class Engine:
         reps = self._replicas.setdefault((paths.fold, dtype), [])
         while len(reps) <= i:
             reps.append(engine_copy(self._template, dtype, self.device, fold=paths.fold))
+            if len(reps) > 1 and self._compiled is not None and self._compiled.used and reps[0].compiled is not None:
+                reps[-1].compiled = torch.compile(reps[-1].model, backend=self.config.compile)
         return reps[i]
 
     def _parallel_chunk(self, pools: WorkerPools, req: ChunkRequest) -> EvalResult:

@@ -202,6 +202,7 @@ class Replica:
         bn_names: Names of its BN layers (any ``_BatchNorm`` subclass).
         mode: The function mode that groups BN statistics in ``ctx``'s ``"stats"`` mode.
         exact_model: An unmodified copy for the exact per-point statistics pass (made on first use).
+        compiled: The copy compiled for the per-point loop's evaluation pass, or None.
     """
 
     model: nn.Module
@@ -209,6 +210,8 @@ class Replica:
     bn_names: list[str]
     mode: GroupedStatsMode
     exact_model: nn.Module | None = None
+    compiled: nn.Module | None = None
+    """The copy through ``torch.compile`` for the per-point loop's evaluation pass (``EngineConfig(compile=...)``)."""
     tensors: dict[str, torch.Tensor] = field(init=False, repr=False)
     """Parameters and buffers by name (the per-point loop copies each point into them)."""
 

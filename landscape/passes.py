@@ -66,8 +66,8 @@ def _call(rep: Replica, params: dict | None, buffers: dict | None, x: torch.Tens
     ctx.reset(mode, groups)
     try:
         with rep.mode if mode == "stats" else nullcontext():  # the mode groups BN statistics; eval: plain calls
-            if params is None:
-                out = call_model(rep.model, x)
+            if params is None:  # the per-point loop: the compiled copy for evaluation passes where there is one
+                out = call_model(rep.compiled if mode == "eval" and rep.compiled is not None else rep.model, x)
             else:
                 args, kwargs = (((), dict(x)) if isinstance(x, Mapping) else
                                 (tuple(x), {}) if isinstance(x, (tuple, list)) else ((x,), {}))
@@ -210,11 +210,12 @@ def accumulate(objective: Objective, pred: torch.Tensor, target: torch.Tensor, s
 
 @torch.no_grad()
 def evaluate_split(rep: Replica, strategy: Strategy, params: dict, buffers: dict, x: Any, y: torch.Tensor, *,
-                   superbatch: int, want_probs: bool, device: torch.device, objective: Objective
-                   ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+                   superbatch: int, want_probs: bool, device: torch.device, objective: Objective,
+                   autocast: torch.dtype | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
     """The objective's metrics ``[k]`` on one split of inputs ``x`` and targets ``y``.
 
-    Float64, averaged exactly over the split; optionally the predicted distributions ``[k, n, C]`` too.
+    Float64, averaged exactly over the split; optionally the predicted distributions ``[k, n, C]`` too. Under
+    ``autocast`` (a lower dtype) the forwards run in it and the predictions are read back in float32.
     """
     n = batch_size(x)
     sums: dict[str, torch.Tensor] = {}
@@ -223,7 +224,12 @@ def evaluate_split(rep: Replica, strategy: Strategy, params: dict, buffers: dict
     for lo in range(0, n, superbatch):
         xb = map_tensors(lambda t: t.to(device, non_blocking=True), take(x, lo, lo + superbatch))
         yb = y[lo : lo + superbatch].to(device, non_blocking=True)
-        pred, _ = forward(rep, strategy, params, buffers, xb, "eval", 1)  # [k, nb, ...]
+        # no cache of cast weights: the loop copies each point into the same parameters within one region
+        with (torch.autocast(device.type, dtype=autocast, cache_enabled=False) if autocast is not None
+              else nullcontext()):
+            pred, _ = forward(rep, strategy, params, buffers, xb, "eval", 1)  # [k, nb, ...]
+        if autocast is not None:
+            pred = pred.float()
         if lo == 0:
             objective.check(pred, yb)
         accumulate(objective, pred, yb, sums, weights)

@@ -28,7 +28,7 @@ import torch
 from .memory import is_oom
 from .passes import Strategy
 
-__all__ = ["Plan", "Trial", "ProbeReport", "ProbeKey", "ProbeCache", "run_probe", "warn_vmap_failed"]
+__all__ = ["Plan", "Trial", "ProbeReport", "ProbeKey", "ProbeCache", "run_probe", "choose_plan", "warn_vmap_failed"]
 
 
 @dataclass(frozen=True)
@@ -238,3 +238,30 @@ def run_probe(candidates: list[Plan], run: Callable[[Plan, int, int], Any], deli
     else:
         choice, reason = best.plan, f"{best.rate / base:.2f}x the plain plan's rate"
     return ProbeReport(trials, choice, reason), lo
+
+
+def choose_plan(candidates: list[Plan], fixed: str | None, cache: ProbeCache, key: ProbeKey, total_points: int, run,
+                deliver, start: int, min_total_seconds: float, tol: float, min_points: int = 32
+                ) -> tuple[ProbeReport, int]:
+    """The plan for an evaluation's points from ``start`` on.
+
+    The strategy set in the config (``fixed``), the cached choice for ``key``, the plain plan for few points or one
+    candidate, or a probe (:func:`run_probe`, remembered in ``cache`` when it timed more than one plan).
+
+    Returns:
+        The report (its ``choice`` is the plan) and the first point not yet evaluated.
+    """
+    if fixed is not None:
+        return ProbeReport([], candidates[0], f"strategy {fixed!r} set in the config"), start
+    cached = cache.get(key)
+    if cached is not None:
+        return ProbeReport(cached.trials, cached.choice, cached.reason, cached=True), start
+    if total_points < min_points or len(candidates) == 1:
+        why = (f"{total_points} points are too few to time candidates (probing starts at {min_points})"
+               if len(candidates) > 1 else "the only candidate")
+        return ProbeReport([], candidates[0], why), start
+    report, start = run_probe(candidates, run, deliver, start=start, max_points=total_points // 2,
+                              total_points=total_points, min_total_seconds=min_total_seconds, tol=tol)
+    if sum(t.points > 0 for t in report.trials) > 1:
+        cache.put(key, report)
+    return report, start

@@ -27,7 +27,7 @@ from .fields import add_config_arguments, config_values
 __all__ = ["COMMANDS", "ENGINE_FLAGS", "engine_config", "run_analyses", "explain"]
 
 ENGINE_FLAGS = ("bn_mode", "bn_weighting", "bn_batch_size", "bn_batches", "strategy", "chunk_size", "memory_budget",
-                "device", "dtype", "superbatch", "workers", "tf32", "guard")
+                "device", "dtype", "superbatch", "workers", "tf32", "autocast", "autocast_tolerance", "compile", "guard")
 """The :class:`~landscape.config.EngineConfig` fields the command line sets (``weight_decay`` is always the run's;
 the allocator is the command line's own choice)."""
 
