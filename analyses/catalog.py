@@ -27,11 +27,12 @@ from .rays import ANALYSIS as RAYS
 from .registry import Analysis, check_analysis, registered_by_user
 from .segment import ANALYSIS as SEGMENT
 from .sharpness import ANALYSIS as SHARPNESS
+from .surface import ANALYSIS as SURFACE
 
 __all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "plugins", "analyses", "get", "by_config", "paper", "judged", "findings",
            "metrics"]
 
-BUILTIN: tuple[Analysis, ...] = (RAYS, SEGMENT, PLANE, FGE, HESSIAN, HESSIAN_PLANE, PCA, SHARPNESS)
+BUILTIN: tuple[Analysis, ...] = (RAYS, SEGMENT, PLANE, FGE, HESSIAN, HESSIAN_PLANE, SURFACE, PCA, SHARPNESS)
 """The analyses that ship with the toolkit (their order is each one's ``order``, not their place here)."""
 
 ENTRY_POINT_GROUP = "swa_landscape.analyses"

@@ -223,7 +223,7 @@ def test_every_builtin_analysis_declares_what_the_toolkit_needs():
     from swa_landscape.fields import field_help
 
     names = [a.name for a in catalog.analyses()]
-    assert names == ["rays", "segment", "plane", "fge", "hessian", "hessian-plane", "pca", "sharpness"]
+    assert names == ["rays", "segment", "plane", "fge", "hessian", "hessian-plane", "surface", "pca", "sharpness"]
     for a in catalog.analyses():
         check_analysis(a)
         a.config()  # every field has a default

@@ -1,0 +1,96 @@
+"""The classic loss surface at several centres along the same two directions, on one colour scale.
+
+Each centre's panel is a filled contour of the train loss (the L2-regularised one where stored) with labelled
+contour lines; every panel shares the levels and the colour scale, so the wider basin is the one whose low
+colours reach further. Below, the 1-D curves through each centre along each direction. The plotly version shows
+the same panels as contours on one colour axis and each centre's 3-D surface.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import plotly.graph_objects as go
+from matplotlib.colors import LogNorm
+from plotly.subplots import make_subplots
+
+from .plots import SGD_C, SWA_C, clip_finite, compact, compact_ticks, log_levels, train_loss_key
+
+__all__ = ["surface_figure", "surface_plotly"]
+
+
+def _colour(center: str, i: int) -> str:
+    return {"swa": SWA_C, "sgd": SGD_C}.get(center, plt.get_cmap("tab10")(i + 2))
+
+
+def _shared(groups: dict[str, dict]) -> tuple[str, str, np.ndarray]:
+    key, label = train_loss_key(next(iter(groups.values())))
+    values = np.concatenate([clip_finite(g[key])[0].ravel() for g in groups.values()])
+    return key, label, log_levels(np.maximum(values, 1e-4), 14)
+
+
+def surface_figure(groups: dict[str, dict]) -> plt.Figure:
+    """Side-by-side filled contours of the train loss around each centre, one colour scale, and the 1-D curves.
+
+    Args:
+        groups: Centre name to its results group (``x [G]``, ``y [G]``, ``train_loss [G, G]``, ... on the grid).
+    """
+    key, label, levels = _shared(groups)
+    n = len(groups)
+    fig = plt.figure(figsize=(4.6 * n + 1.2, 8.2), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=(1.5, 1))
+    axes = np.atleast_1d(top.subplots(1, n, sharex=True, sharey=True))
+    cs = None
+    for ax, (center, g) in zip(axes, groups.items()):
+        z, bad = clip_finite(g[key])
+        zt = np.maximum(z.T, 1e-4)  # arrays are [x, y]; contour wants [y, x]
+        cs = ax.contourf(g["x"], g["y"], zt, levels=levels, norm=LogNorm(), cmap="viridis", extend="both")
+        lines = ax.contour(g["x"], g["y"], zt, levels=levels[::2], colors="white", linewidths=0.6)
+        ax.clabel(lines, fmt=compact, fontsize=7)
+        if bad.any():
+            gx, gy = np.meshgrid(g["x"], g["y"], indexing="ij")
+            ax.plot(gx[bad], gy[bad], "x", color="red", ms=5, label="diverged (clipped)")
+            ax.legend(fontsize=7, loc="upper right")
+        ax.plot(0, 0, "D" if center == "swa" else "s", color=_colour(center, 0), mec="white", ms=9)
+        ax.set_aspect("equal")
+        ax.set_title(f"around {center.upper() if center in ('swa', 'sgd') else center}")
+        ax.set_xlabel("direction 1 (normalised units)")
+    axes[0].set_ylabel("direction 2 (normalised units)")
+    cb = top.colorbar(cs, ax=list(axes), shrink=0.9)
+    cb.set_label(label)
+    cb.set_ticks(levels[::3])
+    cb.ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: compact(v)))
+    curves = bottom.subplots(1, 2, sharey=True)
+    for i, (center, g) in enumerate(groups.items()):
+        z = clip_finite(g[key])[0]
+        cx, cy = int(np.argmin(np.abs(g["x"]))), int(np.argmin(np.abs(g["y"])))
+        for ax, xs, ys in ((curves[0], g["x"], z[:, cy]), (curves[1], g["y"], z[cx, :])):
+            ax.plot(xs, ys, "-", color=_colour(center, i), lw=1.5, label=center.upper())
+    for ax, d in zip(curves, ("direction 1", "direction 2")):
+        ax.set_yscale("log")
+        compact_ticks(ax)
+        ax.set_xlabel(f"{d} through the centre")
+        ax.legend(fontsize=8)
+    curves[0].set_ylabel(label)
+    return fig
+
+
+def surface_plotly(groups: dict[str, dict]) -> go.Figure:
+    """The surfaces as contours on one colour axis (top) and each centre's 3-D surface (bottom)."""
+    key, label, levels = _shared(groups)
+    n = len(groups)
+    fig = make_subplots(rows=2, cols=n, specs=[[{"type": "xy"}] * n, [{"type": "scene"}] * n],
+                        subplot_titles=[f"around {c}" for c in groups] + [f"{c}: 3-D" for c in groups],
+                        row_heights=[0.45, 0.55], vertical_spacing=0.06)
+    lo, hi = np.log10(levels[0]), np.log10(levels[-1])
+    for j, (center, g) in enumerate(groups.items(), start=1):
+        z = np.log10(np.maximum(clip_finite(g[key])[0].T, 1e-4))
+        fig.add_trace(go.Contour(x=g["x"], y=g["y"], z=z, coloraxis="coloraxis", contours={"showlabels": True},
+                                 name=center, hovertemplate="d1 %{x:.3g}<br>d2 %{y:.3g}<br>log10 loss %{z:.3f}"),
+                      row=1, col=j)
+        fig.add_trace(go.Surface(x=g["x"], y=g["y"], z=z, coloraxis="coloraxis", name=center, showscale=False),
+                      row=2, col=j)
+    fig.update_layout(coloraxis={"colorscale": "Viridis", "cmin": lo, "cmax": hi,
+                                 "colorbar": {"title": f"log10 {label}"}},
+                      height=900, title="loss surface, same directions at every centre")
+    return fig
