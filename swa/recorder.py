@@ -23,6 +23,7 @@ import glob
 import math
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -185,8 +186,32 @@ def _checkpoint_files(pattern: str | None) -> list[Path]:
     return sorted(files, key=key)
 
 
-def _load_into(model: nn.Module, path: Path) -> None:
-    """Load a state_dict file (or a checkpoint dict holding one under ``state_dict``) into ``model``, strictly."""
+_PREFIXES = {"module.": "a DDP checkpoint", "model.": "a Lightning checkpoint", "_orig_mod.": "a torch.compile'd model"}
+"""Prefixes that wrappers put before a model's own keys, and who puts them there."""
+
+
+def _without_prefix(state: dict, model: nn.Module, path: Path, notice: bool = True) -> dict:
+    """``state`` with a wrapper's prefix removed where the model's own keys lie under it (said in one notice)."""
+    own = set(model.state_dict())
+    if set(state) & own:
+        return state
+    for prefix, who in _PREFIXES.items():
+        inner = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+        if inner and set(inner) & own:
+            rest = len(state) - len(inner)
+            extra = f"; {rest} other entries left out" if rest else ""
+            if notice:
+                warnings.warn(f"checkpoint {path}: removed the prefix {prefix!r} ({who}){extra}", stacklevel=3)
+            return inner
+    return state
+
+
+def _load_into(model: nn.Module, path: Path, notice: bool = False) -> None:
+    """Load a state_dict file (or a checkpoint dict holding one under ``state_dict``) into ``model``, strictly.
+
+    A wrapper's prefix (DDP's ``module.``, Lightning's ``model.``) is removed where the model's keys lie under it;
+    ``notice`` says so (once per file: on the check before anything is written).
+    """
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -197,6 +222,7 @@ def _load_into(model: nn.Module, path: Path) -> None:
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"checkpoint {path} holds a {type(state).__name__}, not a state_dict of tensors")
+    state = _without_prefix(state, model, path, notice)
     try:
         model.load_state_dict(state)
     except (RuntimeError, KeyError, TypeError) as e:
@@ -238,7 +264,7 @@ def import_run(out: str | os.PathLike, *, model: str, data: str, model_kwargs: d
     if not (sgd_files or swa_files or singles):
         raise UserError("nothing to import: pass --sgd, --swa, --snapshots or --sgd-snapshots")
     for f in (*sgd_files, *swa_files, *singles):
-        _load_into(net, f)  # all checked before anything is written
+        _load_into(net, f, notice=True)  # all checked before anything is written
     with Recorder(out, net, data_obj, weight_decay=weight_decay, bn_batch_size=bn_batch_size,
                   model_spec={"name": model, "kwargs": model_kwargs or {}},
                   data_spec={"name": data, "kwargs": data_kwargs or {}}, source="import", overwrite=overwrite) as rec:

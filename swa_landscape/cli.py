@@ -24,7 +24,7 @@ from pathlib import Path
 from landscape.errors import UserError
 from landscape.workers import tune_cpu_allocator
 
-from . import analyze_cli, demo, figures_cli, train_cli
+from . import analyze_cli, demo, figures_cli, surface_cli, train_cli
 
 __all__ = ["COMMANDS", "Parser", "build_parser", "main"]
 
@@ -64,6 +64,7 @@ COMMANDS = {
     **figures_cli.COMMANDS,
     "compare": ("the paper's findings over several runs (seeds or configurations): table, CSV, report",
                 add_compare_arguments, run_compare),
+    **surface_cli.COMMANDS,
     **demo.COMMANDS,
 }
 """Subcommand name to ``(help, add_arguments(parser), run(args))``."""

@@ -1,0 +1,72 @@
+"""``swa-landscape surface`` around one checkpoint: the grid, the figures, DDP and Lightning checkpoints, and the bad
+checkpoints that get one line and exit code 2."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import torch
+
+from landscape.layout import flatten
+from landscape.reference import reference_point
+from tests.user_factories import load_data, make_net, other_net
+
+ARGS = ["--model", "tests.user_factories:make_net", "--dataset", "tests.user_factories:load_data", "--grid", "3",
+        "--extent", "0.5", "--batch-size", "32", "--dtype", "float64", "--no-progress"]
+
+
+def _main(*argv: str) -> tuple[int, str, str]:
+    from swa_landscape.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(list(argv))
+    return rc, out.getvalue(), err.getvalue()
+
+
+def test_surface_around_a_checkpoint_and_its_centre(tmp_path):
+    torch.manual_seed(3)
+    net = make_net()
+    torch.save(net.state_dict(), tmp_path / "model.pt")
+    rc, out, _ = _main("surface", "--checkpoint", str(tmp_path / "model.pt"), "--out", str(tmp_path / "s"), *ARGS)
+    assert rc == 0 and "surface around model.pt: 3x3 grid" in out
+    assert all((tmp_path / "s" / f"surface.{ext}").exists() for ext in ("png", "pdf", "html"))
+    (train, test) = load_data()
+    ref, _ = reference_point(net.double(), flatten(list(net.parameters())).double(),
+                             {"train": (train[0].double(), train[1]), "test": (test[0].double(), test[1])},
+                             train[0].double(), 32)
+    with h5py.File(tmp_path / "s" / "checkpoint.landscape.h5", "r") as f:
+        g = f["surface/sgd"]
+        np.testing.assert_allclose(g["train_loss"][1, 1], ref["train"].loss, rtol=1e-10)
+        np.testing.assert_allclose(g["test_error"][1, 1], ref["test"].error, rtol=1e-10)
+
+
+def test_ddp_and_lightning_checkpoints_are_read_with_one_notice(tmp_path):
+    torch.manual_seed(4)
+    state = make_net().state_dict()
+    torch.save({f"module.{k}": v for k, v in state.items()}, tmp_path / "ddp.pt")
+    torch.save({"state_dict": {f"model.{k}": v for k, v in state.items()}, "epoch": 3}, tmp_path / "lightning.ckpt")
+    for name, prefix in (("ddp.pt", "module."), ("lightning.ckpt", "model.")):
+        rc, out, err = _main("surface", "--checkpoint", str(tmp_path / name), "--out", str(tmp_path / name[:3]), *ARGS)
+        assert rc == 0, err
+        assert f"removed the prefix '{prefix}'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_checkpoints_are_one_line_and_exit_2(tmp_path):
+    torch.save(other_net().state_dict(), tmp_path / "other.pt")
+    (tmp_path / "notes.txt").write_text("not a checkpoint")
+    torch.save([1, 2, 3], tmp_path / "list.pt")
+    cases = [("other.pt", "does not fit the model (another architecture?)"), ("missing.pt", "no such file"),
+             ("notes.txt", "is not a PyTorch state_dict file"), ("list.pt", "holds a list, not a state_dict")]
+    for name, message in cases:
+        r = subprocess.run([sys.executable, "-m", "swa_landscape", "surface", "--checkpoint", str(tmp_path / name),
+                            "--out", str(tmp_path / "o"), *ARGS], capture_output=True, text=True)
+        assert r.returncode == 2, (name, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0] and lines[0].startswith("swa-landscape: error:"), lines
+        assert not (tmp_path / "o" / "checkpoint.h5").exists()  # nothing written
