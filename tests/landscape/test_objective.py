@@ -11,7 +11,6 @@ one line.
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 
@@ -23,9 +22,10 @@ from torch import nn
 from landscape.config import EngineConfig
 from landscape.engine import Engine
 from landscape.errors import UserError
-from landscape.layout import flatten, param_layout, unflatten
+from landscape.layout import flatten
 from landscape.objective import Classification, LanguageModel, Objective, Regression, objective_from
 from landscape.points import PointSet
+from tests.landscape.zoo import at_point_with_bn
 
 BN_BATCH = 16
 TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
@@ -182,22 +182,12 @@ def _call(model, x):
 def plain_reference(model: nn.Module, w: torch.Tensor, data: dict, formula) -> dict[str, dict[str, float]]:
     """The obvious way: copy the point in, recompute BN over batches of ``BN_BATCH`` (train-mode BN only, momentum
     None, as ``update_bn``), then the formula batch by batch in eval mode."""
-    m = copy.deepcopy(model)
+    x, n = data["train"][0], len(data["train"][1])
+    batches = ({k: v[i:i + BN_BATCH] for k, v in x.items()} if isinstance(x, dict) else x[i:i + BN_BATCH]
+               for i in range(0, n, BN_BATCH))
+    m = at_point_with_bn(model, w, batches, _call)
+    out = {}
     with torch.no_grad():
-        for name, t in unflatten(w, param_layout(m)).items():
-            m.get_parameter(name).copy_(t)
-        bns = [x for x in m.modules() if isinstance(x, nn.modules.batchnorm._BatchNorm)]
-        m.eval()
-        for bn in bns:
-            bn.reset_running_stats()
-            bn.momentum, bn.training = None, True
-        x = data["train"][0]
-        n = len(data["train"][1])
-        for i in range(0, n, BN_BATCH):
-            if bns:
-                _call(m, {k: v[i:i + BN_BATCH] for k, v in x.items()} if isinstance(x, dict) else x[i:i + BN_BATCH])
-        m.eval()
-        out = {}
         for split, (xs, ys) in data.items():
             sums, count = formula(_call(m, xs), ys)
             out[split] = {k: float(v) / count for k, v in sums.items()}

@@ -19,9 +19,9 @@ from landscape.config import EngineConfig
 from landscape.engine import Engine
 from landscape.errors import UserError
 from landscape.guard import Paths
-from landscape.layout import buffer_layout, flatten, param_layout, unflatten
+from landscape.layout import buffer_layout, flatten
 from landscape.points import PointSet
-from tests.landscape.zoo import CLASSES, ZOO, MobileNetSE, data_for
+from tests.landscape.zoo import CLASSES, ZOO, MobileNetSE, at_point_with_bn, data_for
 
 BN_BATCH = 16
 TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
@@ -29,20 +29,9 @@ TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
 
 def plain_reference(model: nn.Module, w: torch.Tensor, data: dict) -> tuple[dict[str, float], torch.Tensor]:
     """Loss per split and flat buffers at flat weights ``w``, the obvious way (see the module docstring)."""
-    m = copy.deepcopy(model)
+    x = data["train"][0]
+    m = at_point_with_bn(model, w, (x[i:i + BN_BATCH] for i in range(0, x.shape[0], BN_BATCH)))
     with torch.no_grad():
-        for name, t in unflatten(w, param_layout(m)).items():
-            m.get_parameter(name).copy_(t)
-        bns = [x for x in m.modules() if isinstance(x, nn.modules.batchnorm._BatchNorm)]
-        m.eval()
-        for bn in bns:
-            bn.reset_running_stats()
-            bn.momentum = None
-            bn.training = True
-        x = data["train"][0]
-        for i in range(0, x.shape[0], BN_BATCH):
-            m(x[i:i + BN_BATCH])
-        m.eval()
         loss = {s: F.cross_entropy(m(xs).double(), ys).item() for s, (xs, ys) in data.items()}
     return loss, flatten(list(m.buffers()), torch.float64)
 

@@ -10,6 +10,7 @@ the batch, token inputs).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -17,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Entry", "ZOO", "IMAGE", "SEQ", "MobileNetSE", "data_for"]
+__all__ = ["Entry", "ZOO", "IMAGE", "SEQ", "MobileNetSE", "data_for", "at_point_with_bn"]
 
 IMAGE = (3, 8, 8)
 SEQ = 12  # sequence length of the [N, L] inputs
@@ -355,3 +356,23 @@ def data_for(entry: Entry, seed: int, dtype: torch.dtype, n_train: int = 64, n_t
 
     return {"train": (x(n_train), torch.randint(0, CLASSES, (n_train,), generator=g)),
             "test": (x(n_test), torch.randint(0, CLASSES, (n_test,), generator=g))}
+
+
+@torch.no_grad()
+def at_point_with_bn(model: nn.Module, w: torch.Tensor, batches, call=lambda m, x: m(x)) -> nn.Module:
+    """The test's plain reference of BN recomputation: a copy of ``model`` holding the flat weights ``w``, each BN
+    layer reset and run in train mode (everything else in eval mode, momentum None: the cumulative average, as
+    ``update_bn``) over ``batches`` of inputs (passed to the model by ``call``), then put in eval mode."""
+    from landscape.layout import param_layout, unflatten
+
+    m = copy.deepcopy(model)
+    for name, t in unflatten(w, param_layout(m)).items():
+        m.get_parameter(name).copy_(t)
+    bns = [x for x in m.modules() if isinstance(x, nn.modules.batchnorm._BatchNorm)]
+    m.eval()
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum, bn.training = None, True
+    for x in batches if bns else ():
+        call(m, x)
+    return m.eval()
