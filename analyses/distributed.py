@@ -60,10 +60,10 @@ class ShardedResults:
         """Open the results file for reading (every rank)."""
         return self.file.read()
 
-    def prepare(self, group: str, config: dict, arrays: dict, scalars: dict | None = None):
+    def prepare(self, group: str, config: dict, arrays: dict, scalars: dict | None = None, axes: tuple[str, ...] = ()):
         """Rank 0 creates the group (merging the journal); then every rank reads the ``done`` mask."""
         if rank() == 0:
-            self.file.prepare(group, config, arrays, scalars)
+            self.file.prepare(group, config, arrays, scalars, axes)
         barrier()
         with self.file.read() as f:
             return f[group]["done"][:]

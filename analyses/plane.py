@@ -197,7 +197,8 @@ def evaluate_plane(ctx: RunContext, results: ShardedResults, group: str, points_
     gx, gy = np.meshgrid(xs, ys, indexing="ij")
     coords = torch.as_tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float64)
     arrays = {k: ((len(xs), len(ys)), "f8", np.nan) for k in VALUES}
-    done = results.prepare(group, {**cfg, "engine": ctx.engine_dict()}, arrays, {"x": xs, "y": ys, **scalars})
+    done = results.prepare(group, {**cfg, "engine": ctx.engine_dict()}, arrays, {"x": xs, "y": ys, **scalars},
+                           axes=("x", "y"))
     n_new = evaluate_missing(ctx, results, group, points_of(coords), done, progress, group)
     with results.read() as f:
         g = f[group]

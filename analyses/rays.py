@@ -144,7 +144,8 @@ def _run(ctx: RunContext, results: ShardedResults, config: RaysConfig, progress:
         if config.hessian:  # new eigenvectors (a rerun of hessian) restart the rays
             cfg["directions_sha1"] = hashlib.sha1(dirs.numpy().tobytes()).hexdigest()
         done = results.prepare(group, cfg, {k: (shape, "f8", np.nan) for k in VALUES},
-                               {"t": t, "directions_seed": config.seed})
+                               {"t": t, "directions_seed": config.seed, "direction": np.arange(n_dirs)},
+                               axes=("direction", "t"))
         _evaluate_rays(ctx, results, group, points, done, config.steps, progress, f"rays from {name}")
         with results.read() as f:
             err, loss, loss_l2 = (f[group][k][:] for k in ("test_error", "train_loss", "train_loss_l2"))

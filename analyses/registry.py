@@ -49,6 +49,7 @@ class Section:
         what: What to look for, in a sentence or two.
         order: Position in the report: the paper's figure number where there is one (the run's schedule is 2).
         draw: Returns ``(matplotlib figure, plotly figure)``.
+        export: Writes the section's data for other tools into a directory, returns the file names (optional).
     """
 
     key: str
@@ -56,6 +57,7 @@ class Section:
     what: str
     order: float
     draw: Callable[[], tuple[Any, Any]]
+    export: Callable[[Any], list[str]] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -110,7 +110,7 @@ class ResultsFile:
         return atomic_update(self.path, stamped)
 
     def prepare(self, group: str, config: dict, arrays: dict[str, tuple[tuple[int, ...], str, Any]],
-                scalars: dict[str, Any] | None = None) -> np.ndarray:
+                scalars: dict[str, Any] | None = None, axes: tuple[str, ...] = ()) -> np.ndarray:
         """Create ``group`` for ``config`` or reuse it if the config matches (resume).
 
         Args:
@@ -118,11 +118,13 @@ class ResultsFile:
             config: Settings (JSON-able); a different config restarts the group.
             arrays: name -> (shape, dtype, fill) of the datasets the analysis fills in.
             scalars: Datasets written once at creation (e.g. ``t``, ``x``, ``y``).
+            axes: The scalars that are the coordinates of the arrays' dimensions, in order: stored as HDF5 dimension
+                scales, so that xarray, HDFView or ParaView show labelled axes.
 
         Returns:
             The ``done`` mask (bool, flat over the points) as stored.
         """
-        self._prepare(group, config_json(config), arrays, scalars)
+        self._prepare(group, config_json(config), arrays, scalars, axes)
         Journal(self.path).merge(self, group)  # chunks a killed run made durable
         with self.read() as f:
             return f[group]["done"][:]
@@ -141,7 +143,8 @@ class ResultsFile:
                 return None
             return {k: g[k][()] for k in g if isinstance(g[k], h5py.Dataset)}
 
-    def _prepare(self, group: str, cfg: str, arrays: dict, scalars: dict | None) -> np.ndarray:
+    def _prepare(self, group: str, cfg: str, arrays: dict, scalars: dict | None, axes: tuple[str, ...] = ()
+                 ) -> np.ndarray:
         def fn(f: h5py.File) -> np.ndarray:
             if group in f and f[group].attrs.get("config") == cfg and "done" in f[group]:
                 return f[group]["done"][:]
@@ -155,6 +158,11 @@ class ResultsFile:
                 n = int(np.prod(shape[:2])) if n is None else n
             for name, value in (scalars or {}).items():
                 g.create_dataset(name, data=value)
+            for i, axis in enumerate(axes):
+                g[axis].make_scale(axis)
+                for name in arrays:
+                    g[name].dims[i].attach_scale(g[axis])
+                    g[name].dims[i].label = axis
             g.create_dataset("done", (n or 0,), dtype="?", fillvalue=False)
             return g["done"][:]
 

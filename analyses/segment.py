@@ -81,7 +81,7 @@ def _run(ctx: RunContext, results: ShardedResults, config: SegmentConfig, progre
         raise UserError("w_SGD and w_SWA coincide; the segment is a point")
     cfg = {**asdict(config), "engine": ctx.engine_dict()}
     arrays = {k: ((len(t),), "f8", np.nan) for k in VALUES}
-    done = results.prepare("segment", cfg, arrays, {"t": t, "distance": t * length})
+    done = results.prepare("segment", cfg, arrays, {"t": t, "distance": t * length}, axes=("t",))
     evaluate_missing(ctx, results, "segment", points, done, progress, "segment")
     with results.read() as f:
         g = f["segment"]

@@ -154,7 +154,8 @@ def _report(res: dict) -> list[Section]:
                     "Li et al.'s picture, asked the SWA paper's question: both panels share the directions "
                     "(filter-normalised at each centre) and one colour scale. The wider basin reaches further "
                     "from the centre before the contours rise; the curves below cut through the centre along each "
-                    "direction.", 13.5, lambda: (fig.surface_figure(groups), fig.surface_plotly(groups)))]
+                    "direction.", 13.5, lambda: (fig.surface_figure(groups), fig.surface_plotly(groups)),
+                    lambda out: fig.surface_csv(groups, out))]
 
 
 ANALYSIS = Analysis(

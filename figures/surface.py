@@ -8,6 +8,8 @@ the same panels as contours on one colour axis and each centre's 3-D surface.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import matplotlib.pyplot as plt
 import numpy as np
 import plotly.graph_objects as go
@@ -16,7 +18,9 @@ from plotly.subplots import make_subplots
 
 from .plots import SGD_C, SWA_C, clip_finite, compact, compact_ticks, log_levels, train_loss_key
 
-__all__ = ["surface_figure", "surface_plotly"]
+__all__ = ["surface_figure", "surface_plotly", "surface_csv"]
+
+VALUES = ("train_loss", "train_loss_l2", "train_error", "test_loss", "test_error")
 
 
 def _colour(center: str, i: int) -> str:
@@ -40,13 +44,13 @@ def surface_figure(groups: dict[str, dict]) -> plt.Figure:
     fig = plt.figure(figsize=(4.6 * n + 1.2, 8.2), layout="constrained")
     top, bottom = fig.subfigures(2, 1, height_ratios=(1.5, 1))
     axes = np.atleast_1d(top.subplots(1, n, sharex=True, sharey=True))
-    cs = None
+    cs, labels = None, []
     for ax, (center, g) in zip(axes, groups.items()):
         z, bad = clip_finite(g[key])
         zt = np.maximum(z.T, 1e-4)  # arrays are [x, y]; contour wants [y, x]
         cs = ax.contourf(g["x"], g["y"], zt, levels=levels, norm=LogNorm(), cmap="viridis", extend="both")
         lines = ax.contour(g["x"], g["y"], zt, levels=levels[::2], colors="white", linewidths=0.6)
-        ax.clabel(lines, fmt=compact, fontsize=7)
+        labels += [(ax, t) for t in ax.clabel(lines, fmt=compact, fontsize=7)]
         if bad.any():
             gx, gy = np.meshgrid(g["x"], g["y"], indexing="ij")
             ax.plot(gx[bad], gy[bad], "x", color="red", ms=5, label="diverged (clipped)")
@@ -72,6 +76,11 @@ def surface_figure(groups: dict[str, dict]) -> plt.Figure:
         ax.set_xlabel(f"{d} through the centre")
         ax.legend(fontsize=8)
     curves[0].set_ylabel(label)
+    fig.canvas.draw()  # a contour label that reaches past its panel would cover the tick labels: leave it out
+    for ax, t in labels:
+        box, frame = t.get_window_extent(), ax.get_window_extent()
+        if not (frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1):
+            t.remove()
     return fig
 
 
@@ -94,3 +103,23 @@ def surface_plotly(groups: dict[str, dict]) -> go.Figure:
                                  "colorbar": {"title": f"log10 {label}"}},
                       height=900, title="loss surface, same directions at every centre")
     return fig
+
+
+def surface_csv(groups: dict[str, dict], out: str | Path) -> list[str]:
+    """Each centre's grid as ``surface_<centre>.csv`` in ``out`` (for ParaView's CSV reader, a spreadsheet, pandas).
+
+    One row per grid point: ``a`` and ``b`` (the coordinates along the two directions), then every value stored
+    (train and test loss and error, the L2-regularised train loss); NaN where a point is not evaluated.
+
+    Returns:
+        The file names written.
+    """
+    names = []
+    for center, g in groups.items():
+        a, b = np.meshgrid(g["x"], g["y"], indexing="ij")
+        cols = {"a": a.ravel(), "b": b.ravel(), **{k: np.asarray(g[k]).ravel() for k in VALUES if k in g}}
+        name = f"surface_{center.replace('=', '')}.csv"
+        np.savetxt(Path(out) / name, np.column_stack(list(cols.values())), delimiter=",", header=",".join(cols),
+                   comments="", fmt="%.10g")
+        names.append(name)
+    return names

@@ -108,10 +108,11 @@ def make_figures(run: str | os.PathLike, results: str | os.PathLike | None, out:
     for sec in sections(r, res):
         key, title, what = sec.key, sec.title, sec.what
         figure, interactive = sec.draw()
-        files = save_figure(figure, out, key)
+        files = save_figure(figure, out, key) + (sec.export(out) if sec.export else [])
         interactive.write_html(out / f"{key}.html", include_plotlyjs=True, full_html=True)
         files.append(f"{key}.html")
-        links = " · ".join(f'<a href="{f}" download>{f.rsplit(".", 1)[1].upper()}</a>' for f in files)
+        links = " · ".join(f'<a href="{f}" download>{f.rsplit(".", 1)[1].upper() if f.startswith(key + ".") else f}</a>'
+                           for f in files)
         parts.append(f'<section id="{key}"><h2>{html.escape(title)}</h2><p>{html.escape(what)}</p>'
                         f'<p class="files">download: {links}</p><img src="{key}.png" alt="{html.escape(title)}">'
                         f'<div class="interactive">{pio.to_html(interactive, include_plotlyjs=False, full_html=False)}'

@@ -31,7 +31,7 @@ def surface_around_checkpoint(out: str | Path, *, model: str, checkpoint: str, d
         UserError: A checkpoint that is missing, is no state_dict or does not fit the model; a factory that fails.
     """
     from analyses.surface import surface
-    from figures.surface import surface_figure, surface_plotly
+    from figures.surface import surface_csv, surface_figure, surface_plotly
     from swa.recorder import import_run
 
     from .reading import read_results
@@ -55,6 +55,7 @@ def surface_around_checkpoint(out: str | Path, *, model: str, checkpoint: str, d
     groups = {Path(checkpoint).name: read_results(results)["surface"]["sgd"]}
     save_figure(surface_figure(groups), out, "surface")
     surface_plotly(groups).write_html(out / "surface.html", include_plotlyjs=True, full_html=True)
+    surface_csv(groups, out)
     return out / "surface.png"
 
 

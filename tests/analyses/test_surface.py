@@ -92,3 +92,32 @@ def test_the_report_shows_both_centres_on_one_scale(tiny_run, tmp_path):
     page = make_figures(tiny_run, out, tmp_path / "rep").read_text()
     assert '<section id="surface">' in page and (tmp_path / "rep" / "surface.png").exists()
     assert "around t=0.5" in page  # every centre in the interactive panels
+
+
+def test_the_grids_carry_their_coordinates_for_xarray_and_export_as_csv(tiny_run, tmp_path):
+    """HDF5 dimension scales on every grid: xarray (through h5netcdf) opens a surface, a plane and the segment with
+    labelled coordinates; the report writes each centre's grid as CSV, one row per point."""
+    import xarray as xr
+
+    from analyses import PlaneConfig, SegmentConfig, plane, segment
+    from swa_landscape.report import make_figures
+
+    out = tmp_path / "res.h5"
+    surface(tiny_run, out, SurfaceConfig(grid=3, extent=0.5), ENG, **QUIET)
+    plane(tiny_run, out, PlaneConfig(grid=(4, 3)), ENG, **QUIET)
+    segment(tiny_run, out, SegmentConfig(-0.5, 1.5, 5), ENG, **QUIET)
+    with xr.open_dataset(out, group="surface/swa", engine="h5netcdf", phony_dims="access") as ds:
+        assert ds["train_loss"].dims == ("x", "y") and list(ds["x"].values) == [-0.5, 0.0, 0.5]
+        with h5py.File(out, "r") as f:
+            np.testing.assert_array_equal(ds["test_error"].sel(x=0.0, y=0.5).item(), f["surface/swa/test_error"][1, 2])
+    with xr.open_dataset(out, group="plane", engine="h5netcdf", phony_dims="access") as ds:
+        assert ds["train_loss"].dims == ("x", "y") and ds.sizes["x"] == 4 and ds.sizes["y"] == 3
+    with xr.open_dataset(out, group="segment", engine="h5netcdf", phony_dims="access") as ds:
+        assert ds["test_error"].dims == ("t",) and float(ds["t"].min()) == -0.5
+    page = make_figures(tiny_run, out, tmp_path / "rep").read_text()
+    assert 'href="surface_swa.csv"' in page
+    rows = np.loadtxt(tmp_path / "rep" / "surface_sgd.csv", delimiter=",", skiprows=1)
+    header = (tmp_path / "rep" / "surface_sgd.csv").read_text().splitlines()[0].split(",")
+    assert header[:3] == ["a", "b", "train_loss"] and rows.shape == (9, len(header))
+    with h5py.File(out, "r") as f:
+        np.testing.assert_allclose(rows[:, 2], f["surface/sgd/train_loss"][:].ravel(), rtol=1e-9)

@@ -26,6 +26,7 @@ from analyses import (
     sharpness,
 )
 from analyses.hessian_plane import EigenPlaneConfig, eigen_plane
+from analyses.surface import SurfaceConfig, surface
 from figures import planes, plots
 from landscape.config import EngineConfig
 from swa_landscape.reading import read_results, read_run
@@ -48,11 +49,12 @@ def results(tiny_run, tmp_path_factory):
     pca(tiny_run, out, PCAConfig(grid=(4, 4)), ENG, progress=False)
     sharpness(tiny_run, out, SharpnessConfig(rhos=(0.05, 0.2), samples=3, report_rho=0.2, steps=2, m=100,
                                             batches=2), ENG, progress=False)
+    surface(tiny_run, out, SurfaceConfig(grid=5, extent=0.5), ENG, progress=False)
     return str(out)
 
 
 FIGURES = ("plane_fig1", "schedule", "plane", "rays", "segment", "fge", "hessian", "plane_hessian_swa",
-           "plane_hessian_sgd", "pca", "sharpness")  # the report's order
+           "plane_hessian_sgd", "pca", "sharpness", "surface")  # the report's order
 
 
 def _draw(name, run, res):
