@@ -27,13 +27,14 @@ from landscape.layout import Layout
 from landscape.points import PointSet
 from swa.runs import parse_point, point_set
 
-from .common import RunContext
+from .common import VALUES, RunContext, evaluate_missing
 from .distributed import ShardedResults
 from .plane import evaluate_plane
 from .rays import filter_normalize
+from .refine import fill, refine_grid
 from .registry import Analysis, Section
 
-__all__ = ["SurfaceConfig", "surface_directions", "surface", "describe", "ANALYSIS"]
+__all__ = ["SurfaceConfig", "surface_directions", "surface", "drawn", "describe", "ANALYSIS"]
 
 UNSUPPORTED_BN_MODES = {BNMode.INTERPOLATE: "a surface has one centre, so there is nothing to interpolate toward "
                                              "(use recompute or stored)"}
@@ -54,6 +55,11 @@ class SurfaceConfig:
         filter_normalize: Li et al.'s filter normalisation per centre (off: each direction scaled to ||w||).
         include_1d: Keep the 1-D parameters (biases, BN) in the directions, set to the centre's own values,
             instead of zeroing them.
+        refine: Evaluate a coarse grid first and refine only the cells whose train loss changes fast, down to the
+            full grid (:mod:`analyses.refine`); the rest is interpolated (stored as ``<value>_interpolated``, the
+            evaluated points in ``done``). Needs an odd ``grid``.
+        refine_tolerance: A cell is refined when bilinear interpolation of the log L2-regularised train loss may
+            err by more than this inside it (0.05: about 5%).
     """
 
     centers: tuple[str, ...] = ("swa", "sgd")
@@ -62,6 +68,8 @@ class SurfaceConfig:
     seed: int = bounded(0, meaning="any integer seeds the directions")
     filter_normalize: bool = True
     include_1d: bool = False
+    refine: bool = False
+    refine_tolerance: float = bounded(0.05, gt=0)
 
     def __post_init__(self) -> None:
         check_bounds(self)
@@ -69,6 +77,8 @@ class SurfaceConfig:
             raise UserError("surface needs at least one centre")
         for c in self.centers:
             parse_point(c, "surface centre")
+        if self.refine and self.grid % 2 == 0:
+            raise UserError(f"a refined surface needs an odd grid (0 on it, evenly spaced), got {self.grid}")
 
 
 def surface_directions(base: torch.Tensor, w: torch.Tensor, layout: Layout, filter_wise: bool, include_1d: bool
@@ -126,9 +136,40 @@ def _run(ctx: RunContext, results: ShardedResults, config: SurfaceConfig, progre
         w = pts.chunk(0, 1, "cpu", torch.float64)[0]
         b = pts.buffer_chunk(0, 1, "cpu", torch.float64, interpolate=True)[0]
         dirs = surface_directions(base, w, layout, config.filter_normalize, config.include_1d)
-        summary[center] = evaluate_plane(
-            ctx, results, _group(center), lambda c, w=w, dirs=dirs, b=b: PointSet.affine(w, dirs, c, b), axis, axis,
-            {**cfg, "center": center}, {"direction_norms": dirs.norm(dim=1).numpy(), "center": center}, progress)
+        points_of = lambda c, w=w, dirs=dirs, b=b: PointSet.affine(w, dirs, c, b)  # noqa: E731
+        scalars = {"direction_norms": dirs.norm(dim=1).numpy(), "center": center}
+        evaluate = _refined if config.refine else evaluate_plane
+        summary[center] = evaluate(ctx, results, _group(center), points_of, axis, axis, {**cfg, "center": center},
+                                   scalars, progress, **({"tolerance": config.refine_tolerance} if config.refine else {}))
+    return summary
+
+
+def _refined(ctx: RunContext, results: ShardedResults, group: str, points_of, xs: np.ndarray, ys: np.ndarray,
+             cfg: dict, scalars: dict, progress: bool, tolerance: float) -> dict:
+    """The grid coarse first, refined where the L2-regularised train loss bends; the rest interpolated."""
+    g = len(xs)
+    gx, gy = np.meshgrid(xs, ys, indexing="ij")
+    points = points_of(torch.as_tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float64))
+    arrays = {k: ((g, g), "f8", np.nan) for k in VALUES}
+    results.prepare(group, {**cfg, "engine": ctx.engine_dict()}, arrays, {"x": xs, "y": ys, **scalars}, axes=("x", "y"))
+    computed = 0
+
+    def evaluate(want: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        nonlocal computed
+        with results.read() as f:
+            done = f[group]["done"][:]
+        computed += evaluate_missing(ctx, results, group, points, done | ~want.ravel(), progress, group)
+        with results.read() as f:
+            return f[group]["train_loss_l2"][:], f[group]["done"][:].reshape(g, g)
+
+    _, done, steps = refine_grid(evaluate, g, tolerance)
+    with results.read() as f:
+        raw = {k: f[group][k][:] for k in VALUES}
+    filled = {f"{k}_interpolated": fill(np.where(done, v, np.nan), steps) for k, v in raw.items()}
+    results.write(group, filled, {"evaluated": int(done.sum())})
+    with results.read() as f:
+        summary = {k: f[group][k][()] for k in f[group]}
+    summary["computed"] = computed
     return summary
 
 
@@ -143,11 +184,19 @@ def describe(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def drawn(group: dict) -> dict:
+    """A surface's results group as the figures draw it.
+
+    A refined grid's interpolated values stand in place of its values, which are NaN where no point was evaluated.
+    """
+    return {**group, **{k.removesuffix("_interpolated"): v for k, v in group.items() if k.endswith("_interpolated")}}
+
+
 def _report(res: dict) -> list[Section]:
     from figures import surface as fig  # here: matplotlib and plotly load only when a report is drawn
 
     found = {k: v for k, v in res.get("surface", {}).items() if isinstance(v, dict) and "train_loss" in v}
-    groups = {k: found[k] for k in sorted(found, key=lambda c: (c != "swa", c != "sgd", c))}  # SWA, SGD, the rest
+    groups = {k: drawn(found[k]) for k in sorted(found, key=lambda c: (c != "swa", c != "sgd", c))}  # SWA, SGD, rest
     if not groups:
         return []
     return [Section("surface", "The loss surface around SWA and SGD along the same two random directions",

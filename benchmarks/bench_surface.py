@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from analyses.refine import fill, refine_grid
 from analyses.surface import surface_directions
 from landscape.config import EngineConfig
 from landscape.engine import Engine
@@ -89,9 +90,32 @@ def ours(model, d, train, test, steps: int):
     return res, time.perf_counter() - t, eng
 
 
+def ours_refined(model, d, train, test, steps: int, tolerance: float):
+    """The engine on the same grid, coarse first and refined where the loss bends (:mod:`analyses.refine`)."""
+    w = flatten(list(model.parameters())).double()
+    axis = torch.linspace(-1, 1, steps, dtype=torch.float64)
+    points = PointSet.affine(w, d, torch.cartesian_prod(axis, axis))
+    values, done = np.full((steps, steps), np.nan), np.zeros((steps, steps), dtype=bool)
+    t = time.perf_counter()
+    eng = Engine(model, {"train": train, "test": test}, config=EngineConfig(bn_batch_size=128), cache=ProbeCache())
+
+    def evaluate(want):
+        idx = np.flatnonzero(want.ravel() & ~done.ravel())
+        if idx.size:
+            values.flat[idx] = eng.evaluate(points.subset(torch.as_tensor(idx)), splits=("train",)).loss["train"]
+            done.flat[idx] = True
+        return values, done
+
+    _, _, chain = refine_grid(evaluate, steps, tolerance)
+    return fill(values, chain), int(done.sum()), time.perf_counter() - t
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=51)
+    ap.add_argument("--tolerance", type=float, default=0.05, help="the refinement's tolerance (SurfaceConfig)")
+    ap.add_argument("--run", help="also around the SWA solution of this run file, on its own data (a trained network: "
+                                   "e.g. demo/run.h5 after swa-landscape demo)")
     args = ap.parse_args()
     tune_cpu_allocator()
     s = load_splits(DataSpec())
@@ -99,9 +123,16 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.steps}x{args.steps} grid, "
           f"{len(train[1])} training samples")
     rows = []
-    for name in ("convnet", "convnet_bn"):
+    cases = [(name, None) for name in ("convnet", "convnet_bn")] + ([("trained (--run, at SWA)", args.run)] if args.run
+                                                                    else [])
+    for name, run in cases:
         torch.manual_seed(0)
-        model = build_model(name, num_classes=10).eval()
+        if run is None:
+            model = build_model(name, num_classes=10).eval()
+        else:
+            from swa.runs import load_dataset, load_model
+
+            model, train, test = load_model(run, "swa"), load_dataset(run, "train"), load_dataset(run, "test")
         w = flatten(list(model.parameters()))
         g = torch.Generator().manual_seed(1)
         d = surface_directions(torch.randn(2, w.numel(), generator=g), w, param_layout(model), True, False)
@@ -114,8 +145,12 @@ def main() -> None:
         else:
             row_note = ""
         res, s_ours, eng = ours(model, d, train, test, args.steps)
+        filled, evaluated, s_refined = ours_refined(model, d, train, test, args.steps, args.tolerance)
+        full = res.loss["train"].numpy().reshape(args.steps, args.steps)
         row = {"model": name, "theirs_plane": n / s_theirs, "theirs_random": n / s_random, "ours": n / s_ours,
-               "choice": str(eng.explain().choice), "bn": eng.bn_names != [], "note": row_note}
+               "choice": str(eng.explain().choice), "bn": eng.bn_names != [], "note": row_note,
+               "refined_speedup": s_theirs / s_refined, "evaluated": evaluated,
+               "refined_err": float(np.max(np.abs(np.log(filled) - np.log(full))))}
         if not row["bn"]:
             vals, _, seen = theirs_plane(model, d, *train, 9, record=True)
             pts = PointSet.explicit(torch.stack(seen).double())
@@ -133,6 +168,11 @@ def main() -> None:
         print(f"| {r['model']} | {bn} | {r['theirs_plane']:.1f} | {r['theirs_random']:.1f} | {r['ours']:.1f} | "
               f"{r['ours'] / r['theirs_plane']:.2f}x | {r['ours'] / r['theirs_random']:.2f}x | {diff} | "
               f"{r['choice']} |")
+    print("\n| model | refined: points evaluated | wall time against planar_interpolation's full grid | "
+          "max abs. difference of log loss from the full grid |\n| --- | --- | --- | --- |")
+    for r in rows:
+        print(f"| {r['model']} | {r['evaluated']} of {args.steps ** 2} | {r['refined_speedup']:.2f}x faster | "
+              f"{r['refined_err']:.1e} |")
     for r in rows:
         if r["note"]:
             print(f"{r['model']}: {r['note']}")

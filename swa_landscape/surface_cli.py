@@ -11,7 +11,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from analyses.surface import SurfaceConfig
+from analyses.surface import SurfaceConfig, drawn
 from landscape.config import EngineConfig
 from landscape.errors import UserError
 
@@ -52,7 +52,7 @@ def surface_around_checkpoint(out: str | Path, *, model: str, checkpoint: str, d
     i = int(abs(s["x"]).argmin())
     print(f"surface around {Path(checkpoint).name}: {len(s['x'])}x{len(s['y'])} grid over +-{s['x'][-1]:.3g}; train "
           f"loss {s['train_loss'][i, i]:.4f} at the checkpoint, {s['train_loss'].max():.4f} at most")
-    groups = {Path(checkpoint).name: read_results(results)["surface"]["sgd"]}
+    groups = {Path(checkpoint).name: drawn(read_results(results)["surface"]["sgd"])}
     save_figure(surface_figure(groups), out, "surface")
     surface_plotly(groups).write_html(out / "surface.html", include_plotlyjs=True, full_html=True)
     surface_csv(groups, out)
