@@ -22,6 +22,7 @@ import warnings
 from pathlib import Path
 
 from landscape.errors import UserError
+from landscape.files import toolkit_version
 from landscape.workers import tune_cpu_allocator
 
 from . import analyze_cli, demo, figures_cli, surface_cli, train_cli
@@ -73,6 +74,7 @@ COMMANDS = {
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line, one subparser per entry of :data:`COMMANDS`."""
     parser = Parser(prog="swa-landscape", description="Loss-landscape geometry around SWA.")
+    parser.add_argument("--version", action="version", version=f"swa-landscape {toolkit_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (help_, add, run) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)

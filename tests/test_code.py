@@ -121,3 +121,11 @@ def test_every_help_is_plain_text_with_choices_shown():
     assert "--bn-mode {recompute,stored,interpolate}" in helps["analyze segment"]
     assert "--dtype {float32,float64}" in helps["analyze segment"]
     assert "--swa-schedule {constant,cyclic,swalr}" in helps["train"]
+
+
+def test_version():
+    from landscape.files import toolkit_version
+
+    r = subprocess.run([sys.executable, "-m", "swa_landscape", "--version"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0 and r.stdout.strip() == f"swa-landscape {toolkit_version()}"
+    assert toolkit_version() != "0+unknown"  # the installed distribution's own version
