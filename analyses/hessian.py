@@ -32,7 +32,7 @@ from torch import nn
 from landscape.config import EngineConfig
 from landscape.curvature import HessianOperator, hutchinson_trace, top_eigen
 from landscape.errors import UserError, bounded, check_bounds
-from swa.runs import parse_point, point_set
+from swa.runs import check_points, point_set
 
 from .common import RunContext, per_point
 from .distributed import ShardedResults
@@ -77,10 +77,7 @@ class HessianConfig:
             raise UserError("hessian needs top_k >= 1 or trace_probes >= 2")
         if self.trace_probes == 1:
             raise UserError("the Hutchinson trace needs at least 2 probes for its standard error")
-        if not self.points:
-            raise UserError("hessian needs at least one point")
-        for p in self.points:
-            parse_point(p, "hessian point")
+        check_points(self.points, "hessian")
 
 
 def hessian_operator(ctx: RunContext, name: str, vectors: int = 10) -> tuple[HessianOperator, float]:

@@ -39,7 +39,7 @@ from landscape.config import EngineConfig
 from landscape.errors import UserError, bounded, check_bounds
 from landscape.layout import buffer_layout, param_layout, unflatten
 from landscape.sharpness import average_case, perturbation_points, scales, worst_case
-from swa.runs import parse_point, point_set
+from swa.runs import check_points, point_set
 
 from .common import RunContext, per_point
 from .distributed import ShardedResults
@@ -81,10 +81,7 @@ class SharpnessConfig:
 
     def __post_init__(self) -> None:
         check_bounds(self)
-        if not self.points:
-            raise UserError("sharpness needs at least one point")
-        for p in self.points:
-            parse_point(p, "sharpness point")
+        check_points(self.points, "sharpness")
         if not self.rhos or any(not r > 0 for r in self.rhos):
             raise UserError("sharpness radii (rhos) must be positive")
         if self.report_rho not in self.rhos:

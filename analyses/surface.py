@@ -25,7 +25,7 @@ from landscape.config import BNMode, EngineConfig
 from landscape.errors import UserError, bounded, check_bounds
 from landscape.layout import Layout
 from landscape.points import PointSet
-from swa.runs import parse_point, point_set
+from swa.runs import check_points, point_set
 
 from .common import VALUES, RunContext, evaluate_missing
 from .distributed import ShardedResults
@@ -73,10 +73,7 @@ class SurfaceConfig:
 
     def __post_init__(self) -> None:
         check_bounds(self)
-        if not self.centers:
-            raise UserError("surface needs at least one centre")
-        for c in self.centers:
-            parse_point(c, "surface centre")
+        check_points(self.centers, "surface", "centre")
         if self.refine and self.grid % 2 == 0:
             raise UserError(f"a refined surface needs an odd grid (0 on it, evenly spaced), got {self.grid}")
 

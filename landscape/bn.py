@@ -71,9 +71,7 @@ class ModelCall:
 
     def __call__(self, model: nn.Module) -> Any:
         """The model's output on these inputs (floating-point ones in the model's dtype)."""
-        p = next(model.parameters(), None)
-        cast = map_tensors(lambda t: t.to(p.dtype) if p is not None and t.is_floating_point() else t, self.inputs)
-        return call_model(model, cast)
+        return call_model(model, map_tensors(lambda t: as_input_of(model, t), self.inputs))
 
 
 def as_input_of(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

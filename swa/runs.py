@@ -20,7 +20,7 @@ from .schema import SOLUTIONS
 from .sources import as_splits, check_fingerprints
 from .trajectory import Trajectory
 
-__all__ = ["build_run_model", "check_layout", "load_model", "load_dataset", "run_splits", "parse_point", "point",
+__all__ = ["build_run_model", "check_layout", "load_model", "load_dataset", "run_splits", "parse_point", "check_points", "point",
            "point_set", "snapshot_points", "info"]
 
 
@@ -98,6 +98,18 @@ def parse_point(name: str | int, what: str = "point") -> tuple[str, float | int 
     elif name.lstrip("-").isdigit():
         return "snapshot", int(name)
     raise UserError(f"{what} {name!r}: use sgd, swa, a snapshot index or t=T on the SGD-SWA segment")
+
+
+def check_points(names: tuple[str, ...], analysis: str, noun: str = "point") -> None:
+    """Refuse an empty list of point names or a name :func:`parse_point` cannot read (for an analysis' config).
+
+    Raises:
+        UserError: ``"<analysis> needs at least one <noun>"``, or :func:`parse_point`'s line for a bad name.
+    """
+    if not names:
+        raise UserError(f"{analysis} needs at least one {noun}")
+    for name in names:
+        parse_point(name, f"{analysis} {noun}")
 
 
 def point(t: Trajectory, which: str | int) -> tuple[torch.Tensor, torch.Tensor]:
