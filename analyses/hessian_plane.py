@@ -21,7 +21,7 @@ from landscape.points import PointSet
 
 from .common import RunContext
 from .distributed import ShardedResults
-from .plane import evaluate_plane, plane_section, trajectory_projections
+from .plane import evaluate_plane, trajectory_projections
 from .registry import Analysis, Section
 from .results import stored_eigenvectors
 
@@ -99,11 +99,18 @@ def describe(summary: dict) -> str:
 
 
 def _report(res: dict) -> list[Section]:
-    return [plane_section(res, f"plane_hessian_{name}", f"The plane of the top two Hessian eigenvectors at {name.upper()}",
-                          "Beside the paper: the loss along the sharpest directions, over the same extent at both "
-                          "solutions. Compare how far the low-loss region reaches here and in the other solution's "
-                          "plane.", 11 + i / 10)
-            for i, name in enumerate(("swa", "sgd")) if f"plane_hessian_{name}" in res]
+    from figures import surface as fig  # here: matplotlib and plotly load only when a report is drawn
+
+    groups = {name: res[f"plane_hessian_{name}"] for name in ("swa", "sgd") if f"plane_hessian_{name}" in res}
+    if not groups:
+        return []
+    coords = fig.Coordinates(("eigenvector 1", "eigenvector 2"), "parameter-space L2")
+    return [Section("plane_hessian", "The planes of the top two Hessian eigenvectors at SWA and at SGD",
+                    "Beside the paper: the loss along each solution's sharpest directions, over the same extent and "
+                    "on one colour scale (the same picture as the random surface). Compare how far the low-loss "
+                    "region reaches around each; the SWA branch is drawn where it projects.", 11,
+                    lambda: (fig.surface_figure(groups, coords), fig.surface_plotly(groups, coords)),
+                    lambda out: fig.surface_csv(groups, out, "plane_hessian"))]
 
 
 ANALYSIS = Analysis(

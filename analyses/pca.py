@@ -23,7 +23,7 @@ from landscape.points import PointSet
 
 from .common import RunContext
 from .distributed import ShardedResults
-from .plane import evaluate_plane, grid_around, plane_section, trajectory_projections
+from .plane import evaluate_plane, grid_around, trajectory_projections
 from .registry import Analysis, Section
 
 __all__ = ["ANALYSIS", "PCAConfig", "principal_plane", "pca", "describe", "UNSUPPORTED_BN_MODES"]
@@ -108,14 +108,20 @@ def describe(s: dict) -> str:
 
 
 def _report(res: dict) -> list[Section]:
+    from figures import surface as fig  # here: matplotlib and plotly load only when a report is drawn
+
     if "pca" not in res:
         return []
     ratio = res["pca"]["explained_variance_ratio"]
-    return [plane_section(res, "pca", f"The SWA branch's principal plane ({100 * ratio[0]:.1f}% + "
-                                      f"{100 * ratio[1]:.1f}% of the variance)",
-                          "Beside the paper: the plane the trajectory itself moves in most, centred at the snapshots' "
-                          "mean. Look at whether SWA sits in the middle of the low-loss region the snapshots explore.",
-                          12)]
+    groups = {"the snapshots' mean": res["pca"]}
+    coords = fig.Coordinates((f"PC 1 ({100 * ratio[0]:.1f}%)", f"PC 2 ({100 * ratio[1]:.1f}%)"), "parameter-space L2")
+    return [Section("pca", f"The SWA branch's principal plane ({100 * ratio[0]:.1f}% + {100 * ratio[1]:.1f}% of the "
+                           "variance)",
+                    "Beside the paper: the plane the trajectory itself moves in most, centred at the snapshots' "
+                    "mean, drawn as the surfaces are. Look at whether SWA sits in the middle of the low-loss region "
+                    "the snapshots explore.", 12,
+                    lambda: (fig.surface_figure(groups, coords), fig.surface_plotly(groups, coords)),
+                    lambda out: fig.surface_csv({"mean": res["pca"]}, out, "pca"))]
 
 
 ANALYSIS = Analysis(

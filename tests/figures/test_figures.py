@@ -53,8 +53,8 @@ def results(tiny_run, tmp_path_factory):
     return str(out)
 
 
-FIGURES = ("plane_fig1", "schedule", "plane", "rays", "segment", "fge", "hessian", "plane_hessian_swa",
-           "plane_hessian_sgd", "pca", "sharpness", "surface")  # the report's order
+FIGURES = ("plane_fig1", "schedule", "plane", "rays", "segment", "fge", "hessian", "plane_hessian",
+           "pca", "sharpness", "surface")  # the report's order
 
 
 def _draw(name, run, res):
@@ -133,6 +133,33 @@ def test_planes_have_equal_scales_and_hold_the_swa_branch(results):
     clipped, out = planes.clip_to_grid(np.array([[0.5, 0.5], [9.0, -9.0]]), np.linspace(0, 1, 3), np.linspace(0, 1, 3))
     np.testing.assert_array_equal(clipped, [[0.5, 0.5], [1.0, 0.0]])
     np.testing.assert_array_equal(out, [False, True])
+
+
+def _filled_levels(fig):
+    return [tuple(c.levels) for ax in fig.axes for c in ax.collections if hasattr(c, "levels") and c.filled]
+
+
+def test_eigen_and_pca_planes_are_drawn_as_the_surface_is(tiny_run, results):
+    """One figure for every plane around a point: the eigen-planes at SWA and SGD share one colour scale, as the
+    random surface's centres do, and the trajectory's projection is drawn where the group has it."""
+    run, res = read_run(tiny_run), read_results(results)
+    for key, panels in (("plane_hessian", 2), ("surface", 2), ("pca", 1)):
+        fig, pf = _draw(key, run, res)
+        levels = _filled_levels(fig)
+        assert len(levels) == panels and len(set(levels)) == 1  # one colour scale over the panels
+        assert {t.type for t in pf.data} >= {"contour", "surface"}
+        plt.close(fig)
+    fig, _ = _draw("plane_hessian", run, res)
+    swa = fig.axes[0]
+    branch = [ln for ln in swa.lines if ln.get_label() == "SWA-branch snapshots"]
+    p = res["plane_hessian_swa"]
+    xy = p["projection_xy"][p["projected_branch"].astype(str) == "swa"]
+    assert len(branch) == 1 and len(branch[0].get_xdata()) == len(xy)
+    assert swa.get_xlabel() == "eigenvector 1 (parameter-space L2)"
+    plt.close(fig)
+    fig, _ = _draw("pca", run, res)
+    assert fig.axes[0].get_xlabel().startswith("PC 1 (")
+    plt.close(fig)
 
 
 def test_divergent_points_are_clipped_and_marked(results, tmp_path):
