@@ -23,8 +23,10 @@ from .registry import Analysis, Section, register, registered
 from .results import ResultsFile
 from .segment import SegmentConfig, segment
 from .sharpness import SharpnessConfig, sharpness
+from .surface import SurfaceConfig, surface
 
 __all__ = ["Analysis", "Claim", "Comparison", "EigenPlaneConfig", "FGEConfig", "Finding", "HessianConfig", "Metric",
            "PCAConfig", "PlaneConfig", "RaysConfig", "ResultsFile", "Section", "SegmentConfig", "SharpnessConfig",
-           "analyses", "analyze_all", "by_config", "compare", "default_results_path", "eigen_plane", "fge", "get",
-           "hessian", "pca", "plane", "rays", "register", "registered", "segment", "sharpness"]
+           "SurfaceConfig", "analyses", "analyze_all", "by_config", "compare", "default_results_path", "eigen_plane",
+           "fge", "get", "hessian", "pca", "plane", "rays", "register", "registered", "segment", "sharpness",
+           "surface"]

@@ -15,11 +15,9 @@ import matplotlib.pyplot as plt
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
-from analyses import catalog
 from analyses.compare import compare
-from analyses.registry import Section
-from figures import plots
 
+from .notebook import sections
 from .reading import read_results, read_run
 
 __all__ = ["make_figures", "sections", "page_html", "save_figure", "verdict_table", "quantity_table"]
@@ -73,20 +71,6 @@ def page_html(body: str) -> str:
 table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:4px 8px}} pre{{background:#f6f6f6;padding:8px}}
 .holds{{color:#1a7f37}} .fails{{color:#b42318}}</style></head><body>
 {body}</body></html>"""
-
-
-def _schedule(r) -> Section:
-    """The run's own section: its learning rate and test error (paper Figure 2)."""
-    return Section("schedule", "Learning rate and test error against iteration (paper Figure 2)",
-                   "The learning rate of every step from the run's schedule, the averaged (captured) models circled. "
-                   "The SWA average's test error (dashed) should lie below that of every captured model and of "
-                   "conventional SGD.", 2, lambda: (plots.schedule_figure(r), plots.schedule_plotly(r)))
-
-
-def sections(r, res: dict) -> list[Section]:
-    """The figures available: the run's schedule and every registered analysis' sections, in the paper's order."""
-    out = [_schedule(r)] + [x for a in catalog.analyses() if a.report for x in a.report(res)]
-    return sorted(out, key=lambda x: x.order)
 
 
 def make_figures(run: str | os.PathLike, results: str | os.PathLike | None, out: str | os.PathLike) -> Path:
