@@ -60,11 +60,14 @@ class Recorder:
         data_spec: Likewise for the data (``{"name": "package.module:function", "kwargs": {...}}``).
         source: ``"recorder"`` (a training loop) or ``"import"`` (checkpoints); stored with the run.
         overwrite: Replace an existing file.
+        resume: A :meth:`state` saved with your training checkpoint: the recording continues the run file from
+            there (snapshots and solutions written after it are dropped, the running average is restored).
     """
 
     def __init__(self, path: str | os.PathLike, model: nn.Module, data: Any, *, weight_decay: float = 0.0,
                  bn_batch_size: int = 128, bn_weighting: str = "batch", model_spec: dict | None = None,
-                 data_spec: dict | None = None, source: str = "recorder", overwrite: bool = False):
+                 data_spec: dict | None = None, source: str = "recorder", overwrite: bool = False,
+                 resume: dict | None = None):
         self.model, self.path = model, Path(path)
         self.splits = as_splits(data)
         self.config = TrainConfig(model=(model_spec or {}).get("name") or "custom", dataset=(data_spec or {}).get(
@@ -74,11 +77,28 @@ class Recorder:
         attrs = run_attributes(self.config.to_dict(), model, {"kwargs": {}, **spec},
                                {"name": "custom", **(data_spec or {})},
                                {s: fingerprint(*xy) for s, xy in self.splits.items()}, source)
-        self.writer = TrajectoryWriter.create(path, attrs, param_layout(model).size, buffer_layout(model).size,
-                                              overwrite=overwrite)
         self.average: AveragedModel | None = None
         self.steps = 0
         self.written: set[str] = set()
+        if resume is None:
+            self.writer = TrajectoryWriter.create(path, attrs, param_layout(model).size, buffer_layout(model).size,
+                                                  overwrite=overwrite)
+            return
+        self.writer = TrajectoryWriter.reopen(path, int(resume["snapshots"]), set(resume["written"]))
+        self.steps, self.written = int(resume["steps"]), set(resume["written"])
+        if resume["average"] is not None:
+            self.average = AveragedModel(self.model)
+            self.average.load_state_dict(resume["average"])
+
+    def state(self) -> dict:
+        """What a resumed recording needs (``Recorder(..., resume=state)``): save it with your training checkpoint.
+
+        Returns:
+            ``{"snapshots", "steps", "written", "average"}``: counts, the solutions written, and the running average's
+            ``state_dict`` (None before the first capture).
+        """
+        return {"snapshots": self.writer.count, "steps": self.steps, "written": sorted(self.written),
+                "average": None if self.average is None else self.average.state_dict()}
 
     def __enter__(self) -> Recorder:
         return self

@@ -29,6 +29,21 @@ class RunWriter(Protocol):
 
     path: Path
 
+    @classmethod
+    def reopen(cls, path: str | os.PathLike, snapshots: int, solutions: set[str]) -> TrajectoryWriter:
+        """Reopen a run file for appending after its first ``snapshots`` snapshots (a recording resumed).
+
+        Later snapshots and the solutions not in ``solutions`` are dropped: the recording writes them again.
+        The file is rebuilt under a temporary name and replaces the old one atomically.
+
+        Raises:
+            UserError: Not a trajectory file, or it holds fewer than ``snapshots`` snapshots.
+        """
+        path = Path(path)
+        w = cls(path, built=_rebuilt(path, snapshots, solutions))
+        w.set_status(Status.RUNNING)
+        return w
+
     @property
     def count(self) -> int:
         """Snapshots written so far."""
@@ -111,34 +126,28 @@ class TrajectoryWriter:
         path = Path(path)
         with Trajectory(path) as old:
             ckpt = old.checkpoint()
-            if ckpt is None:
-                raise UserError(f"{path} has no checkpoint to resume from (killed before the first epoch ended?)")
-            n = int(ckpt["n_snapshots"])
-            f0 = old._f
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            with h5py.File(tmp, "w", libver="latest") as f:
-                attrs = {k: v for k, v in f0.attrs.items() if k not in ("format", "format_version")}
-                p, q = f0["snapshots/weights"].shape[1], f0["snapshots/buffers"].shape[1]
-                create_structure(f, attrs, p, q, str(f0["snapshots/weights"].dtype))
-                for k in ("weights", "buffers", *META):
-                    d = f[f"snapshots/{k}"]
-                    d.resize(n, axis=0)
-                    if n:
-                        d[:n] = f0[f"snapshots/{k}"][:n]
-                f["snapshots/count"][()] = n
-                for name in f0["solutions"]:
-                    for k, v in f0[f"solutions/{name}"].items():
-                        f[f"solutions/{name}/{k}"][()] = v[()]
-                for k in STATES:
-                    n_k = int(f0[f"state/{k}_len"][()]) if f"state/{k}_len" in f0 else 0
-                    if n_k:
-                        f[f"state/{k}"].resize(n_k, axis=0)
-                        f[f"state/{k}"][:] = f0[f"state/{k}"][:n_k]
-                        f[f"state/{k}_len"][()] = n_k
+        if ckpt is None:
+            raise UserError(f"{path} has no checkpoint to resume from (killed before the first epoch ended?)")
+        tmp = _rebuilt(path, int(ckpt["n_snapshots"]))
         w = cls(path, built=tmp)
         w.save_checkpoint(ckpt)
         w.set_status(Status.RUNNING)
         return w, ckpt
+
+    @classmethod
+    def reopen(cls, path: str | os.PathLike, snapshots: int, solutions: set[str]) -> TrajectoryWriter:
+        """Reopen a run file for appending after its first ``snapshots`` snapshots (a recording resumed).
+
+        Later snapshots and the solutions not in ``solutions`` are dropped: the recording writes them again.
+        The file is rebuilt under a temporary name and replaces the old one atomically.
+
+        Raises:
+            UserError: Not a trajectory file, or it holds fewer than ``snapshots`` snapshots.
+        """
+        path = Path(path)
+        w = cls(path, built=_rebuilt(path, snapshots, solutions))
+        w.set_status(Status.RUNNING)
+        return w
 
     @property
     def count(self) -> int:
@@ -242,3 +251,34 @@ class TrajectoryWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _rebuilt(path: Path, n: int, solutions: set[str] | None = None) -> Path:
+    """A copy of the run file at ``path`` with its first ``n`` snapshots, its training states and its solutions
+    (those in ``solutions``; None: all), built under a temporary name beside it; returns that name."""
+    with Trajectory(path) as old:
+        if old.n < n:
+            raise UserError(f"{path} holds {old.n} snapshots, fewer than the {n} the resumed recording expects")
+        f0 = old._f
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with h5py.File(tmp, "w", libver="latest") as f:
+            attrs = {k: v for k, v in f0.attrs.items() if k not in ("format", "format_version")}
+            p, q = f0["snapshots/weights"].shape[1], f0["snapshots/buffers"].shape[1]
+            create_structure(f, attrs, p, q, str(f0["snapshots/weights"].dtype))
+            for k in ("weights", "buffers", *META):
+                d = f[f"snapshots/{k}"]
+                d.resize(n, axis=0)
+                if n:
+                    d[:n] = f0[f"snapshots/{k}"][:n]
+            f["snapshots/count"][()] = n
+            for name in f0["solutions"]:
+                if solutions is None or name in solutions:
+                    for k, v in f0[f"solutions/{name}"].items():
+                        f[f"solutions/{name}/{k}"][()] = v[()]
+            for k in STATES:
+                n_k = int(f0[f"state/{k}_len"][()]) if f"state/{k}_len" in f0 else 0
+                if n_k:
+                    f[f"state/{k}"].resize(n_k, axis=0)
+                    f[f"state/{k}"][:] = f0[f"state/{k}"][:n_k]
+                    f[f"state/{k}_len"][()] = n_k
+    return tmp
