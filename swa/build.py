@@ -14,6 +14,7 @@ from landscape.config import resolve_device
 from landscape.errors import UserError
 from landscape.ranks import rank, world
 
+from .checkpoints import load_into
 from .config import TrainConfig
 from .data import DataSpec, TrainData, builtin_data
 from .models import build_model
@@ -64,16 +65,5 @@ def build_run(cfg: TrainConfig, model: nn.Module | None, data: TrainData | None
 
 
 def load_init(model: nn.Module, path: str, device: torch.device) -> None:
-    """Load a pre-trained state_dict into ``model`` or raise one clear :class:`UserError`."""
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except FileNotFoundError:
-        raise UserError(f"--init {path}: no such file") from None
-    except Exception as e:  # noqa: BLE001 - torch.load raises many kinds for a file of another format
-        raise UserError(f"--init {path} is not a PyTorch state_dict file ({type(e).__name__})") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise UserError(f"--init {path} holds a {type(state).__name__}, not a state_dict of tensors")
-    try:
-        model.load_state_dict(state)
-    except (RuntimeError, KeyError, TypeError) as e:
-        raise UserError(f"--init {path} does not fit the model: {str(e).splitlines()[0]}") from None
+    """Load a pre-trained checkpoint into ``model`` (:func:`swa.checkpoints.load_into`) or raise one UserError."""
+    load_into(model, path, notice=True, label=f"--init {path}", device=device)

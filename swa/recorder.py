@@ -19,11 +19,8 @@ block marks the run ``interrupted`` with its message.
 
 from __future__ import annotations
 
-import glob
 import math
 import os
-import re
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +33,7 @@ from landscape.errors import UserError
 from landscape.layout import buffer_layout, flatten, param_layout
 from landscape.reference import evaluate_model
 
+from .checkpoints import checkpoint_files, load_into
 from .config import TrainConfig
 from .schema import Status, run_attributes
 from .sources import as_splits, fingerprint
@@ -195,61 +193,6 @@ def _device(model: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
-def _checkpoint_files(pattern: str | None) -> list[Path]:
-    """Files matching a glob, in natural order (``epoch_2`` before ``epoch_10``)."""
-    if not pattern:
-        return []
-    files = [Path(p) for p in glob.glob(pattern)]
-    if not files:
-        raise UserError(f"no checkpoint matches {pattern!r}")
-    key = lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)]  # noqa: E731
-    return sorted(files, key=key)
-
-
-_PREFIXES = {"module.": "a DDP checkpoint", "model.": "a Lightning checkpoint", "_orig_mod.": "a torch.compile'd model"}
-"""Prefixes that wrappers put before a model's own keys, and who puts them there."""
-
-
-def _without_prefix(state: dict, model: nn.Module, path: Path, notice: bool = True) -> dict:
-    """``state`` with a wrapper's prefix removed where the model's own keys lie under it (said in one notice)."""
-    own = set(model.state_dict())
-    if set(state) & own:
-        return state
-    for prefix, who in _PREFIXES.items():
-        inner = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
-        if inner and set(inner) & own:
-            rest = len(state) - len(inner)
-            extra = f"; {rest} other entries left out" if rest else ""
-            if notice:
-                warnings.warn(f"checkpoint {path}: removed the prefix {prefix!r} ({who}){extra}", stacklevel=3)
-            return inner
-    return state
-
-
-def _load_into(model: nn.Module, path: Path, notice: bool = False) -> None:
-    """Load a state_dict file (or a checkpoint dict holding one under ``state_dict``) into ``model``, strictly.
-
-    A wrapper's prefix (DDP's ``module.``, Lightning's ``model.``) is removed where the model's keys lie under it;
-    ``notice`` says so (once per file: on the check before anything is written).
-    """
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise UserError(f"checkpoint {path}: no such file") from None
-    except Exception as e:  # noqa: BLE001 - torch.load raises many kinds for a file of another format
-        raise UserError(f"checkpoint {path} is not a PyTorch state_dict file ({type(e).__name__})") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise UserError(f"checkpoint {path} holds a {type(state).__name__}, not a state_dict of tensors")
-    state = _without_prefix(state, model, path, notice)
-    try:
-        model.load_state_dict(state)
-    except (RuntimeError, KeyError, TypeError) as e:
-        raise UserError(f"checkpoint {path} does not fit the model (another architecture?): "
-                        f"{str(e).splitlines()[0]}") from None
-
-
 def import_run(out: str | os.PathLike, *, model: str, data: str, model_kwargs: dict | None = None,
                data_kwargs: dict | None = None, sgd: str | None = None, swa: str | None = None,
                snapshots: str | None = None, sgd_snapshots: str | None = None, weight_decay: float = 0.0,
@@ -279,25 +222,25 @@ def import_run(out: str | os.PathLike, *, model: str, data: str, model_kwargs: d
     data_obj = call_factory(data, data_kwargs or {}, "data factory") if ":" in data else None
     if data_obj is None:
         raise UserError(f"--data {data!r} is not an import path of the form package.module:function")
-    sgd_files, swa_files = _checkpoint_files(sgd_snapshots), _checkpoint_files(snapshots)
+    sgd_files, swa_files = checkpoint_files(sgd_snapshots), checkpoint_files(snapshots)
     singles = [Path(p) for p in (sgd, swa) if p]
     if not (sgd_files or swa_files or singles):
         raise UserError("nothing to import: pass --sgd, --swa, --snapshots or --sgd-snapshots")
     for f in (*sgd_files, *swa_files, *singles):
-        _load_into(net, f, notice=True)  # all checked before anything is written
+        load_into(net, f, notice=True)  # all checked before anything is written
     with Recorder(out, net, data_obj, weight_decay=weight_decay, bn_batch_size=bn_batch_size,
                   model_spec={"name": model, "kwargs": model_kwargs or {}},
                   data_spec={"name": data, "kwargs": data_kwargs or {}}, source="import", overwrite=overwrite) as rec:
         for f in sgd_files:
-            _load_into(net, f)
+            load_into(net, f)
             rec.snapshot(branch="sgd", evaluate=True)
         if sgd:
-            _load_into(net, Path(sgd))
+            load_into(net, Path(sgd))
             rec.solution("sgd")
         for f in swa_files:
-            _load_into(net, f)
+            load_into(net, f)
             rec.capture(evaluate=True)
         if swa:
-            _load_into(net, Path(swa))
+            load_into(net, Path(swa))
             rec.solution("swa")
     return Path(out)

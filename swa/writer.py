@@ -254,8 +254,10 @@ class TrajectoryWriter:
 
 
 def _rebuilt(path: Path, n: int, solutions: set[str] | None = None) -> Path:
-    """A copy of the run file at ``path`` with its first ``n`` snapshots, its training states and its solutions
-    (those in ``solutions``; None: all), built under a temporary name beside it; returns that name."""
+    """The run file at ``path`` rebuilt beside it under a temporary name, which is returned.
+
+    It keeps the first ``n`` snapshots, the training states and the solutions in ``solutions`` (None: all).
+    """
     with Trajectory(path) as old:
         if old.n < n:
             raise UserError(f"{path} holds {old.n} snapshots, fewer than the {n} the resumed recording expects")

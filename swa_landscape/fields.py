@@ -12,11 +12,13 @@ import argparse
 import dataclasses
 import json
 import re
+import sys
 import typing
 from collections.abc import Callable
 from enum import Enum
 
-__all__ = ["field_help", "plain", "size", "add_config_arguments", "config_values", "json_object"]
+__all__ = ["ALIASES", "Aliased", "add_config_arguments", "add_dataset_arguments", "config_values", "field_help",
+           "json_object", "plain", "size"]
 
 _ROLE = re.compile(r":(?:class|func|meth|mod|data|attr|obj):`~?([^`]+)`")
 _UNITS = {"": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20, "g": 1 << 30, "gib": 1 << 30,
@@ -132,6 +134,35 @@ def _flag_kwargs(f: dataclasses.Field, hint: object) -> dict:
     return {"type": _scalar(ann)}
 
 
+ALIASES = {"--dataset": "--data", "--dataset-kwargs": "--data-kwargs"}
+"""Old names of flags, still read, each use noted as deprecated (``import`` once named its data factory ``--data``)."""
+
+
+class Aliased(argparse.Action):
+    """Stores a value like argparse's ``store``; given under its deprecated alias, it also says which name to use."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: D102 - argparse's hook
+        if option_string != self.option_strings[0]:
+            sys.stderr.write(f"swa-landscape: notice: {option_string} is deprecated; use {self.option_strings[0]}\n")
+        setattr(namespace, self.dest, values)
+
+
+def _names(flag: str) -> tuple[list[str], dict]:
+    """A flag's option strings with its deprecated alias, and the keywords that handle the alias."""
+    if flag not in ALIASES:
+        return [flag], {}
+    return [flag, ALIASES[flag]], {"action": Aliased}
+
+
+def add_dataset_arguments(p: argparse.ArgumentParser) -> None:
+    """``--dataset`` (a data factory by import path, required) and ``--dataset-kwargs``, as every command names them."""
+    names, kw = _names("--dataset")
+    p.add_argument(*names, required=True, help="package.module:function returning (train, test): datasets, "
+                                               "DataLoaders or tensor pairs (--data: a deprecated alias)", **kw)
+    names, kw = _names("--dataset-kwargs")
+    p.add_argument(*names, type=json_object, default={}, help="its keyword arguments as JSON", **kw)
+
+
 def add_config_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, prefix: str = "",
                          skip: tuple[str, ...] = (), shown_defaults: dict[str, str] | None = None) -> None:
     """One flag per field of the dataclass ``cls``: ``--field-name`` (``--PREFIX.field-name`` with a prefix).
@@ -156,7 +187,12 @@ def add_config_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup, c
         kwargs = _flag_kwargs(f, hints.get(f.name))
         if "action" not in kwargs and "choices" not in kwargs:
             kwargs["metavar"] = f.name.upper()
-        p.add_argument(flag, dest=_dest(prefix, f.name), default=argparse.SUPPRESS, help=text, **kwargs)
+        names, alias = _names(flag)
+        if alias and "action" not in kwargs:
+            kwargs.update(alias)
+            text += f" ({names[1]}: a deprecated alias)"
+        p.add_argument(*names[:1 + bool(alias)], dest=_dest(prefix, f.name), default=argparse.SUPPRESS, help=text,
+                       **kwargs)
 
 
 def _dest(prefix: str, name: str) -> str:

@@ -15,7 +15,7 @@ from analyses.surface import SurfaceConfig, drawn
 from landscape.config import EngineConfig
 from landscape.errors import UserError
 
-from .fields import add_config_arguments, config_values, json_object
+from .fields import add_config_arguments, add_dataset_arguments, config_values, json_object
 
 __all__ = ["COMMANDS", "surface_around_checkpoint"]
 
@@ -66,9 +66,7 @@ def add_surface_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True,
                    help="state_dict file (or a dict with 'state_dict'; DDP's 'module.' and Lightning's 'model.' "
                         "prefixes are removed)")
-    p.add_argument("--dataset", required=True,
-                   help="package.module:function returning (train, test): datasets, DataLoaders or tensor pairs")
-    p.add_argument("--dataset-kwargs", type=json_object, default={}, help="its keyword arguments as JSON")
+    add_dataset_arguments(p)
     p.add_argument("--weight-decay", type=float, default=0.0,
                    help="L2 coefficient of the training objective, for the L2-regularised loss (default: 0)")
     p.add_argument("--batch-size", type=int, default=128, help="BN recomputation batch size (default: 128)")

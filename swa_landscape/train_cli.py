@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from swa.config import TrainConfig, load_toml
 
-from .fields import add_config_arguments, config_values, json_object
+from .fields import add_config_arguments, add_dataset_arguments, config_values, json_object
 
 __all__ = ["COMMANDS", "train_config"]
 
@@ -53,9 +53,7 @@ def add_import_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True,
                    help="package.module:function building the network (or a registry name)")
     p.add_argument("--model-kwargs", type=json_object, default={}, help="its keyword arguments as JSON")
-    p.add_argument("--data", required=True,
-                   help="package.module:function returning (train, test): datasets, DataLoaders or tensor pairs")
-    p.add_argument("--data-kwargs", type=json_object, default={}, help="its keyword arguments as JSON")
+    add_dataset_arguments(p)
     p.add_argument("--sgd", help="state_dict file of w_SGD")
     p.add_argument("--swa", help="state_dict file of w_SWA (default: the average of --snapshots, BN recomputed)")
     p.add_argument("--snapshots", help="glob of the SWA branch's checkpoints (averaged; the FGE proposals), "
@@ -70,8 +68,8 @@ def add_import_arguments(p: argparse.ArgumentParser) -> None:
 def run_import(args: argparse.Namespace) -> None:
     from swa.recorder import import_run
 
-    path = import_run(args.out, model=args.model, data=args.data, model_kwargs=args.model_kwargs,
-                      data_kwargs=args.data_kwargs, sgd=args.sgd, swa=args.swa, snapshots=args.snapshots,
+    path = import_run(args.out, model=args.model, data=args.dataset, model_kwargs=args.model_kwargs,
+                      data_kwargs=args.dataset_kwargs, sgd=args.sgd, swa=args.swa, snapshots=args.snapshots,
                       sgd_snapshots=args.sgd_snapshots, weight_decay=args.weight_decay, bn_batch_size=args.batch_size,
                       overwrite=args.overwrite)
     print(f"run file: {path}")

@@ -121,6 +121,28 @@ def test_every_help_is_plain_text_with_choices_shown():
     assert "--bn-mode {recompute,stored,interpolate}" in helps["analyze segment"]
     assert "--dtype {float32,float64}" in helps["analyze segment"]
     assert "--swa-schedule {constant,cyclic,swalr}" in helps["train"]
+    factories = {k for k, h in helps.items() if "DATASET" in h}  # one name for the data factory everywhere
+    assert factories == {"train", "import", "surface"}
+    for k in factories:
+        text = " ".join(helps[k].split())
+        assert "--dataset DATASET, --data DATASET" in text and "(--data: a deprecated alias)" in text, k
+
+
+def test_the_deprecated_data_flag_still_works_and_says_so(capsys):
+    from swa_landscape.cli import build_parser
+
+    for argv in (["train", "--data", "pkg.mod:make", "--data-kwargs", '{"n": 3}', "--out", "r.h5"],
+                 ["import", "--model", "m:f", "--data", "pkg.mod:make", "--out", "r.h5"],
+                 ["surface", "--model", "m:f", "--checkpoint", "c.pt", "--data", "pkg.mod:make", "--out", "o"]):
+        args = build_parser().parse_args(argv)
+        assert args.dataset == "pkg.mod:make", argv
+        err = capsys.readouterr().err
+        assert "swa-landscape: notice: --data is deprecated; use --dataset" in err, argv
+    assert args.dataset_kwargs == {} and build_parser().parse_args(
+        ["train", "--data-kwargs", '{"n": 3}', "--out", "r.h5"]).dataset_kwargs == {"n": 3}
+    assert "--data-kwargs is deprecated; use --dataset-kwargs" in capsys.readouterr().err
+    build_parser().parse_args(["train", "--dataset", "a:b", "--out", "r.h5"])
+    assert capsys.readouterr().err == ""  # the new name says nothing
 
 
 def test_version():

@@ -182,7 +182,7 @@ def _cases(f):
         (_imp(f) + ["--snapshots", str(f["dir"] / "nothing_*.pt")], "no checkpoint matches"),
         (_imp(f), "nothing to import"),
         (_imp(f) + ["--sgd", str(f["dir"] / "net.pt"), "--weight-decay", "-1"], "weight_decay must be non-negative"),
-        (["import", "--model", "tests.user_factories:make_net", "--data", "mnist1d", "--out", new],
+        (["import", "--model", "tests.user_factories:make_net", "--dataset", "mnist1d", "--out", new],
          "not an import path"),
         (_imp(f) + ["--sgd", str(f["dir"] / "net.pt"), "--out", str(f["existing_file"])], "exists"),
     ]
@@ -194,8 +194,8 @@ def _cases(f):
 
 def _imp(f) -> list[str]:
     """``swa-landscape import`` of the test factories into a file that must never be created."""
-    return ["import", "--model", "tests.user_factories:make_net", "--data", "tests.user_factories:load_file",
-            "--data-kwargs", f'{{"path": "{f["dir"] / "data.pt"}"}}', "--out", str(f["dir"] / "never.h5")]
+    return ["import", "--model", "tests.user_factories:make_net", "--dataset", "tests.user_factories:load_file",
+            "--dataset-kwargs", f'{{"path": "{f["dir"] / "data.pt"}"}}', "--out", str(f["dir"] / "never.h5")]
 
 
 def _tree(d: Path) -> dict[str, str]:

@@ -46,22 +46,54 @@ def test_surface_around_a_checkpoint_and_its_centre(tmp_path):
         np.testing.assert_allclose(g["test_error"][1, 1], ref["test"].error, rtol=1e-10)
 
 
-def test_ddp_and_lightning_checkpoints_are_read_with_one_notice(tmp_path):
+def test_ddp_lightning_and_safetensors_checkpoints_are_read_with_one_notice(tmp_path):
     torch.manual_seed(4)
     state = make_net().state_dict()
+    torch.save(state, tmp_path / "plain.pt")
     torch.save({f"module.{k}": v for k, v in state.items()}, tmp_path / "ddp.pt")
     torch.save({"state_dict": {f"model.{k}": v for k, v in state.items()}, "epoch": 3}, tmp_path / "lightning.ckpt")
-    for name, prefix in (("ddp.pt", "module."), ("lightning.ckpt", "model.")):
-        rc, out, err = _main("surface", "--checkpoint", str(tmp_path / name), "--out", str(tmp_path / name[:3]), *ARGS)
+    cases = [("ddp.pt", "module."), ("lightning.ckpt", "model.")]
+    with contextlib.suppress(ImportError):  # the optional extra: tested where installed (the test extra has it)
+        from safetensors.torch import save_file
+
+        save_file({f"module.{k}": v.contiguous() for k, v in state.items()}, tmp_path / "ddp.safetensors")
+        cases.append(("ddp.safetensors", "module."))
+    surfaces = {}
+    for name, prefix in [("plain.pt", None), *cases]:
+        rc, out, err = _main("surface", "--checkpoint", str(tmp_path / name), "--out", str(tmp_path / name[:5]), *ARGS)
         assert rc == 0, err
-        assert f"removed the prefix '{prefix}'" in err and len(err.strip().splitlines()) == 1
+        if prefix:
+            assert f"removed the prefix '{prefix}'" in err and len(err.strip().splitlines()) == 1
+        with h5py.File(tmp_path / name[:5] / "checkpoint.landscape.h5", "r") as f:
+            surfaces[name] = f["surface/sgd/train_loss"][:]
+    for name in surfaces:  # the same weights whatever the wrapping: the same surface
+        np.testing.assert_array_equal(surfaces[name], surfaces["plain.pt"])
+
+
+def test_safetensors_without_the_package_is_one_line(tmp_path, monkeypatch):
+    import builtins
+
+    from landscape.errors import UserError
+    from swa.checkpoints import read_state
+
+    (tmp_path / "w.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
+    real = builtins.__import__
+    monkeypatch.setattr(builtins, "__import__", lambda n, *a, **k: (_ for _ in ()).throw(ImportError(n))
+                        if n.startswith("safetensors") else real(n, *a, **k))
+    try:
+        read_state(tmp_path / "w.safetensors")
+    except UserError as e:
+        assert "install the safetensors package" in str(e)
+    else:
+        raise AssertionError("no refusal")
 
 
 def test_bad_checkpoints_are_one_line_and_exit_2(tmp_path):
     torch.save(other_net().state_dict(), tmp_path / "other.pt")
     (tmp_path / "notes.txt").write_text("not a checkpoint")
     torch.save([1, 2, 3], tmp_path / "list.pt")
-    cases = [("other.pt", "does not fit the model (another architecture?)"), ("missing.pt", "no such file"),
+    (tmp_path / "bad.safetensors").write_bytes(b"\x12" * 40)
+    cases = [("bad.safetensors", "not a readable .safetensors file"), ("other.pt", "does not fit the model (another architecture?)"), ("missing.pt", "no such file"),
              ("notes.txt", "is not a PyTorch state_dict file"), ("list.pt", "holds a list, not a state_dict")]
     for name, message in cases:
         r = subprocess.run([sys.executable, "-m", "swa_landscape", "surface", "--checkpoint", str(tmp_path / name),
