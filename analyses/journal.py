@@ -21,6 +21,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from landscape.files import durable_replace
+
 __all__ = ["Journal"]
 
 _counter = itertools.count()
@@ -62,12 +64,7 @@ class Journal:
             f.create_dataset("index", data=np.asarray(index))
             for k, v in values.items():
                 f.create_dataset(k, data=np.asarray(v))
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, final)
+        durable_replace(tmp, final)
         return final
 
     def chunks(self, group: str) -> list[Path]:

@@ -16,7 +16,8 @@ import h5py
 
 from .errors import UserError
 
-__all__ = ["default_results_path", "hdf5_problem", "open_hdf5", "output_path", "toolkit_version"]
+__all__ = ["default_results_path", "durable_replace", "fsync_path", "hdf5_problem", "open_hdf5", "output_path",
+           "toolkit_version"]
 
 _SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -34,6 +35,26 @@ def output_path(path: str | os.PathLike, what: str = "output file") -> Path:
     if p.is_dir():
         raise UserError(f"{what} {p} is a directory")
     return p
+
+
+def fsync_path(path: str | os.PathLike) -> None:
+    """Make a file's or a directory's contents durable (``fsync`` through a read-only descriptor)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def durable_replace(tmp: str | os.PathLike, final: str | os.PathLike) -> None:
+    """Rename a complete file ``tmp`` to ``final`` so that a crash or a power loss leaves the old or the new file.
+
+    The file is synced before the rename (its contents reach the disk first) and its directory after it (the
+    rename itself reaches the disk before this returns).
+    """
+    fsync_path(tmp)
+    os.replace(tmp, final)
+    fsync_path(Path(final).parent)
 
 
 def hdf5_problem(path: str | os.PathLike) -> str | None:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from landscape.errors import UserError
-from landscape.files import output_path
+from landscape.files import durable_replace, fsync_path, output_path
 
 from .schema import META, META_DTYPES, SOLUTION_SCALARS, STATES, Status, create_structure, pack_blob, unpack_blob
 from .trajectory import Trajectory
@@ -81,7 +81,7 @@ class TrajectoryWriter:
         self._f = h5py.File(built or self.path, "a", libver="latest")
         self._f.swmr_mode = True
         if built is not None:  # the file appears at its path only once it is in SWMR mode: a kill at any moment
-            os.replace(built, self.path)  # leaves either no file or one that SWMR readers open
+            durable_replace(built, self.path)  # leaves either no file or one that SWMR readers open
         self._s = self._f["snapshots"]
         self._n = int(self._s["count"][()])
 
@@ -199,6 +199,7 @@ class TrajectoryWriter:
         self._f.flush()
         st["active"][()] = slot
         self._f.flush()
+        fsync_path(self.path)  # each checkpoint reaches the disk: the state a resume starts from
 
     def save_fork(self, state: dict, slot: str = "fork") -> None:
         """Store a training state in ``slot`` (:data:`~swa.schema.STATES`).
