@@ -140,7 +140,7 @@ def evaluate_missing(ctx: RunContext, results: ShardedResults, group: str, point
 
 
 def per_point(ctx: RunContext, results: ShardedResults, group: str, config, compute, attrs: dict,
-              progress: bool) -> dict:
+              progress: bool, axes: dict[str, tuple[str, ...]] | None = None) -> dict:
     """An analysis computed point by point (``config.points``), each point its own group ``GROUP/<point>``.
 
     Points already stored with these settings are read back (resume); the others are shared out over the ranks
@@ -154,6 +154,7 @@ def per_point(ctx: RunContext, results: ShardedResults, group: str, config, comp
         compute: ``compute(point name) -> dict`` of values.
         attrs: Attributes stored with every point (besides ``config`` and ``point``).
         progress: Announce each point as it starts.
+        axes: The values' coordinates, as :meth:`analyses.results.ResultsFile.write` takes them.
     """
     cfg = {**dataclasses.asdict(config), "engine": ctx.engine_dict()}
     cfg.pop("points")
@@ -166,6 +167,6 @@ def per_point(ctx: RunContext, results: ShardedResults, group: str, config, comp
         return compute(name)
 
     for name, vals in zip(todo, shard_map(announced, todo)):  # points shared out over the ranks
-        results.write(f"{group}/{name}", vals, {"config": config_json(cfg), "point": name, **attrs})
+        results.write(f"{group}/{name}", vals, {"config": config_json(cfg), "point": name, **attrs}, axes)
         summary[name] = vals
     return {n: summary[n] for n in config.points}

@@ -72,10 +72,10 @@ class ShardedResults:
         """A finished group's datasets if computed with ``config``, else None (see :meth:`ResultsFile.stored`)."""
         return self.file.stored(group, config)
 
-    def write(self, group: str, values: dict, attrs: dict | None = None) -> None:
+    def write(self, group: str, values: dict, attrs: dict | None = None, axes: dict | None = None) -> None:
         """Write values and attributes into ``group`` (rank 0 writes; the others do nothing)."""
         if rank() == 0:
-            self.file.write(group, values, attrs)
+            self.file.write(group, values, attrs, axes)
 
     def write_points(self, group: str, flat_index, values: dict) -> None:
         """Write the values of points ``flat_index`` into ``group`` (rank 0 writes)."""

@@ -158,11 +158,7 @@ class ResultsFile:
                 n = int(np.prod(shape[:2])) if n is None else n
             for name, value in (scalars or {}).items():
                 g.create_dataset(name, data=value)
-            for i, axis in enumerate(axes):
-                g[axis].make_scale(axis)
-                for name in arrays:
-                    g[name].dims[i].attach_scale(g[axis])
-                    g[name].dims[i].label = axis
+            _attach(g, {name: axes for name in arrays})
             g.create_dataset("done", (n or 0,), dtype="?", fillvalue=False)
             return g["done"][:]
 
@@ -184,8 +180,17 @@ class ResultsFile:
 
         self.update(fn)
 
-    def write(self, group: str, values: dict[str, Any], attrs: dict[str, Any] | None = None) -> None:
-        """(Re)write datasets and attributes of a group."""
+    def write(self, group: str, values: dict[str, Any], attrs: dict[str, Any] | None = None,
+              axes: dict[str, tuple[str, ...]] | None = None) -> None:
+        """(Re)write datasets and attributes of a group.
+
+        Args:
+            group: The group.
+            values: Name to array or scalar.
+            attrs: The group's attributes to set.
+            axes: Dataset name to the names of the datasets that are the coordinates of its leading dimensions,
+                stored as HDF5 dimension scales (``{"adaptive_mean": ("rhos",)}``).
+        """
 
         def fn(f: h5py.File) -> None:
             g = f.require_group(group)
@@ -195,8 +200,19 @@ class ResultsFile:
                 g.create_dataset(name, data=v)
             for k, v in (attrs or {}).items():
                 g.attrs[k] = v
+            _attach(g, {k: a for k, a in (axes or {}).items() if k in values})
 
         self.update(fn)
+
+
+def _attach(g: h5py.Group, axes: dict[str, tuple[str, ...]]) -> None:
+    """Make each named coordinate a dimension scale and attach it to the dimensions of the datasets it labels."""
+    for name, coords in axes.items():
+        for i, axis in enumerate(coords):
+            if not g[axis].is_scale:
+                g[axis].make_scale(axis)
+            g[name].dims[i].attach_scale(g[axis])
+            g[name].dims[i].label = axis
 
 
 def stored_eigenvectors(results: ResultsFile, name: str) -> torch.Tensor:

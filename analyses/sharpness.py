@@ -178,7 +178,8 @@ def _run(ctx: RunContext, results: ShardedResults, config: SharpnessConfig, prog
     return per_point(ctx, results, "sharpness", config, lambda name: _compute(ctx, name, config), {
         "loss": "cross-entropy + 0.5 wd ||w||^2" if config.l2 else "cross-entropy",
         "perturbed_weights": "all but BatchNorm weights and biases" if config.exclude_bn_bias else "all",
-        "worst_case_bn": "eval mode, the point's statistics held fixed"}, progress)
+        "worst_case_bn": "eval mode, the point's statistics held fixed"}, progress,
+                     {f"{k}_{v}": ("rhos",) for k in ("adaptive", "raw") for v in ("mean", "se")})
 
 
 def describe(summary: dict) -> str:

@@ -114,6 +114,13 @@ def test_the_grids_carry_their_coordinates_for_xarray_and_export_as_csv(tiny_run
         assert ds["train_loss"].dims == ("x", "y") and ds.sizes["x"] == 4 and ds.sizes["y"] == 3
     with xr.open_dataset(out, group="segment", engine="h5netcdf", phony_dims="access") as ds:
         assert ds["test_error"].dims == ("t",) and float(ds["t"].min()) == -0.5
+    from analyses import SharpnessConfig, sharpness
+
+    sharpness(tiny_run, out, SharpnessConfig(points=("swa",), rhos=(0.05, 0.2), samples=2, report_rho=0.2,
+                                             worst_rho=0), ENG, **QUIET)
+    with xr.open_dataset(out, group="sharpness/swa", engine="h5netcdf", phony_dims="access") as ds:
+        assert ds["adaptive_mean"].dims == ("rhos",) and ds["raw_se"].dims == ("rhos",)
+        assert float(ds["raw_mean"].sel(rhos=0.2)) == float(ds["raw_mean"][1])
     page = make_figures(tiny_run, out, tmp_path / "rep").read_text()
     assert 'href="surface_swa.csv"' in page
     rows = np.loadtxt(tmp_path / "rep" / "surface_sgd.csv", delimiter=",", skiprows=1)
