@@ -19,7 +19,7 @@ from landscape.points import PointSet
 from landscape.probe import ProbeCache
 from landscape.ranks import rank, world
 from landscape.result import EvalResult
-from swa.runs import build_run_model, run_splits
+from swa.runs import build_run_model, run_objective, run_splits
 from swa.trajectory import Trajectory
 
 from .distributed import ShardedResults, shard_map
@@ -82,7 +82,8 @@ def open_run(t: Trajectory, engine_config: EngineConfig | None = None, model: nn
     """
     engine_config = dataclasses.replace(engine_config or default_engine_config(t), weight_decay=t.config["weight_decay"])
     splits = run_splits(t, data)
-    return RunContext(t, Engine(build_run_model(t, model), splits, config=engine_config, cache=cache), engine_config, splits)
+    engine = Engine(build_run_model(t, model), splits, config=engine_config, cache=cache, objective=run_objective(t))
+    return RunContext(t, engine, engine_config, splits)
 
 
 @contextmanager

@@ -100,6 +100,12 @@ class _OnlyBNTrains(nn.Module):
         return x(self.model) if isinstance(x, ModelCall) else self.model(as_input_of(self.model, x))
 
 
+def _whole(batch: Any) -> torch.Tensor | ModelCall:
+    """A batch's inputs (the first of an ``(inputs, targets)`` pair) as ``update_bn`` can pass them on."""
+    x = batch[0] if isinstance(batch, (list, tuple)) else batch
+    return x if isinstance(x, (torch.Tensor, ModelCall)) else ModelCall(x)
+
+
 @contextmanager
 def _modes_restored(model: nn.Module) -> Iterator[None]:
     modes = {m: m.training for m in model.modules()}
@@ -118,11 +124,13 @@ def recompute_bn(model: nn.Module, batches: Iterable, weighting: BNWeighting | s
     Args:
         model: Model whose BN buffers are replaced; the mode of every module and the BN
             momenta are restored afterwards.
-        batches: Iterable of inputs or ``(inputs, targets)`` pairs.
+        batches: Iterable of inputs or ``(inputs, targets)`` pairs; inputs a tensor, a :class:`ModelCall`, or a
+            dict or tuple of tensors (called as ``model(**x)``, ``model(*x)``).
         weighting: See :class:`BNWeighting`.
         device: Move inputs there first (as ``update_bn`` does).
     """
     weighting = BNWeighting(weighting)
+    batches = (_whole(b) for b in batches)
     with _modes_restored(model):
         if weighting is BNWeighting.BATCH:
             update_bn(batches, _OnlyBNTrains(model), device=device)

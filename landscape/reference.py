@@ -78,6 +78,8 @@ def evaluate_batches(model: nn.Module, batches: Iterable[tuple[Any, torch.Tensor
     weights: dict = {}
     for x, y in batches:
         pred = read_output(call_model(model, map_tensors(lambda t: as_input_of(model, t), x)))
+        if not weights:
+            objective.check(pred[None], y)
         accumulate(objective, pred.double()[None], y, sums, weights)
     model.train(was_training)
     if not weights or not weights.get("loss"):

@@ -12,7 +12,9 @@ from torch import nn
 
 from landscape.config import resolve_device
 from landscape.errors import UserError
+from landscape.objective import Objective, map_tensors, objective_from
 from landscape.ranks import rank, world
+from landscape.reference import evaluate_batches
 
 from .checkpoints import load_into
 from .config import TrainConfig
@@ -21,7 +23,7 @@ from .models import build_model
 from .schema import run_attributes
 from .sources import as_splits, fingerprint, is_import_path
 
-__all__ = ["build_run", "load_init", "run_file_attributes"]
+__all__ = ["build_run", "check_objective", "load_init", "run_file_attributes"]
 
 
 def run_file_attributes(cfg: TrainConfig, model: nn.Module, model_spec: dict, data: TrainData) -> dict[str, str]:
@@ -41,6 +43,7 @@ def build_run(cfg: TrainConfig, model: nn.Module | None, data: TrainData | None
         data: User data (default: the built-in ``cfg.dataset``).
     """
     cfg.validate()
+    objective = objective_from(cfg.objective, cfg.objective_kwargs)  # a bad import path: one line, nothing written
     device = resolve_device(cfg.device)
     if data is None:
         data = builtin_data(DataSpec(cfg.dataset, cfg.data_dir, cfg.num_samples, cfg.data_seed, cfg.dataset_kwargs,
@@ -61,7 +64,27 @@ def build_run(cfg: TrainConfig, model: nn.Module | None, data: TrainData | None
         spec = {"name": cfg.model, "kwargs": kwargs}
     else:
         spec = {"name": None, "class": f"{type(model).__module__}.{type(model).__qualname__}", "kwargs": {}}
-    return model.to(device), spec, data, device
+    model = model.to(device)
+    check_objective(model, data, objective, device)
+    return model, spec, data, device
+
+
+def check_objective(model: nn.Module, data: TrainData, objective: Objective, device: torch.device) -> None:
+    """Refuse, before anything is written, data or outputs the objective cannot read: one batch of 8 samples.
+
+    The random state is left as it was (a DataLoader draws a seed when iterated), so training is unchanged.
+
+    Raises:
+        UserError: Targets of the wrong shape, an output nothing reads, a loss that is not per sample.
+    """
+    state = torch.get_rng_state()
+    try:
+        x, y = next(iter(data.eval_batches("train")))
+        evaluate_batches(model, [(map_tensors(lambda t: t[:8].to(device), x), y[:8].to(device))], objective)
+    except StopIteration:
+        raise UserError("the training data is empty") from None
+    finally:
+        torch.set_rng_state(state)
 
 
 def load_init(model: nn.Module, path: str, device: torch.device) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from landscape.bn import BNWeighting
 from landscape.errors import UserError, bounded, check_bounds, coerce_enums
+from landscape.objective import OBJECTIVES
 
 __all__ = ["SWASchedule", "Averaging", "TrainConfig", "load_toml"]
 
@@ -53,6 +54,8 @@ class TrainConfig:
         model_kwargs: Constructor arguments of the model as JSON, e.g. '{"width": 64}'.
         dataset: Data set: mnist1d (generated offline), cifar10, cifar100, or package.module:function returning (train, test) datasets, DataLoaders or (inputs, targets) tensor pairs.
         dataset_kwargs: Keyword arguments of a data factory as JSON.
+        objective: What is trained and measured: classification (cross-entropy over class indices), regression (mean squared error), language-model (next-token cross-entropy), or package.module:function returning an objective (see landscape.objective).
+        objective_kwargs: Keyword arguments of the objective as JSON, e.g. '{"ignore_index": 0}'.
         data_dir: Directory of the CIFAR pickle files (cifar10/cifar100 only).
         num_samples: MNIST-1D: samples generated in all (80% train, 20% test).
         data_seed: MNIST-1D: seed of the data generator (42: the standard set).
@@ -88,6 +91,8 @@ class TrainConfig:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     dataset: str = "mnist1d"
     dataset_kwargs: dict[str, Any] = field(default_factory=dict)
+    objective: str = "classification"
+    objective_kwargs: dict[str, Any] = field(default_factory=dict)
     data_dir: str | None = None
     num_samples: int = bounded(5000, ge=10)
     data_seed: int = bounded(42, meaning="any integer seeds the MNIST-1D generator")
@@ -162,6 +167,8 @@ class TrainConfig:
             (not (self.controls and self.init), "controls need the conventional run; they cannot start from --init"),
             (not self.controls or self.init or self.swa_start_epoch < self.epochs,
              "controls need swa_start below the budget: the null SGD continues the conventional run from the fork"),
+            (self.objective in OBJECTIVES or ":" in self.objective,
+             f"unknown objective {self.objective!r}; use {', '.join(OBJECTIVES)} or package.module:function"),
         ]
         for ok, msg in checks:
             if not ok:

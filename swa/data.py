@@ -16,6 +16,8 @@ import numpy as np
 import torch
 
 from landscape.errors import UserError
+from landscape.objective import batch_size as n_samples
+from landscape.objective import map_tensors, take
 
 from .datasets import CIFAR_FILES, cifar, mnist1d
 from .sources import as_splits, call_factory, is_import_path
@@ -58,11 +60,11 @@ class Splits:
     """Evaluation tensors of both splits plus the train-time augmentation.
 
     Attributes:
-        train_x: Training inputs ``[N_train, ...]`` (normalised, not augmented).
-        train_y: Training labels ``[N_train]`` (int64).
+        train_x: Training inputs ``[N_train, ...]`` (normalised, not augmented), or a tuple or dict of them.
+        train_y: Training targets ``[N_train, ...]`` (class indices as int64).
         test_x: Test inputs ``[N_test, ...]``.
         test_y: Test labels ``[N_test]``.
-        num_classes: Number of classes.
+        num_classes: Number of classes (0: targets that are not class indices).
         augment: Function ``(x [B, ...], generator) -> x`` applied to training
             batches only, or None.
     """
@@ -90,7 +92,8 @@ def load_splits(spec: DataSpec) -> Splits:
     if is_import_path(spec.name):
         s = as_splits(call_factory(spec.name, spec.kwargs, "data factory"), f"data factory {spec.name!r}")
         (tx, ty), (vx, vy) = s["train"], s["test"]
-        return Splits(tx, ty, vx, vy, int(max(ty.max(), vy.max())) + 1)
+        classes = ty.dim() == 1 and not ty.is_floating_point()
+        return Splits(tx, ty, vx, vy, int(max(ty.max(), vy.max())) + 1 if classes else 0)
     if spec.name == "mnist1d":
         if spec.num_samples < 10:
             raise UserError(f"mnist1d num_samples must be at least 10, got {spec.num_samples}")
@@ -116,20 +119,20 @@ def iterate_batches(
     """Yield mini-batches; shuffled (and augmented) when a generator is given.
 
     Args:
-        x: Inputs ``[N, ...]``.
-        y: Targets ``[N]``.
+        x: Inputs ``[N, ...]`` (or a tuple or dict of them).
+        y: Targets ``[N, ...]``.
         batch_size: Batch size; the last batch may be smaller.
         generator: Shuffle with this generator; None keeps the order.
         augment: Train augmentation, only applied when ``generator`` is given.
     """
-    n = x.shape[0]
-    order = torch.randperm(n, generator=generator).to(x.device) if generator is not None else None
+    n = n_samples(x)
+    order = torch.randperm(n, generator=generator).to(y.device) if generator is not None else None
     for i in range(0, n, batch_size):
         if order is None:
-            yield x[i : i + batch_size], y[i : i + batch_size]
+            yield take(x, i, i + batch_size), y[i : i + batch_size]
             continue
         idx = order[i : i + batch_size]
-        xb = x[idx]
+        xb = map_tensors(lambda t, idx=idx: t[idx], x)
         if augment is not None:
             xb = augment(xb, generator)
         yield xb, y[idx]
@@ -171,18 +174,18 @@ def builtin_data(spec: DataSpec, batch_size: int, device: torch.device | str = "
     if batch_size % world:
         raise UserError(f"batch_size {batch_size} must be divisible by the number of ranks {world}")
     s = load_splits(spec)
-    tx, ty, vx, vy = (t.to(device) for t in (s.train_x, s.train_y, s.test_x, s.test_y))
+    tx, ty, vx, vy = (map_tensors(lambda t: t.to(device), t) for t in (s.train_x, s.train_y, s.test_x, s.test_y))
     ev = {"train": (tx, ty), "test": (vx, vy)}
 
     def train_batches(g: torch.Generator) -> Batches:
         for xb, yb in iterate_batches(tx, ty, batch_size, g, s.augment):
-            lo = rank * xb.shape[0] // world
-            hi = (rank + 1) * xb.shape[0] // world
-            yield xb[lo:hi], yb[lo:hi]  # the whole batch when world == 1
+            lo = rank * yb.shape[0] // world
+            hi = (rank + 1) * yb.shape[0] // world
+            yield take(xb, lo, hi), yb[lo:hi]  # the whole batch when world == 1
 
     return TrainData(
         train=train_batches,
         eval_batches=lambda split: iterate_batches(*ev[split], batch_size),
-        num_batches=math.ceil(tx.shape[0] / batch_size),
+        num_batches=math.ceil(ty.shape[0] / batch_size),
         spec={**spec.to_dict(), "num_classes": s.num_classes},
     )

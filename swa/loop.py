@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from landscape.bn import recompute_bn
 from landscape.layout import flatten
+from landscape.objective import Classification, call_model, map_tensors, objective_from, read_output
 from landscape.ranks import world
 from landscape.reference import Metrics, evaluate_batches
 
@@ -41,6 +42,7 @@ class TrainingLoop:
     def __init__(self, cfg: TrainConfig, model: nn.Module, data: TrainData, writer: RunWriter,
                  device: torch.device, progress: bool, log: Callable[[str], None]):
         self.cfg, self.model, self.data, self.w, self.device = cfg, model, data, writer, device
+        self.objective = objective_from(cfg.objective, cfg.objective_kwargs)
         self.progress, self.log = progress, log
         self.nb = data.num_batches
         self.net = model
@@ -101,19 +103,20 @@ class TrainingLoop:
 
     # --- recording -----------------------------------------------------------------------------
     def evaluate(self, model: nn.Module, split: str) -> Metrics:
-        """Loss and accuracy of ``model`` on ``split`` (eval mode, the trainer's evaluation data)."""
-        return evaluate_batches(model, self._to_device(self.data.eval_batches(split)))
+        """The objective's metrics of ``model`` on ``split`` (eval mode, the trainer's evaluation data)."""
+        return evaluate_batches(model, self._to_device(self.data.eval_batches(split)), self.objective)
 
     def _to_device(self, batches: Batches) -> Batches:
-        return ((x.to(self.device), y.to(self.device)) for x, y in batches)
+        return ((map_tensors(lambda t: t.to(self.device), x), y.to(self.device)) for x, y in batches)
 
-    def snapshot(self, branch: str, captured: bool, train: tuple[float, float], test: Metrics | None) -> None:
+    def snapshot(self, branch: str, captured: bool, train: Metrics, test: Metrics | None) -> None:
         """Record the current weights and buffers as a snapshot of ``branch`` with its metrics."""
         self.w.append(
             flatten(list(self.model.parameters())), flatten(list(self.model.buffers())),
             epoch=self.iteration / self.nb, iteration=self.iteration, lr=self.opt.param_groups[0]["lr"],
-            branch=branch, captured=captured, train_loss=train[0], train_acc=train[1],
+            branch=branch, captured=captured, train_loss=train.loss, train_acc=train.acc, train_error=train.error,
             test_loss=test.loss if test else math.nan, test_acc=test.acc if test else math.nan,
+            test_error=test.error if test else math.nan,
         )
 
     def capture(self) -> None:
@@ -125,7 +128,8 @@ class TrainingLoop:
         tr, te = self.evaluate(model, "train"), self.evaluate(model, "test")
         self.w.write_solution(
             name, flatten(list(model.parameters())), flatten(list(model.buffers())),
-            train_loss=tr.loss, train_acc=tr.acc, test_loss=te.loss, test_acc=te.acc, **extra,
+            train_loss=tr.loss, train_acc=tr.acc, test_loss=te.loss, test_acc=te.acc, train_error=tr.error,
+            test_error=te.error, **extra,
         )
         return tr, te
 
@@ -135,11 +139,41 @@ class TrainingLoop:
         lr = scheduled_lr(self.cfg, branch, epoch * self.nb + j + 1, self.nb)
         return self.opt.param_groups[0]["lr"] if lr is None else lr
 
-    def run_epoch(self, branch: str, epoch: int) -> tuple[float, float, Metrics, bool]:
-        """Train one epoch of ``branch``; returns the train loss and accuracy, the test metrics and whether captured."""
+    def batch_loss(self, xb, yb, running: dict[str, list[float]]) -> torch.Tensor:
+        """The objective's mean loss over one training batch (differentiable), its metrics added to ``running``.
+
+        Classification keeps ``F.cross_entropy`` (the trainer's numbers from before objectives, bit for bit); any
+        other objective averages its per-sample loss with its sample weights.
+        """
+        out = read_output(call_model(self.net, xb))
+        if isinstance(self.objective, Classification):
+            loss = F.cross_entropy(out, yb)
+            n = yb.shape[0]
+            for k, v in (("loss", loss.item() * n), ("accuracy", (out.argmax(1) == yb).sum().item())):
+                running.setdefault(k, [0.0, 0.0])
+                running[k][0] += v
+                running[k][1] += n
+            return loss
+        values = self.objective.per_sample(out[None], yb)
+        for k, (v, w) in values.items():
+            w = torch.ones_like(v[0]) if w is None else w.to(v.dtype)
+            running.setdefault(k, [0.0, 0.0])
+            running[k][0] += float((v[0].detach() * w).sum())
+            running[k][1] += float(w.sum())
+            if k == "loss":
+                loss = (v[0] * w).sum() / w.sum()
+        return loss
+
+    def running_metrics(self, running: dict[str, list[float]]) -> Metrics:
+        """The epoch's running training metrics so far (as :class:`Metrics`)."""
+        means = {k: torch.tensor(s / n, dtype=torch.float64) for k, (s, n) in running.items()}
+        return Metrics({k: float(v) for k, v in self.objective.finish(means).items()}, self.objective.error)
+
+    def run_epoch(self, branch: str, epoch: int) -> tuple[Metrics, Metrics, bool]:
+        """Train one epoch of ``branch``; returns the running train metrics, the test metrics and whether captured."""
         c = self.cfg
         self.model.train()
-        loss_sum = correct = seen = 0
+        running: dict[str, list[float]] = {}
         last_snap = -1
         any_capture = False
         recorded = branch in ("sgd", "swa")  # the controls' epochs leave no snapshots
@@ -147,16 +181,12 @@ class TrainingLoop:
             lr = self.lr_at(branch, epoch, j)
             for g in self.opt.param_groups:
                 g["lr"] = lr
-            out = self.net(xb)
-            loss = F.cross_entropy(out, yb)
+            loss = self.batch_loss(xb, yb, running)
             self._check_divergence(loss.detach(), branch, epoch)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
             self.iteration += 1
-            loss_sum += loss.item() * yb.shape[0]
-            correct += (out.argmax(1) == yb).sum().item()
-            seen += yb.shape[0]
             captured = captured_after_step(c, branch, epoch * self.nb + j + 1, self.nb)
             if captured:
                 self.capture()
@@ -165,7 +195,7 @@ class TrainingLoop:
                 continue
             if captured or (c.snapshot_every and self.iteration % c.snapshot_every == 0):
                 test = self.evaluate(self.model, "test") if captured else None
-                self.snapshot(branch, captured, (loss_sum / seen, correct / seen), test)
+                self.snapshot(branch, captured, self.running_metrics(running), test)
                 last_snap = self.iteration
         if self.sched is not None:
             self.sched.step()
@@ -175,8 +205,8 @@ class TrainingLoop:
             any_capture = True
         test = self.evaluate(self.model, "test")
         if recorded and last_snap != self.iteration and (captured or not c.snapshot_every):
-            self.snapshot(branch, captured, (loss_sum / seen, correct / seen), test)
-        return loss_sum / seen, correct / seen, test, any_capture
+            self.snapshot(branch, captured, self.running_metrics(running), test)
+        return self.running_metrics(running), test, any_capture
 
     def _check_divergence(self, loss: torch.Tensor, branch: str, epoch: int) -> None:
         self.start_loss = check_divergence(loss, self.start_loss, self.cfg.divergence_factor,
@@ -231,7 +261,9 @@ class TrainingLoop:
         """Run the plan from where the state stands to the end, checkpointing after every epoch."""
         c = self.cfg
         fmt = "{:>10} {:>6} {:>9} {:>10} {:>9} {:>10} {:>9} {:>5}"
-        self.log(fmt.format("phase", "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "avg"))
+        shown = "acc" if isinstance(self.objective, Classification) else self.objective.error
+        self.log(fmt.format("phase", "epoch", "lr", "train_loss", f"train_{shown}"[:9], "test_loss",
+                            f"test_{shown}"[:9], "avg"))
         bar = tqdm(total=len(self.plan), initial=self.k, desc="train", disable=None if self.progress else True,
                    leave=False)  # None: on a terminal only
         while self.k < len(self.plan):
@@ -239,14 +271,15 @@ class TrainingLoop:
             if self.k > 0 and self.plan[self.k - 1][0] != branch or self.k == 0 and branch == "swa":
                 self.enter(branch)
             lr_shown = self.lr_at(branch, epoch, 0)
-            loss, acc, test, _ = self.run_epoch(branch, epoch)
+            train, test, _ = self.run_epoch(branch, epoch)
             self.k += 1
             if branch == "sgd" and self.k == c.swa_start_epoch:
                 self.w.save_fork(self.state())
             self.w.save_checkpoint(self.state())
             n_avg = int(self.avg.n_averaged.item()) if self.avg is not None else 0
-            self.log(fmt.format(branch, epoch + 1, f"{lr_shown:.4g}", f"{loss:.4f}", f"{acc:.4f}",
-                                f"{test.loss:.4f}", f"{test.acc:.4f}", n_avg))
+            value = (lambda m: m.acc) if shown == "acc" else (lambda m: m.error)
+            self.log(fmt.format(branch, epoch + 1, f"{lr_shown:.4g}", f"{train.loss:.4f}", f"{value(train):.4f}",
+                                f"{test.loss:.4f}", f"{value(test):.4f}", n_avg))
             bar.update(1)
         bar.close()
         self.end(self.plan[-1][0])

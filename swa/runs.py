@@ -11,6 +11,7 @@ from torch import nn
 
 from landscape.errors import UserError
 from landscape.layout import buffer_layout, param_layout
+from landscape.objective import Objective, objective_from
 from landscape.points import PointSet, segment_points
 from landscape.reference import load_point
 
@@ -20,7 +21,7 @@ from .schema import SOLUTIONS
 from .sources import as_splits, check_fingerprints
 from .trajectory import Trajectory
 
-__all__ = ["build_run_model", "check_layout", "load_model", "load_dataset", "run_splits", "parse_point", "check_points", "point",
+__all__ = ["build_run_model", "check_layout", "load_model", "load_dataset", "run_objective", "run_splits", "parse_point", "check_points", "point",
            "point_set", "snapshot_points", "info"]
 
 
@@ -53,6 +54,16 @@ def build_run_model(t: Trajectory, model: nn.Module | None = None) -> nn.Module:
         model = build_model(spec["name"], **spec["kwargs"])
     check_layout(model, t)
     return model
+
+
+def run_objective(t: Trajectory) -> Objective:
+    """The objective the run was trained with (stored in its config; runs from before objectives: classification).
+
+    Raises:
+        UserError: A user objective whose import path no longer imports (one line).
+    """
+    cfg = t.config
+    return objective_from(cfg.get("objective", "classification"), cfg.get("objective_kwargs") or {})
 
 
 def run_splits(t: Trajectory, data=None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

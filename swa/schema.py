@@ -34,18 +34,22 @@ import torch
 
 from landscape.files import open_hdf5
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "META", "META_DTYPES", "SOLUTION_SCALARS", "SOLUTIONS", "STATES", "Status", "pack_blob",
+__all__ = ["FORMAT", "FORMAT_VERSION", "ERRORS", "META", "META_DTYPES", "SOLUTION_SCALARS", "SOLUTIONS", "STATES", "Status", "pack_blob",
            "unpack_blob", "create_structure", "run_attributes", "open_swmr_read"]
 
 FORMAT = "swa-landscape/trajectory"
 FORMAT_VERSION = 1
 
-META = ("epoch", "iteration", "lr", "branch", "captured", "train_loss", "train_acc", "test_loss", "test_acc")
+META = ("epoch", "iteration", "lr", "branch", "captured", "train_loss", "train_acc", "test_loss", "test_acc",
+        "train_error", "test_error")
 META_DTYPES = {
     "epoch": "f8", "iteration": "i8", "lr": "f8", "branch": "S3", "captured": "?",
-    "train_loss": "f8", "train_acc": "f8", "test_loss": "f8", "test_acc": "f8",
+    "train_loss": "f8", "train_acc": "f8", "test_loss": "f8", "test_acc": "f8", "train_error": "f8", "test_error": "f8",
 }
-SOLUTION_SCALARS = ("train_loss", "train_acc", "test_loss", "test_acc", "n_averaged")
+SOLUTION_SCALARS = ("train_loss", "train_acc", "test_loss", "test_acc", "train_error", "test_error", "n_averaged")
+ERRORS = {"train_error": "train_acc", "test_error": "test_acc"}
+"""The run objective's error (its named metric: classification error, MSE, token error) per split, and the accuracy
+it is read from in files written before the errors were stored (classification: error = 1 - accuracy)."""
 
 
 class Status(StrEnum):

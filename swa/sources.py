@@ -3,8 +3,9 @@
 * ``package.module:function`` import paths for a model factory (returns an ``nn.Module``) or a data factory
   (returns ``(train, test)``); the paths and their keyword arguments are stored in the run file, so every
   command rebuilds both from the file alone.
-* :func:`as_splits` turns what a user has (tensor pairs, datasets, DataLoaders, a :class:`~swa.data.TrainData`)
-  into the evaluation tensors the analyses use.
+* :func:`as_splits` turns what a user has (tensor pairs, datasets, DataLoaders, a :class:`~swa.data.TrainData`;
+  batches as ``(inputs, targets)`` pairs with inputs a tensor, a tuple or a dict of tensors, or dict batches with
+  their targets under ``labels``) into the evaluation tensors the analyses use.
 * :func:`fingerprint` summarises a split (size, label counts, a hash of a fixed sample of inputs and labels);
   stored at training time, it lets an analysis refuse data that is not the run's with one line.
 """
@@ -21,8 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.utils._pytree import tree_leaves, tree_structure, tree_unflatten
 
 from landscape.errors import UserError
+from landscape.objective import batch_size, map_tensors
 
 __all__ = ["is_import_path", "import_object", "call_factory", "as_splits", "fingerprint", "check_fingerprints", "check_model"]
 
@@ -75,28 +78,63 @@ def call_factory(path: str, kwargs: dict, what: str) -> Any:
         raise UserError(f"{what} {path!r} raised {type(e).__name__}: {first}") from None
 
 
-def _tensors_of(source: Any, what: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(inputs [N, ...], targets [N])`` of a tensor pair, a map-style dataset or an iterable of batches."""
-    if isinstance(source, (tuple, list)) and len(source) == 2 and all(isinstance(t, torch.Tensor) for t in source):
+TARGET_KEYS = ("labels", "label", "targets", "target", "y")
+"""Keys under which a dict batch holds its targets (the rest of the dict are the model's keyword inputs)."""
+
+
+def _pair(batch: Any, what: str) -> tuple[Any, torch.Tensor]:
+    """``(inputs, targets)`` of one batch: a pair (inputs a tensor, a tuple or a dict of tensors) or a dict batch."""
+    if isinstance(batch, dict):
+        key = next((k for k in TARGET_KEYS if k in batch), None)
+        if key is None:
+            raise UserError(f"{what} yields dict batches without targets; put them under one of "
+                            f"{', '.join(TARGET_KEYS)} (the other keys are the model's inputs)")
+        return {k: v for k, v in batch.items() if k != key}, torch.as_tensor(batch[key])
+    if isinstance(batch, (tuple, list)) and len(batch) >= 2 and _all_tensors(batch[0]):
+        return batch[0], torch.as_tensor(batch[1])
+    raise UserError(f"{what} yields {type(batch).__name__} items; expected (inputs, targets) batches or dicts with "
+                    f"targets under {TARGET_KEYS[0]!r}")
+
+
+def _all_tensors(inputs: Any) -> bool:
+    leaves = tree_leaves(inputs)
+    return bool(leaves) and all(isinstance(t, torch.Tensor) for t in leaves)
+
+
+def _cat(parts: list[Any], what: str) -> Any:
+    """Batches of one structure concatenated along their first (sample) dimension."""
+    specs = {str(tree_structure(p)) for p in parts}
+    if len(specs) != 1:
+        raise UserError(f"{what} yields batches of different structures")
+    columns = zip(*(tree_leaves(p) for p in parts))
+    return tree_unflatten([torch.cat([t.detach().cpu() for t in c]) for c in columns], tree_structure(parts[0]))
+
+
+def _tensors_of(source: Any, what: str) -> tuple[Any, torch.Tensor]:
+    """``(inputs, targets)`` of a pair, a map-style dataset or an iterable of batches, concatenated.
+
+    Inputs are a tensor ``[N, ...]`` or a tuple or dict of them; targets a tensor ``[N, ...]`` (integer targets as
+    int64). Whether the targets fit the objective is the objective's check (the engine's first batch).
+    """
+    if isinstance(source, (tuple, list)) and len(source) == 2 and _all_tensors(source[0]) \
+            and isinstance(source[1], torch.Tensor):
         x, y = source
     else:
         if isinstance(source, torch.utils.data.Dataset) and hasattr(source, "__getitem__") and hasattr(source, "__len__"):
             source = torch.utils.data.DataLoader(source, batch_size=512, shuffle=False)
-        if not isinstance(source, Iterable):
+        if not isinstance(source, Iterable) or isinstance(source, (dict, torch.Tensor)):
             raise UserError(f"{what} is a {type(source).__name__}; expected an (inputs, targets) pair of tensors, "
                             "a dataset or a DataLoader")
-        xs, ys = [], []
-        for batch in source:
-            if not (isinstance(batch, (tuple, list)) and len(batch) >= 2 and isinstance(batch[0], torch.Tensor)):
-                raise UserError(f"{what} yields {type(batch).__name__} items; expected (inputs, targets) batches")
-            xs.append(batch[0].detach().cpu())
-            ys.append(torch.as_tensor(batch[1]).detach().cpu())
-        if not xs:
+        pairs = [_pair(b, what) for b in source]
+        if not pairs:
             raise UserError(f"{what} is empty")
-        x, y = torch.cat(xs), torch.cat(ys)
-    if x.shape[0] != y.shape[0] or y.dim() != 1:
-        raise UserError(f"{what}: {x.shape[0]} inputs but targets of shape {list(y.shape)}; expected [N] class indices")
-    return x.detach().cpu(), y.detach().cpu().long()
+        x, y = _cat([p[0] for p in pairs], what), _cat([p[1] for p in pairs], what)
+    x = map_tensors(lambda t: t.detach().cpu(), x)
+    y = y.detach().cpu()
+    n = batch_size(x)
+    if y.dim() == 0 or y.shape[0] != n:
+        raise UserError(f"{what}: {n} inputs but targets of shape {list(y.shape)}; expected one target per input")
+    return x, (y if y.is_floating_point() else y.long())
 
 
 def as_splits(data: Any, what: str = "data") -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -121,14 +159,22 @@ def as_splits(data: Any, what: str = "data") -> dict[str, tuple[torch.Tensor, to
                     "tensor pairs, datasets or DataLoaders")
 
 
-def fingerprint(x: torch.Tensor, y: torch.Tensor) -> dict:
-    """Size, label counts and a SHA-1 of ``_SAMPLE`` evenly spaced rows (inputs as float32, labels as int64)."""
-    n = x.shape[0]
+def fingerprint(x: Any, y: torch.Tensor) -> dict:
+    """Size, label counts and a SHA-1 of ``_SAMPLE`` evenly spaced rows.
+
+    Every input tensor's rows as float32 (in the structure's order), the targets as int64 (class indices, tokens) or
+    float64 (regression). Label counts for class-index targets ``[N]``; the target shape otherwise.
+    """
+    n = batch_size(x)
     idx = torch.from_numpy(np.unique(np.linspace(0, n - 1, min(n, _SAMPLE)).round().astype(np.int64)))
     h = hashlib.sha1()
-    h.update(x[idx].detach().cpu().to(torch.float32).contiguous().numpy().tobytes())
-    h.update(y[idx].detach().cpu().to(torch.int64).contiguous().numpy().tobytes())
-    return {"n": int(n), "labels": torch.bincount(y.cpu().long()).tolist(), "sha1": h.hexdigest()}
+    for t in tree_leaves(x):
+        h.update(t[idx].detach().cpu().to(torch.float32).contiguous().numpy().tobytes())
+    floating = y.is_floating_point()
+    h.update(y[idx].detach().cpu().to(torch.float64 if floating else torch.int64).contiguous().numpy().tobytes())
+    classes = y.dim() == 1 and not floating and bool((y >= 0).all())
+    return {"n": int(n), "labels": torch.bincount(y.cpu().long()).tolist() if classes else list(y.shape[1:]),
+            "sha1": h.hexdigest()}
 
 
 def check_fingerprints(stored: dict | None, splits: dict[str, tuple[torch.Tensor, torch.Tensor]], run: Any) -> None:

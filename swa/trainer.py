@@ -27,6 +27,7 @@ from torch import nn
 from landscape.errors import UserError
 from landscape.layout import buffer_layout, param_layout
 from landscape.ranks import barrier, init_from_env, on_rank0, rank
+from landscape.reference import Metrics
 
 from .build import build_run, load_init, run_file_attributes
 from .config import TrainConfig
@@ -82,7 +83,8 @@ def train(cfg: TrainConfig, out: str | Path, *, model: nn.Module | None = None, 
     if rank() != 0:  # DDP: rank 0 writes the one file
         writer, log, progress = RankWriter(out), (lambda s: None), False
     run = TrainingLoop(cfg, model, data, writer, device, progress, log)
-    run.snapshot("sgd", False, (math.nan, math.nan), run.evaluate(model, "test"))
+    run.snapshot("sgd", False, Metrics({"loss": math.nan, run.objective.error: math.nan}, run.objective.error),
+                 run.evaluate(model, "test"))
     if cfg.init:
         run.write_solution("sgd", model)
     if cfg.swa_start_epoch == 0 and not cfg.init:

@@ -19,7 +19,7 @@ import torch
 from landscape.errors import UserError
 from landscape.layout import Layout
 
-from .schema import FORMAT, FORMAT_VERSION, SOLUTIONS, open_swmr_read, unpack_blob
+from .schema import ERRORS, FORMAT, FORMAT_VERSION, SOLUTIONS, open_swmr_read, unpack_blob
 
 __all__ = ["Trajectory", "NULL_ROLES"]
 
@@ -115,7 +115,12 @@ class Trajectory:
         return self._f["state/message"][()].decode()
 
     def meta(self, name: str) -> np.ndarray:
-        """Per-snapshot vector ``[N]`` (``branch`` decoded to str)."""
+        """Per-snapshot vector ``[N]`` (``branch`` decoded to str).
+
+        ``train_error``/``test_error`` of a file written before they were stored: ``1 - accuracy``.
+        """
+        if name in ERRORS and f"snapshots/{name}" not in self._f:
+            return 1.0 - self._f[f"snapshots/{ERRORS[name]}"][: self.n]
         a = self._f[f"snapshots/{name}"][: self.n]
         return a.astype(str) if name == "branch" else a
 
@@ -190,7 +195,10 @@ class Trajectory:
 
     def solution_scalar(self, name: str, key: str) -> float:
         """A scalar stored with the solution ``name`` (e.g. ``test_acc``)."""
-        return float(self._f[f"solutions/{self.roles.get(name, name)}/{key}"][()])
+        g = self._f[f"solutions/{self.roles.get(name, name)}"]
+        if key in ERRORS and key not in g:  # written before the errors were stored: classification
+            return 1.0 - float(g[ERRORS[key]][()])
+        return float(g[key][()])
 
     @property
     def has_checkpoint(self) -> bool:

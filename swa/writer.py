@@ -29,21 +29,6 @@ class RunWriter(Protocol):
 
     path: Path
 
-    @classmethod
-    def reopen(cls, path: str | os.PathLike, snapshots: int, solutions: set[str]) -> TrajectoryWriter:
-        """Reopen a run file for appending after its first ``snapshots`` snapshots (a recording resumed).
-
-        Later snapshots and the solutions not in ``solutions`` are dropped: the recording writes them again.
-        The file is rebuilt under a temporary name and replaces the old one atomically.
-
-        Raises:
-            UserError: Not a trajectory file, or it holds fewer than ``snapshots`` snapshots.
-        """
-        path = Path(path)
-        w = cls(path, built=_rebuilt(path, snapshots, solutions))
-        w.set_status(Status.RUNNING)
-        return w
-
     @property
     def count(self) -> int:
         """Snapshots written so far."""
@@ -272,12 +257,13 @@ def _rebuilt(path: Path, n: int, solutions: set[str] | None = None) -> Path:
                 d = f[f"snapshots/{k}"]
                 d.resize(n, axis=0)
                 if n:
-                    d[:n] = f0[f"snapshots/{k}"][:n]
+                    d[:n] = f0[f"snapshots/{k}"][:n] if f"snapshots/{k}" in f0 else old.meta(k)[:n]
             f["snapshots/count"][()] = n
             for name in f0["solutions"]:
                 if solutions is None or name in solutions:
-                    for k, v in f0[f"solutions/{name}"].items():
-                        f[f"solutions/{name}/{k}"][()] = v[()]
+                    for k in f[f"solutions/{name}"]:
+                        f[f"solutions/{name}/{k}"][()] = (f0[f"solutions/{name}/{k}"][()] if k in f0[f"solutions/{name}"]
+                                                          else old.solution_scalar(name, k))
             for k in STATES:
                 n_k = int(f0[f"state/{k}_len"][()]) if f"state/{k}_len" in f0 else 0
                 if n_k:

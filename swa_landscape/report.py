@@ -20,7 +20,7 @@ from analyses.compare import compare
 from .notebook import sections
 from .reading import read_results, read_run
 
-__all__ = ["make_figures", "sections", "page_html", "save_figure", "verdict_table", "quantity_table"]
+__all__ = ["make_figures", "page_html", "save_figure", "verdict_table", "quantity_table"]
 
 def save_figure(fig: plt.Figure, out: Path, name: str) -> list[str]:
     """Save ``fig`` as ``NAME.png`` and ``NAME.pdf`` in ``out`` and close it; returns the file names."""

@@ -29,8 +29,9 @@ from analyses.hessian_plane import EigenPlaneConfig, eigen_plane
 from analyses.surface import SurfaceConfig, surface
 from figures import planes, plots
 from landscape.config import EngineConfig
+from swa_landscape.notebook import sections
 from swa_landscape.reading import read_results, read_run
-from swa_landscape.report import make_figures, sections
+from swa_landscape.report import make_figures
 
 ENG = EngineConfig(bn_batch_size=64, workers=1)
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
