@@ -92,7 +92,7 @@ def hessian_operator(ctx: RunContext, name: str, vectors: int = 10) -> tuple[Hes
     x, y = ctx.splits["train"]
     eng = ctx.engine
     op = HessianOperator(eng.template, w, res.buffers[0], x, y, eng.device, eng.dtype, eng.memory_budget,
-                         eng.act_bytes, vectors)
+                         eng.act_bytes, vectors, objective=eng.objective)
     return op, float(res.loss["train"][0])
 
 

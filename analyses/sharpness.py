@@ -33,11 +33,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from landscape.config import EngineConfig
 from landscape.errors import UserError, bounded, check_bounds
 from landscape.layout import buffer_layout, param_layout, unflatten
+from landscape.objective import batch_size as n_samples
+from landscape.objective import call_functional, map_tensors, read_output
 from landscape.sharpness import average_case, perturbation_points, scales, worst_case
 from swa.runs import check_points, point_set
 
@@ -123,12 +124,14 @@ def _fixed_bn_losses(ctx: RunContext, buffers: torch.Tensor, wd: float):
     bufs = {k: v.to(eng.device) for k, v in unflatten(buffers.to(eng.dtype), buffer_layout(net)).items()}
     layout = param_layout(net)
 
-    def batch_loss(x: torch.Tensor, y: torch.Tensor):
-        x, y = x.to(eng.device, eng.dtype) if x.is_floating_point() else x.to(eng.device), y.to(eng.device)
+    def batch_loss(x, y: torch.Tensor):
+        x = map_tensors(lambda t: t.to(eng.device, eng.dtype) if t.is_floating_point() else t.to(eng.device), x)
+        y = y.to(eng.device)
 
         def loss(w: torch.Tensor) -> torch.Tensor:
-            out = functional_call(net, {**unflatten(w, layout), **bufs}, (x,))
-            return nn.functional.cross_entropy(out, y) + 0.5 * wd * w.pow(2).sum()
+            out = read_output(call_functional(net, {**unflatten(w, layout), **bufs}, x))
+            total, weight = eng.objective.summed_loss(out, y)
+            return total / weight + 0.5 * wd * w.pow(2).sum()
 
         return loss
 
@@ -155,15 +158,16 @@ def _compute(ctx: RunContext, name: str, config: SharpnessConfig) -> dict:
         out.update({f"{kind}_mean": avg.mean, f"{kind}_se": avg.standard_error, f"{kind}_increases": avg.increases})
     if config.worst_rho > 0:
         x, y = ctx.splits["train"]
-        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(config.seed))
-        m = len(x) if config.m == 0 else min(config.m, len(x))
-        n_batches = 1 if config.m == 0 else min(config.batches, len(x) // m)
+        n = n_samples(x)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed))
+        m = n if config.m == 0 else min(config.m, n)
+        n_batches = 1 if config.m == 0 else min(config.batches, n // m)
         w_dev, batch_loss = w.to(eng.dtype).to(eng.device), _fixed_bn_losses(ctx, b, wd)
         for p, radius in ((math.inf, config.worst_rho), (2.0, config.worst_rho * math.sqrt(int(mask.sum())))):
             key = "inf" if math.isinf(p) else "2"
             for kind, adaptive in (("adaptive", True), ("raw", False)):
                 scale = scales(w, mask, adaptive).to(eng.dtype).to(eng.device)
-                inc = [worst_case(batch_loss(x[idx], y[idx]), w_dev, scale, radius, p, config.steps,
+                inc = [worst_case(batch_loss(map_tensors(lambda t, i=idx: t[i], x), y[idx]), w_dev, scale, radius, p, config.steps,
                                   seed=config.seed + j).increase
                        for j, idx in enumerate(order[:n_batches * m].reshape(n_batches, m))]
                 out.update({f"worst_{kind}_{key}": float(np.mean(inc)), f"worst_{kind}_{key}_batches": np.asarray(inc),
@@ -176,7 +180,7 @@ def _compute(ctx: RunContext, name: str, config: SharpnessConfig) -> dict:
 
 def _run(ctx: RunContext, results: ShardedResults, config: SharpnessConfig, progress: bool) -> dict:
     return per_point(ctx, results, "sharpness", config, lambda name: _compute(ctx, name, config), {
-        "loss": "cross-entropy + 0.5 wd ||w||^2" if config.l2 else "cross-entropy",
+        "loss": ctx.engine.objective.labels.get("loss", "loss") + (" + 0.5 wd ||w||^2" if config.l2 else ""),
         "perturbed_weights": "all but BatchNorm weights and biases" if config.exclude_bn_bias else "all",
         "worst_case_bn": "eval mode, the point's statistics held fixed"}, progress,
                      {f"{k}_{v}": ("rhos",) for k in ("adaptive", "raw") for v in ("mean", "se")})

@@ -1,6 +1,6 @@
 """Hessian of the mean training loss at one weight point: batched Hessian-vector products and what they give.
 
-The loss is the mean cross-entropy over a data split with the network in eval mode, its BatchNorm
+The loss is the objective's mean loss (cross-entropy for classification) over a data split with the network in eval mode, its BatchNorm
 layers using fixed statistics (the point's own, recomputed by the engine), so it is a smooth function
 of the weights ``w [P]``. Hessian-vector products come two ways:
 
@@ -28,9 +28,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 from torch import nn
-from torch.func import functional_call, grad, jvp, vmap
+from torch.func import grad, jvp, vmap
 
 from .layout import Layout, buffer_layout, param_layout, unflatten
+from .objective import Classification, Objective, call_functional, map_tensors, read_output, take
+from .objective import batch_size as n_samples
 
 if TYPE_CHECKING:
     from scipy.sparse.linalg import LinearOperator
@@ -42,19 +44,20 @@ _GRAPH_FACTOR = 4  # a retained gradient graph per sample, in forward footprints
 
 
 class HessianOperator:
-    """The Hessian ``[P, P]`` of the mean cross-entropy on ``(x, y)`` at ``w``, applied to vectors.
+    """The Hessian ``[P, P]`` of the objective's mean loss on ``(x, y)`` at ``w``, applied to vectors.
 
     Args:
         model: Template network (copied; not modified).
         w: Flat weights ``[P]``.
         buffers: Flat buffers ``[Q]`` (the BN statistics the loss uses; eval mode).
-        x: Inputs ``[N, ...]``; y: targets ``[N]``.
+        x: Inputs ``[N, ...]`` (or a tuple or dict of them); y: targets ``[N, ...]``.
         device, dtype: Where and in which precision the products are computed.
         memory_budget: Bytes for the activations of one pass; sets the samples per pass.
         activation_bytes: Forward activation footprint per sample (the engine's ``act_bytes``).
         vectors: Vectors pushed at once by :meth:`matmat` (vmapped).
         retain: Keep the gradient's graph and backpropagate through it for every product (None: when it fits
             ``memory_budget``).
+        objective: Whose loss (:meth:`~landscape.objective.Objective.summed_loss`; default: classification).
 
     Attributes:
         calls: Hessian-vector products computed so far (one per vector).
@@ -64,18 +67,22 @@ class HessianOperator:
     def __init__(self, model: nn.Module, w: torch.Tensor, buffers: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
                  memory_budget: int = 2 << 30, activation_bytes: int = 1 << 12, vectors: int = 8,
-                 retain: bool | None = None):
+                 retain: bool | None = None, objective: Objective | None = None):
         self.model = copy.deepcopy(model).to(device=device, dtype=dtype).eval()
         self.layout: Layout = param_layout(self.model)
         self.device, self.dtype = torch.device(device), dtype
         self.w = w.to(self.device, dtype)
         self.buffers = {k: v.to(self.device) for k, v in unflatten(buffers.to(dtype), buffer_layout(self.model)).items()}
-        self.x, self.y = x.to(self.device, dtype), y.to(self.device)
+        self.objective = objective or Classification()
+        self.x = map_tensors(lambda t: t.to(self.device, dtype) if t.is_floating_point() else t.to(self.device), x)
+        self.y = y.to(self.device)
+        self.n = n_samples(self.x)
         self.vectors = max(1, vectors)
         per_pass = memory_budget // max(1, _FACTOR * activation_bytes * self.vectors)
-        self.samples = int(min(len(self.x), max(1, per_pass)))
-        self.retained = _GRAPH_FACTOR * activation_bytes * len(self.x) <= memory_budget if retain is None else retain
+        self.samples = int(min(self.n, max(1, per_pass)))
+        self.retained = _GRAPH_FACTOR * activation_bytes * self.n <= memory_budget if retain is None else retain
         self.calls = 0
+        self._weight: float | None = None if not isinstance(self.objective, Classification) else float(self.n)
         self._leaf: torch.Tensor | None = None
         self._grad: torch.Tensor | None = None
 
@@ -84,17 +91,30 @@ class HessianOperator:
         """The operator's side: the number of parameters P."""
         return self.layout.size
 
-    def _loss(self, w: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Summed cross-entropy of a data chunk at flat weights ``w [P]``."""
-        out = functional_call(self.model, {**unflatten(w, self.layout), **self.buffers}, (x,))
-        return nn.functional.cross_entropy(out, y, reduction="sum")
+    def _loss(self, w: torch.Tensor, x, y: torch.Tensor) -> torch.Tensor:
+        """The objective's loss of a data chunk at flat weights ``w [P]``, summed with the samples' weights."""
+        out = read_output(call_functional(self.model, {**unflatten(w, self.layout), **self.buffers}, x))
+        return self.objective.summed_loss(out, y)[0]
+
+    def _chunks(self):
+        for i in range(0, self.n, self.samples):
+            yield take(self.x, i, i + self.samples), self.y[i:i + self.samples]
+
+    @property
+    def weight(self) -> float:
+        """The summed sample weight of the split (the number of samples, or of scored tokens), the mean's divisor."""
+        if self._weight is None:
+            with torch.no_grad():
+                self._weight = sum(float(self.objective.summed_loss(
+                    read_output(call_functional(self.model, {**unflatten(self.w, self.layout), **self.buffers}, x)),
+                    y)[1]) for x, y in self._chunks())
+        return self._weight
 
     def loss(self) -> float:
         """The mean loss at ``w`` (a check of what the products differentiate)."""
         with torch.no_grad():
-            total = sum(float(self._loss(self.w, self.x[i:i + self.samples], self.y[i:i + self.samples]))
-                        for i in range(0, len(self.x), self.samples))
-        return total / len(self.x)
+            total = sum(float(self._loss(self.w, x, y)) for x, y in self._chunks())
+        return total / self.weight
 
     def _graph(self) -> torch.Tensor:
         """The gradient ``[P]`` of the summed loss over the whole split, its graph kept (built on first use)."""
@@ -120,16 +140,15 @@ class HessianOperator:
             for lo in range(0, v.shape[0], self.vectors):
                 out[lo:lo + self.vectors] = self._retained(v[lo:lo + self.vectors]).detach()
             self.calls += v.shape[0]
-            return out / len(self.x)
+            return out / self.weight
         for lo in range(0, v.shape[0], self.vectors):
             block = v[lo:lo + self.vectors]
-            for i in range(0, len(self.x), self.samples):
-                x, y = self.x[i:i + self.samples], self.y[i:i + self.samples]
-                g = grad(lambda w: self._loss(w, x, y))
+            for x, y in self._chunks():
+                g = grad(lambda w, x=x, y=y: self._loss(w, x, y))
                 hv = vmap(lambda u: jvp(g, (self.w,), (u,))[1])(block)
                 out[lo:lo + block.shape[0]] += hv.detach()
         self.calls += v.shape[0]
-        return out / len(self.x)
+        return out / self.weight
 
     def linear_operator(self) -> LinearOperator:
         """The operator for scipy (float64 vectors in and out)."""

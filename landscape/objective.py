@@ -27,12 +27,13 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.func import functional_call
 from torch.utils._pytree import tree_map
 
 from .errors import UserError
 
 __all__ = ["Objective", "Classification", "Regression", "LanguageModel", "OBJECTIVES", "objective_from",
-           "call_model", "read_output", "batch_size", "take", "map_tensors"]
+           "call_model", "call_functional", "read_output", "batch_size", "take", "map_tensors"]
 
 
 def map_tensors(fn, inputs: Any) -> Any:
@@ -56,6 +57,13 @@ def batch_size(inputs: Any) -> int:
 def take(inputs: Any, lo: int, hi: int) -> Any:
     """Samples ``lo:hi`` of every tensor of ``inputs``."""
     return map_tensors(lambda t: t[lo:hi], inputs)
+
+
+def call_functional(model: nn.Module, params: dict[str, torch.Tensor], inputs: Any) -> Any:
+    """:func:`call_model` with the model's parameters and buffers replaced (``torch.func.functional_call``)."""
+    if isinstance(inputs, Mapping):
+        return functional_call(model, params, (), dict(inputs))
+    return functional_call(model, params, tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,))
 
 
 def call_model(model: nn.Module, inputs: Any) -> Any:
@@ -108,6 +116,9 @@ class Objective:
     def per_sample(self, pred: torch.Tensor, target: torch.Tensor) -> dict[str, tuple[torch.Tensor, Any]]:
         """Per metric (``"loss"`` among them), values ``[k, n]`` and sample weights ``[n]`` (None: 1 each).
 
+        A split's metric is the sum of the values over the sum of the weights: a weighted sample's value is its
+        weighted total (a sequence's summed token loss, with its number of scored tokens as its weight).
+
         Args:
             pred: Predictions of ``k`` points ``[k, n, ...]``.
             target: Targets ``[n, ...]``.
@@ -117,6 +128,15 @@ class Objective:
     def finish(self, means: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The split's averages ``[K]`` with the metrics derived from them added."""
         return means
+
+    def summed_loss(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
+        """The loss of one model's predictions ``[n, ...]`` summed over samples (differentiable), and the weight.
+
+        The per-sample values summed, and their weights summed (the number of samples, or of scored tokens): their
+        ratio over a split is the mean loss, as the engine averages it (the Hessian's and sharpness' loss).
+        """
+        values, w = self.per_sample(pred[None], target)["loss"]  # a split's mean: sum of values / sum of weights
+        return values[0].sum(), float(values.shape[1]) if w is None else w.sum()
 
     def check(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         """Refuse targets that do not fit the predictions (one line naming the shapes).
@@ -167,6 +187,9 @@ class Classification(Objective):
 
     def probabilities(self, pred: torch.Tensor) -> torch.Tensor:  # noqa: D102
         return torch.softmax(pred.double(), -1).float()
+
+    def summed_loss(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, float]:  # noqa: D102
+        return nn.functional.cross_entropy(pred, target, reduction="sum"), float(target.shape[0])  # as before
 
 
 class Regression(Objective):

@@ -143,7 +143,7 @@ class TrainingLoop:
         """The objective's mean loss over one training batch (differentiable), its metrics added to ``running``.
 
         Classification keeps ``F.cross_entropy`` (the trainer's numbers from before objectives, bit for bit); any
-        other objective averages its per-sample loss with its sample weights.
+        other objective's batch loss is its values' sum over its weights' sum, as the engine averages a split.
         """
         out = read_output(call_model(self.net, xb))
         if isinstance(self.objective, Classification):
@@ -154,14 +154,13 @@ class TrainingLoop:
                 running[k][0] += v
                 running[k][1] += n
             return loss
-        values = self.objective.per_sample(out[None], yb)
-        for k, (v, w) in values.items():
-            w = torch.ones_like(v[0]) if w is None else w.to(v.dtype)
+        for k, (v, w) in self.objective.per_sample(out[None], yb).items():  # a mean: sum of values / of weights
+            total, weight = v[0].sum(), (float(v.shape[1]) if w is None else w.sum())
             running.setdefault(k, [0.0, 0.0])
-            running[k][0] += float((v[0].detach() * w).sum())
-            running[k][1] += float(w.sum())
+            running[k][0] += float(total.detach())
+            running[k][1] += float(weight)
             if k == "loss":
-                loss = (v[0] * w).sum() / w.sum()
+                loss = total / weight
         return loss
 
     def running_metrics(self, running: dict[str, list[float]]) -> Metrics:
