@@ -15,6 +15,7 @@ from torch import nn
 
 from landscape.config import EngineConfig
 from landscape.engine import Engine
+from landscape.objective import metric_names
 from landscape.points import PointSet
 from landscape.probe import ProbeCache
 from landscape.ranks import rank, world
@@ -103,7 +104,7 @@ def analysis(run: str | os.PathLike | Trajectory, out: str | os.PathLike | None,
     t = run if isinstance(run, Trajectory) else Trajectory(run)
     try:
         ctx = open_run(t, engine_config, model, data, cache)  # refused model or data: nothing written
-        results = ShardedResults(ResultsFile(out or t.results_path, t))
+        results = ShardedResults(ResultsFile(out or t.results_path, t, metric_names(ctx.engine.objective)))
         yield ctx, results
     finally:
         if t is not run:

@@ -11,6 +11,11 @@ the paper's procedure). Reported exactly as in the paper, on the test set, with
 * ``agree_consecutive[i]``    = fraction of x with argmax p_i = argmax p_{i+1}  (paper: <= 87.33%)
 * ``agree_swa_ensemble``      = fraction of x with argmax p_SWA = argmax of the ensemble  (paper: 95.26%)
 
+Language models: every scored position counts as one prediction (their distributions over the vocabulary).
+Regression: refused (``all`` skips it with the reason): the agreement of labels and the difference of
+distributions the paper measures have no meaning for point predictions, and a substitute (the distance of the mean
+prediction from SWA's) would be another quantity under the paper's name.
+
 and the single-proposal baseline the SWA model must beat to approximate the ensemble better than one of its
 members: ``prob_diff_proposal_ensemble[i]`` = mean_x ||p_i(x) - mean_j p_j(x)||.
 
@@ -99,15 +104,26 @@ def fge(run: str | os.PathLike, out: str | os.PathLike | None = None, config: FG
     return ANALYSIS(run, out, config, engine_config, progress, model=model, data=data)
 
 
+def _accuracy(r) -> torch.Tensor:
+    """Test accuracy ``[K]``: the objective's own, or one minus its error (a language model's token accuracy)."""
+    m = r.metrics["test"]
+    return m["accuracy"] if "accuracy" in m else 1.0 - r.error("test")
+
+
 def _run(ctx: RunContext, results: ShardedResults, config: FGEConfig, progress: bool) -> dict:
     t = ctx.traj
+    objective = ctx.engine.objective
+    if not getattr(objective, "distributions", False):
+        raise UserError(f"fge compares predicted distributions (agreement of labels, differences of probabilities); "
+                        f"the {getattr(objective, 'name', 'run')} objective's predictions are not distributions")
     idx = np.flatnonzero(t.meta("captured") & (t.meta("branch") == "swa"))
     if idx.size < 2:
         how = {"import": "import them with --snapshots", "recorder": "store them with Recorder.capture"}.get(
             t.source, "train with --swa-schedule cyclic")
         raise UserError(f"fge needs at least two captured proposals of the SWA branch; {t.path} has {idx.size} ({how})")
     w, b = t.weights(idx), t.buffers(idx)
-    y = ctx.splits["test"][1]
+    y = objective.scored_targets(ctx.splits["test"][1]) if hasattr(objective, "scored_targets") else \
+        ctx.splits["test"][1]
     r_props = sharded_evaluate(ctx.engine, PointSet.explicit(w, b), ("test",), probs=("test",), progress=progress,
                                desc="fge proposals")
     w_swa, b_swa = t.solution("swa")  # the average, with the statistics the trainer recomputed for it
@@ -119,9 +135,9 @@ def _run(ctx: RunContext, results: ShardedResults, config: FGEConfig, progress: 
     ens = p_props.double().mean(0)
     out_vals = {
         "proposal_indices": idx, **stats,
-        "acc_proposals": r_props.acc["test"].numpy(),
+        "acc_proposals": _accuracy(r_props).numpy(),
         "acc_ensemble": float((ens.argmax(-1) == y).double().mean()),
-        "acc_swa": float(r_swa.acc["test"][0]),
+        "acc_swa": float(_accuracy(r_swa)[0]),
         "delta_norms": delta.norm(dim=1).numpy(),
         "consecutive_distances": (w[1:].double() - w[:-1].double()).norm(dim=1).numpy(),
         "probs_proposals": p_props.numpy(), "probs_swa": p_swa.numpy(),

@@ -48,7 +48,7 @@ class RaysConfig:
         hessian: Follow the top Hessian eigenvectors of each origin (``analyze hessian`` stores them)
             instead of random directions: the width along the sharpest directions; ``directions`` and
             ``seed`` are then unused.
-        margin_error: Width: distance at which test error first exceeds its t = 0 value by this (fraction).
+        margin_error: Width: distance at which the test error first exceeds its t = 0 value by this, in the error's units (a fraction for classification, MSE for regression).
         margin_loss: Width: distance at which train loss first exceeds its t = 0 value by this (nats); the same
             margin for the plain cross-entropy and for the L2-regularised train loss (the paper's quantity).
     """

@@ -80,10 +80,13 @@ class ResultsFile:
         path: Results file (created on first write).
         run: The open run file the results belong to; an existing results file of
             another run (different content hash) is refused.
+        names: How the run's objective names its loss and error (:meth:`landscape.objective.Objective.names`),
+            stored as the root attribute ``objective`` for the figures.
     """
 
-    def __init__(self, path: str | os.PathLike, run: Trajectory):
+    def __init__(self, path: str | os.PathLike, run: Trajectory, names: dict | None = None):
         self.path, self.run = output_path(path, "results file"), Path(run.path)
+        self.names = names
         if self.path.resolve() == self.run.resolve():
             raise UserError("the results file must not be the run file (analyses never modify the training log)")
         self.run_hash = run.content_hash()
@@ -105,6 +108,8 @@ class ResultsFile:
             if "format" not in f.attrs:
                 f.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, "run": str(self.run.resolve()),
                                 "run_hash": self.run_hash, "toolkit_version": toolkit_version()})
+            if self.names is not None:
+                f.attrs["objective"] = json.dumps(self.names)
             return fn(f)
 
         return atomic_update(self.path, stamped)

@@ -15,6 +15,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 from plotly.subplots import make_subplots
 
+from .data import names_of
 from .plots import SGD_C, SWA_C, clip_finite, compact, log_levels, train_loss_key
 
 __all__ = ["clip_to_grid", "plane_figure", "plane_plotly"]
@@ -48,7 +49,7 @@ def plane_figure(p: dict, title: str = "") -> plt.Figure:
     pxy, outside = clip_to_grid(p["projection_xy"], x, y)
     sc = None
     for ax, key, label, cmap in ((axes[0], loss_key, loss_label, "viridis"),
-                                 (axes[1], "test_error", "test error", "cividis")):
+                                 (axes[1], "test_error", f"test {names_of(p).error}", "cividis")):
         z, bad = clip_finite(p[key])
         zt = np.maximum(z.T, 1e-4)  # arrays are [x, y]; contourf wants [y, x]
         levels = log_levels(zt)
@@ -100,7 +101,8 @@ def plane_plotly(p: dict, title: str = "") -> go.Figure:
     loss, _ = clip_finite(p[loss_key])
     err, _ = clip_finite(p["test_error"])
     fig = make_subplots(rows=1, cols=3, specs=[[{}, {}, {"type": "surface"}]], horizontal_spacing=0.08,
-                        subplot_titles=(f"log10 {loss_label}", "test error", f"log10 {loss_label} (surface)"))
+                        subplot_titles=(f"log10 {loss_label}", f"test {names_of(p).error}",
+                                        f"log10 {loss_label} (surface)"))
     zl = np.log10(np.maximum(loss.T, 1e-12))
     fig.add_trace(go.Contour(x=x, y=y, z=zl, colorscale="Viridis", colorbar={"x": 0.27, "len": 0.8, "thickness": 12},
                              name="loss", hovertemplate="u %{x:.3g}<br>v %{y:.3g}<br>log10 loss %{z:.3f}"), 1, 1)

@@ -16,7 +16,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .data import RunSummary
+from .data import RunSummary, names_of
 
 __all__ = ["SWA_C", "SGD_C", "clip_finite", "compact", "compact_ticks", "log_levels", "train_loss_key", "schedule_figure",
            "rays_figure", "segment_figure", "fge_figure", "rays_plotly", "segment_plotly", "schedule_plotly",
@@ -60,10 +60,10 @@ def log_levels(z: np.ndarray, n: int = 12) -> np.ndarray:
 
 
 def train_loss_key(g: dict) -> tuple[str, str]:
-    """The train loss a figure draws: the L2-regularised one where stored (the paper's), else plain cross-entropy."""
+    """The train loss a figure draws: the L2-regularised one where stored (the paper's), else the objective's own."""
     if "train_loss_l2" in g:
         return "train_loss_l2", "train loss + L2 (the paper's)"
-    return "train_loss", "train loss (cross-entropy)"
+    return "train_loss", f"train loss ({names_of(g).loss})"
 
 
 def _has_positive(ax) -> bool:
@@ -74,21 +74,23 @@ def _has_positive(ax) -> bool:
 def schedule_figure(run: RunSummary) -> plt.Figure:
     """Learning rate at every step from the run's config, captured models marked; test error on a log axis (Figure 2)."""
     fig, (a1, a2) = plt.subplots(2, 1, figsize=(7.5, 5.5), sharex=True, layout="constrained")
+    n, err = run.names, run.test_error * run.names.scale
     for br, c, lab in (("sgd", SGD_C, "conventional SGD"), ("swa", SWA_C, "SWA branch")):
         it, lr = run.lr_trace.get(br, ([], []))
         a1.plot(it, lr, "-", color=c, lw=1, label=lab)
-        m = (run.branch == br) & np.isfinite(run.test_acc)
-        a2.plot(run.iteration[m], 100 * (1 - run.test_acc[m]), ".-", color=c, ms=3, lw=1, label=lab)
+        m = (run.branch == br) & np.isfinite(err)
+        a2.plot(run.iteration[m], err[m], ".-", color=c, ms=3, lw=1, label=lab)
     cap = run.captured & (run.branch == "swa")
     a1.plot(run.iteration[cap], run.lr[cap], "o", mfc="none", mec="k", ms=5, label="captured (averaged)")
-    ok = cap & np.isfinite(run.test_acc)
-    a2.plot(run.iteration[ok], 100 * (1 - run.test_acc[ok]), "o", mfc="none", mec="k", ms=5, label="captured")
+    ok = cap & np.isfinite(err)
+    a2.plot(run.iteration[ok], err[ok], "o", mfc="none", mec="k", ms=5, label="captured")
     for name, c, ls in (("swa", SWA_C, "--"), ("sgd", SGD_C, ":")):
         if name in run.solutions:
-            a2.axhline(100 * (1 - run.solutions[name]["test_acc"]), color=c, ls=ls, lw=1.2,
-                       label=f"{name.upper()} solution {100 * (1 - run.solutions[name]['test_acc']):.2f}%")
+            v = n.scale * run.solutions[name]["test_error"]
+            a2.axhline(v, color=c, ls=ls, lw=1.2,
+                       label=f"{name.upper()} solution " + (f"{v:.2f}%" if n.percent else compact(v)))
     a1.set_ylabel("learning rate")
-    for ax, what in ((a1, "learning rate"), (a2, "test error")):
+    for ax, what in ((a1, "learning rate"), (a2, f"test {n.error}")):
         if _has_positive(ax):  # the end of training (a few %) is visible next to the first epochs (tens of %)
             ax.set_yscale("log")
         else:  # a recorded or imported run that did not record it
@@ -96,7 +98,7 @@ def schedule_figure(run: RunSummary) -> plt.Figure:
             ax.set_yticks([])
     if a2.get_yscale() == "log":
         compact_ticks(a2)
-    a2.set_ylabel("test error (%, log)")
+    a2.set_ylabel(n.error_label(extra="log"))
     a2.set_xlabel("iteration")
     a1.legend(fontsize=8, loc="lower left")
     a2.legend(fontsize=8, loc="upper right", ncol=2)
@@ -117,7 +119,7 @@ def rays_figure(r: dict, title: str = "random rays w + t d (width: first distanc
         err, _ = clip_finite(g["test_error"])
         for i in range(loss.shape[0]):
             a1.plot(t, loss[i], color=c, lw=1, alpha=0.6, label=name.upper() if i == 0 else None)
-            a2.plot(t, 100 * err[i], color=c, lw=1, alpha=0.6, label=name.upper() if i == 0 else None)
+            a2.plot(t, names_of(g).scale * err[i], color=c, lw=1, alpha=0.6, label=name.upper() if i == 0 else None)
         if lbad.any():
             a1.plot(np.broadcast_to(t, loss.shape)[lbad], loss[lbad], "x", color="red")
         for ax, key in ((a2, "width_error"), (a1, "width_loss_l2" if loss_key == "train_loss_l2" else "width_loss")):
@@ -133,7 +135,7 @@ def rays_figure(r: dict, title: str = "random rays w + t d (width: first distanc
         ax.set_xlabel("distance t")
         ax.legend(fontsize=8, loc="upper left")
     a1.set_ylabel(loss_label)
-    a2.set_ylabel("test error (%)")
+    a2.set_ylabel(names_of(r).error_label())
     fig.suptitle(title)
     return fig
 
@@ -146,15 +148,16 @@ def segment_figure(s: dict) -> plt.Figure:
     err, _ = clip_finite(s["test_error"])
     fig, a1 = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
     a1.plot(d, loss, "o-", color="#009E73", ms=3, label=label)
+    n = names_of(s)
     if key != "train_loss":
         a1.plot(d, clip_finite(s["train_loss"])[0], "-", color="#009E73", lw=0.8, alpha=0.5,
-                label="train loss (cross-entropy only)")
+                label=f"train loss ({n.loss} only)")
     a1.set_yscale("log")
     compact_ticks(a1)
     a1.set_ylabel("train loss", color="#009E73")
     a2 = a1.twinx()
-    a2.plot(d, 100 * err, "s-", color="#CC79A7", ms=3, label="test error")
-    a2.set_ylabel("test error (%)", color="#CC79A7")
+    a2.plot(d, n.scale * err, "s-", color="#CC79A7", ms=3, label=f"test {n.error}")
+    a2.set_ylabel(n.error_label(), color="#CC79A7")
     length = float(s["length"]) if "length" in s else float(np.max(np.abs(d)))
     for x, name, c in ((0.0, "SWA", SWA_C), (length, "SGD", SGD_C)):
         a1.axvline(x, color=c, ls="--", lw=1.2)
@@ -198,7 +201,8 @@ def fge_figure(f: dict) -> plt.Figure:
 
 def rays_plotly(r: dict, title: str = "random rays from SWA (blue) and SGD (vermillion)") -> go.Figure:
     """The rays figure (:func:`rays_figure`) as an interactive plotly figure."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("train loss (cross-entropy)", "test error"))
+    n = names_of(r)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(f"train loss ({n.loss})", f"test {n.error}"))
     for name, c in (("swa", SWA_C), ("sgd", SGD_C)):
         if name not in r:
             continue
@@ -222,9 +226,9 @@ def segment_plotly(s: dict) -> go.Figure:
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     fig.add_trace(go.Scatter(x=s["distance"], y=clip_finite(s[key])[0], name=label), secondary_y=False)
     if key != "train_loss":
-        fig.add_trace(go.Scatter(x=s["distance"], y=clip_finite(s["train_loss"])[0], name="train loss (CE only)",
-                                 visible="legendonly"), secondary_y=False)
-    fig.add_trace(go.Scatter(x=s["distance"], y=err, name="test error"), secondary_y=True)
+        fig.add_trace(go.Scatter(x=s["distance"], y=clip_finite(s["train_loss"])[0],
+                                 name=f"train loss ({names_of(s).loss} only)", visible="legendonly"), secondary_y=False)
+    fig.add_trace(go.Scatter(x=s["distance"], y=err, name=f"test {names_of(s).error}"), secondary_y=True)
     fig.update_yaxes(type="log", secondary_y=False)
     fig.update_layout(height=420, width=800, title="segment: signed distance from SWA (0) toward SGD")
     return fig
@@ -232,12 +236,12 @@ def segment_plotly(s: dict) -> go.Figure:
 
 def schedule_plotly(run: RunSummary) -> go.Figure:
     """The schedule figure (:func:`schedule_figure`) as an interactive plotly figure."""
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, subplot_titles=("learning rate", "test error"))
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, subplot_titles=("learning rate", f"test {run.names.error}"))
     for br, c in (("sgd", SGD_C), ("swa", SWA_C)):
         it, lr = run.lr_trace.get(br, ([], []))
         fig.add_trace(go.Scatter(x=it, y=lr, name=f"lr {br}", line={"color": c}), 1, 1)
-        ok = (run.branch == br) & np.isfinite(run.test_acc)
-        fig.add_trace(go.Scatter(x=run.iteration[ok], y=1 - run.test_acc[ok], name=f"test error {br}",
+        ok = (run.branch == br) & np.isfinite(run.test_error)
+        fig.add_trace(go.Scatter(x=run.iteration[ok], y=run.test_error[ok], name=f"test {run.names.error} {br}",
                                  line={"color": c}), 2, 1)
     cap = run.captured & (run.branch == "swa")
     fig.add_trace(go.Scatter(x=run.iteration[cap], y=run.lr[cap], mode="markers", name="captured",

@@ -32,7 +32,7 @@ from torch.utils._pytree import tree_map
 
 from .errors import UserError
 
-__all__ = ["Objective", "Classification", "Regression", "LanguageModel", "OBJECTIVES", "objective_from",
+__all__ = ["Objective", "Classification", "Regression", "LanguageModel", "OBJECTIVES", "objective_from", "metric_names",
            "call_model", "call_functional", "read_output", "batch_size", "take", "map_tensors"]
 
 
@@ -106,12 +106,14 @@ class Objective:
         error: The metric that widths, segments, figures and ``compare`` call the error.
         labels: Each metric's label in figures and tables (``"error"`` -> ``"test error"`` where the split is added).
         distributions: Whether predictions are distributions over classes (what FGE's agreement needs).
+        fractions: The metrics that are fractions in [0, 1] (figures show them in percent).
     """
 
     name: str = "objective"
     error: str = "loss"
     labels: dict[str, str] = {"loss": "loss"}
     distributions: bool = False
+    fractions: tuple[str, ...] = ()
 
     def per_sample(self, pred: torch.Tensor, target: torch.Tensor) -> dict[str, tuple[torch.Tensor, Any]]:
         """Per metric (``"loss"`` among them), values ``[k, n]`` and sample weights ``[n]`` (None: 1 each).
@@ -145,14 +147,18 @@ class Objective:
             UserError: A shape or dtype the objective cannot read.
         """
 
-    def probabilities(self, pred: torch.Tensor) -> torch.Tensor:
-        """Predicted distributions ``[k, n, C]`` (float32) for FGE's agreement (classification only by default).
+    def probabilities(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Predicted distributions ``[k, m, C]`` (float32) of the ``m`` scored predictions, for FGE's agreement.
 
         Raises:
             UserError: The objective's predictions are no distributions.
         """
         raise UserError(f"the {self.name} objective's predictions are not class distributions: FGE's agreement and "
-                        "probability differences are defined for classification")
+                        "probability differences are defined for classification and language models")
+
+    def scored_targets(self, target: torch.Tensor) -> torch.Tensor:
+        """The class of each of the ``m`` predictions :meth:`probabilities` returns ``[m]`` (ensemble accuracy)."""
+        return target
 
     def config(self) -> dict:
         """The objective as stored in a run file: ``{"name": ..., "kwargs": {...}}``."""
@@ -170,6 +176,7 @@ class Classification(Objective):
     error = "error"
     labels = {"loss": "cross-entropy", "accuracy": "accuracy", "error": "error"}
     distributions = True
+    fractions = ("accuracy", "error")
 
     def check(self, pred: torch.Tensor, target: torch.Tensor) -> None:  # noqa: D102
         if target.dim() != 1 or target.is_floating_point() or pred.dim() != 3:
@@ -185,7 +192,7 @@ class Classification(Objective):
     def finish(self, means: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:  # noqa: D102
         return {**means, "error": 1.0 - means["accuracy"]}
 
-    def probabilities(self, pred: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def probabilities(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # noqa: D102
         return torch.softmax(pred.double(), -1).float()
 
     def summed_loss(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, float]:  # noqa: D102
@@ -231,6 +238,7 @@ class LanguageModel(Objective):
     error = "token_error"
     labels = {"loss": "token cross-entropy", "token_error": "token error", "perplexity": "perplexity"}
     distributions = True
+    fractions = ("token_error",)
 
     def __init__(self, ignore_index: int = -100, shift: bool = True):
         self.ignore_index, self.shift = int(ignore_index), bool(shift)
@@ -257,11 +265,26 @@ class LanguageModel(Objective):
     def finish(self, means: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:  # noqa: D102
         return {**means, "perplexity": torch.exp(means["loss"])}
 
-    def probabilities(self, pred: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        return torch.softmax(pred.double(), -1).float().flatten(1, -2)  # every position as a sample [k, n * L, V]
+    def probabilities(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        pred, target = self._aligned(pred, target)  # every scored position is one prediction [k, m, V]
+        return torch.softmax(pred.double(), -1).float()[:, target != self.ignore_index]
+
+    def scored_targets(self, target: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        target = target[:, 1:] if self.shift else target
+        return target[target != self.ignore_index]
 
     def config(self) -> dict:  # noqa: D102
         return {"name": self.name, "kwargs": {"ignore_index": self.ignore_index, "shift": self.shift}}
+
+
+def metric_names(objective: Any) -> dict:
+    """How figures name an objective's loss and error: ``{"loss", "error", "percent"}`` (stored with the results).
+
+    Any objective object serves: missing ``labels``, ``error`` or ``fractions`` fall back to the plain names.
+    """
+    labels, error = getattr(objective, "labels", {}) or {}, getattr(objective, "error", "loss")
+    return {"loss": labels.get("loss", "loss"), "error": labels.get(error, error),
+            "percent": error in getattr(objective, "fractions", ())}
 
 
 OBJECTIVES = {"classification": Classification, "regression": Regression, "language-model": LanguageModel}

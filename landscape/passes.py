@@ -234,6 +234,6 @@ def evaluate_split(rep: Replica, strategy: Strategy, params: dict, buffers: dict
             objective.check(pred, yb)
         accumulate(objective, pred, yb, sums, weights)
         if want_probs:
-            probs.append(objective.probabilities(pred).cpu())
+            probs.append(objective.probabilities(pred, yb).cpu())
     means = objective.finish({name: total / weights[name] for name, total in sums.items()})
     return means, (torch.cat(probs, 1) if want_probs else None)

@@ -31,6 +31,7 @@ from torch.optim.swa_utils import AveragedModel
 from landscape.bn import BNWeighting, recompute_bn
 from landscape.errors import UserError
 from landscape.layout import buffer_layout, flatten, param_layout
+from landscape.objective import batch_size, map_tensors, objective_from, take
 from landscape.reference import evaluate_model
 
 from .checkpoints import checkpoint_files, load_into
@@ -58,6 +59,9 @@ class Recorder:
         data_spec: Likewise for the data (``{"name": "package.module:function", "kwargs": {...}}``).
         source: ``"recorder"`` (a training loop) or ``"import"`` (checkpoints); stored with the run.
         overwrite: Replace an existing file.
+        objective: What the run trains and the analyses measure: ``"classification"``, ``"regression"``,
+            ``"language-model"`` or ``package.module:function`` (stored in the run with ``objective_kwargs``).
+        objective_kwargs: Keyword arguments of the objective.
         resume: A :meth:`state` saved with your training checkpoint: the recording continues the run file from
             there (snapshots and solutions written after it are dropped, the running average is restored).
     """
@@ -65,12 +69,17 @@ class Recorder:
     def __init__(self, path: str | os.PathLike, model: nn.Module, data: Any, *, weight_decay: float = 0.0,
                  bn_batch_size: int = 128, bn_weighting: str = "batch", model_spec: dict | None = None,
                  data_spec: dict | None = None, source: str = "recorder", overwrite: bool = False,
-                 resume: dict | None = None):
+                 resume: dict | None = None, objective: str = "classification",
+                 objective_kwargs: dict | None = None):
         self.model, self.path = model, Path(path)
         self.splits = as_splits(data)
         self.config = TrainConfig(model=(model_spec or {}).get("name") or "custom", dataset=(data_spec or {}).get(
             "name") or "custom", batch_size=bn_batch_size, weight_decay=weight_decay, bn_weighting=bn_weighting,
-            epochs=1, swa_start=0, swa_epochs=1, device="cpu")
+            epochs=1, swa_start=0, swa_epochs=1, device="cpu", objective=objective,
+            objective_kwargs=dict(objective_kwargs or {}))
+        self.objective = objective_from(objective, objective_kwargs)
+        x, y = self.splits["train"]
+        evaluate_model(model, take(x, 0, 8), y[:8], objective=self.objective)  # the objective reads this data
         spec = model_spec or {"name": None, "class": f"{type(model).__module__}.{type(model).__qualname__}", "kwargs": {}}
         attrs = run_attributes(self.config.to_dict(), model, {"kwargs": {}, **spec},
                                {"name": "custom", **(data_spec or {})},
@@ -117,8 +126,9 @@ class Recorder:
     def _metrics(self, model: nn.Module) -> dict[str, float]:
         out = {}
         for split, (x, y) in self.splits.items():
-            m = evaluate_model(model, x.to(_device(model)), y.to(_device(model)))
-            out.update({f"{split}_loss": m.loss, f"{split}_acc": m.acc})
+            m = evaluate_model(model, map_tensors(lambda t: t.to(_device(model)), x), y.to(_device(model)),
+                               objective=self.objective)
+            out.update({f"{split}_loss": m.loss, f"{split}_acc": m.acc, f"{split}_error": m.error})
         return out
 
     def snapshot(self, *, captured: bool = False, branch: str | None = None, lr: float = math.nan,
@@ -134,14 +144,19 @@ class Recorder:
             epoch: Training progress in epochs (default: the count of snapshots so far).
             iteration: Training progress in steps (default: the count of snapshots so far).
             evaluate: Also evaluate train and test loss/accuracy here (one pass over the data).
-            **metrics: ``train_loss``, ``train_acc``, ``test_loss``, ``test_acc`` as your loop measured them.
+            **metrics: ``train_loss``, ``train_acc``, ``train_error``, ``test_loss``, ``test_acc``, ``test_error`` as
+                your loop measured them (the error is the objective's: MSE for regression).
 
         Returns:
             The snapshot's index.
         """
-        unknown = set(metrics) - {"train_loss", "train_acc", "test_loss", "test_acc"}
+        known = ("train_loss", "train_acc", "train_error", "test_loss", "test_acc", "test_error")
+        unknown = set(metrics) - set(known)
         if unknown:
-            raise UserError(f"unknown snapshot metrics {sorted(unknown)}; use train_loss, train_acc, test_loss, test_acc")
+            raise UserError(f"unknown snapshot metrics {sorted(unknown)}; use {', '.join(known)}")
+        for split in ("train", "test"):  # classification's error follows from an accuracy given alone
+            if f"{split}_acc" in metrics and f"{split}_error" not in metrics and self.objective.error == "error":
+                metrics[f"{split}_error"] = 1.0 - metrics[f"{split}_acc"]
         if captured:
             if self.average is None:
                 self.average = AveragedModel(self.model)
@@ -181,9 +196,10 @@ class Recorder:
         """
         if "swa" not in self.written and self.average is not None:
             swa = self.average.module
-            x = self.splits["train"][0].to(_device(swa))
+            x = map_tensors(lambda t: t.to(_device(swa)), self.splits["train"][0])
             b = self.config.batch_size
-            recompute_bn(swa, [x[i:i + b] for i in range(0, x.shape[0], b)], BNWeighting(self.config.bn_weighting))
+            recompute_bn(swa, [take(x, i, i + b) for i in range(0, batch_size(x), b)],
+                         BNWeighting(self.config.bn_weighting))
             self.solution("swa", swa, n_averaged=float(self.average.n_averaged.item()))
         self.writer.set_status(Status.COMPLETE)
 
@@ -196,7 +212,8 @@ def _device(model: nn.Module) -> torch.device:
 def import_run(out: str | os.PathLike, *, model: str, data: str, model_kwargs: dict | None = None,
                data_kwargs: dict | None = None, sgd: str | None = None, swa: str | None = None,
                snapshots: str | None = None, sgd_snapshots: str | None = None, weight_decay: float = 0.0,
-               bn_batch_size: int = 128, overwrite: bool = False) -> Path:
+               bn_batch_size: int = 128, overwrite: bool = False, objective: str = "classification",
+               objective_kwargs: dict | None = None) -> Path:
     """Build a run file from state_dicts a user already has (``swa-landscape import``).
 
     Args:
@@ -212,6 +229,8 @@ def import_run(out: str | os.PathLike, *, model: str, data: str, model_kwargs: d
         weight_decay: As for :class:`Recorder`.
         bn_batch_size: As for :class:`Recorder`.
         overwrite: Replace an existing file.
+        objective: As for :class:`Recorder`.
+        objective_kwargs: As for :class:`Recorder`.
 
     Every checkpoint is checked against the network before the file is created: bad input writes nothing.
     """
@@ -221,7 +240,7 @@ def import_run(out: str | os.PathLike, *, model: str, data: str, model_kwargs: d
     net = build_model(model, **(model_kwargs or {}))
     data_obj = call_factory(data, data_kwargs or {}, "data factory") if ":" in data else None
     if data_obj is None:
-        raise UserError(f"--data {data!r} is not an import path of the form package.module:function")
+        raise UserError(f"--dataset {data!r} is not an import path of the form package.module:function")
     sgd_files, swa_files = checkpoint_files(sgd_snapshots), checkpoint_files(snapshots)
     singles = [Path(p) for p in (sgd, swa) if p]
     if not (sgd_files or swa_files or singles):
@@ -230,7 +249,8 @@ def import_run(out: str | os.PathLike, *, model: str, data: str, model_kwargs: d
         load_into(net, f, notice=True)  # all checked before anything is written
     with Recorder(out, net, data_obj, weight_decay=weight_decay, bn_batch_size=bn_batch_size,
                   model_spec={"name": model, "kwargs": model_kwargs or {}},
-                  data_spec={"name": data, "kwargs": data_kwargs or {}}, source="import", overwrite=overwrite) as rec:
+                  data_spec={"name": data, "kwargs": data_kwargs or {}}, source="import", overwrite=overwrite,
+                  objective=objective, objective_kwargs=objective_kwargs) as rec:
         for f in sgd_files:
             load_into(net, f)
             rec.snapshot(branch="sgd", evaluate=True)

@@ -26,6 +26,7 @@ from torch import nn
 
 from landscape.errors import UserError
 from landscape.layout import buffer_layout, param_layout
+from landscape.objective import metric_names
 from landscape.ranks import barrier, init_from_env, on_rank0, rank
 from landscape.reference import Metrics
 
@@ -35,6 +36,7 @@ from .data import TrainData
 from .distributed import RankWriter
 from .divergence import TrainingDiverged
 from .loop import TrainingLoop
+from .runs import run_objective
 from .schema import SOLUTIONS, STATES, Status
 from .trajectory import Trajectory
 from .writer import RunWriter, TrajectoryWriter
@@ -44,11 +46,13 @@ __all__ = ["TrainingDiverged", "train", "resume"]
 
 def _print_summary(log: Callable[[str], None], path: Path) -> None:
     with Trajectory(path) as t:
-        acc = {n: t.solution_scalar(n, "test_acc") for n in SOLUTIONS if t.has_solution(n)}
+        names = metric_names(run_objective(t))
+        key, what = ("test_acc", "accuracy") if names["error"] == "error" else ("test_error", names["error"])
+        acc = {n: t.solution_scalar(n, key) for n in SOLUTIONS if t.has_solution(n)}
         n_avg = int(t.solution_scalar("swa", "n_averaged"))
-    log(f"SGD test accuracy: {acc['sgd']:.4f}   SWA test accuracy: {acc['swa']:.4f}   (SWA averaged {n_avg} models)")
+    log(f"SGD test {what}: {acc['sgd']:.4f}   SWA test {what}: {acc['swa']:.4f}   (SWA averaged {n_avg} models)")
     if len(acc) > 2:
-        log("controls: " + "   ".join(f"{_CONTROLS[n]} test accuracy: {a:.4f}" for n, a in acc.items() if n in _CONTROLS))
+        log("controls: " + "   ".join(f"{_CONTROLS[n]} test {what}: {a:.4f}" for n, a in acc.items() if n in _CONTROLS))
     log(f"run file: {path}")
 
 

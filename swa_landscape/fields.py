@@ -17,7 +17,7 @@ import typing
 from collections.abc import Callable
 from enum import Enum
 
-__all__ = ["ALIASES", "Aliased", "add_config_arguments", "add_dataset_arguments", "config_values", "field_help",
+__all__ = ["ALIASES", "Aliased", "add_config_arguments", "add_dataset_arguments", "add_objective_arguments", "config_values", "field_help",
            "json_object", "plain", "size"]
 
 _ROLE = re.compile(r":(?:class|func|meth|mod|data|attr|obj):`~?([^`]+)`")
@@ -161,6 +161,14 @@ def add_dataset_arguments(p: argparse.ArgumentParser) -> None:
                                                "DataLoaders or tensor pairs (--data: a deprecated alias)", **kw)
     names, kw = _names("--dataset-kwargs")
     p.add_argument(*names, type=json_object, default={}, help="its keyword arguments as JSON", **kw)
+
+
+def add_objective_arguments(p: argparse.ArgumentParser) -> None:
+    """``--objective`` and ``--objective-kwargs`` for the commands that build a run from checkpoints."""
+    p.add_argument("--objective", default="classification",
+                   help="what the network was trained for: classification, regression, language-model or "
+                        "package.module:function (default: classification)")
+    p.add_argument("--objective-kwargs", type=json_object, default={}, help="its keyword arguments as JSON")
 
 
 def add_config_arguments(p: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, prefix: str = "",

@@ -15,7 +15,7 @@ from analyses.surface import SurfaceConfig, drawn
 from landscape.config import EngineConfig
 from landscape.errors import UserError
 
-from .fields import add_config_arguments, add_dataset_arguments, config_values, json_object
+from .fields import add_config_arguments, add_dataset_arguments, add_objective_arguments, config_values, json_object
 
 __all__ = ["COMMANDS", "surface_around_checkpoint"]
 
@@ -24,7 +24,8 @@ _ENGINE = ("bn_mode", "strategy", "memory_budget", "device", "dtype", "autocast"
 
 def surface_around_checkpoint(out: str | Path, *, model: str, checkpoint: str, dataset: str, model_kwargs: dict,
                               dataset_kwargs: dict, config: SurfaceConfig, engine_config: EngineConfig,
-                              weight_decay: float = 0.0, bn_batch_size: int = 128, progress: bool = True) -> Path:
+                              weight_decay: float = 0.0, bn_batch_size: int = 128, progress: bool = True,
+                              objective: str = "classification", objective_kwargs: dict | None = None) -> Path:
     """The surface around one checkpoint into the directory ``out``; returns the figure's PNG.
 
     Raises:
@@ -43,7 +44,8 @@ def surface_around_checkpoint(out: str | Path, *, model: str, checkpoint: str, d
     out.mkdir(parents=True, exist_ok=True)
     run = import_run(out / "checkpoint.h5", model=model, data=dataset, model_kwargs=model_kwargs,
                      data_kwargs=dataset_kwargs, sgd=checkpoint, weight_decay=weight_decay,
-                     bn_batch_size=bn_batch_size, overwrite=True)
+                     bn_batch_size=bn_batch_size, overwrite=True, objective=objective,
+                     objective_kwargs=objective_kwargs)
     results = out / "checkpoint.landscape.h5"
     results.unlink(missing_ok=True)  # the run file is new: results of an older one would be refused
     cfg = dataclasses.replace(config, centers=("sgd",))
@@ -67,6 +69,7 @@ def add_surface_arguments(p: argparse.ArgumentParser) -> None:
                    help="state_dict file (or a dict with 'state_dict'; DDP's 'module.' and Lightning's 'model.' "
                         "prefixes are removed)")
     add_dataset_arguments(p)
+    add_objective_arguments(p)
     p.add_argument("--weight-decay", type=float, default=0.0,
                    help="L2 coefficient of the training objective, for the L2-regularised loss (default: 0)")
     p.add_argument("--batch-size", type=int, default=128, help="BN recomputation batch size (default: 128)")
@@ -84,7 +87,8 @@ def run_surface(args: argparse.Namespace) -> None:
     png = surface_around_checkpoint(args.out, model=args.model, checkpoint=args.checkpoint, dataset=args.dataset,
                                     model_kwargs=args.model_kwargs, dataset_kwargs=args.dataset_kwargs,
                                     config=config, engine_config=engine, weight_decay=args.weight_decay,
-                                    bn_batch_size=args.batch_size, progress=not args.no_progress)
+                                    bn_batch_size=args.batch_size, progress=not args.no_progress,
+                                    objective=args.objective, objective_kwargs=args.objective_kwargs)
     print(f"figure: {png}")
 
 

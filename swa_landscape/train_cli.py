@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from swa.config import TrainConfig, load_toml
 
-from .fields import add_config_arguments, add_dataset_arguments, config_values, json_object
+from .fields import add_config_arguments, add_dataset_arguments, add_objective_arguments, config_values, json_object
 
 __all__ = ["COMMANDS", "train_config"]
 
@@ -60,6 +60,7 @@ def add_import_arguments(p: argparse.ArgumentParser) -> None:
                                        "in natural order, e.g. 'ckpt/swa_*.pt'")
     p.add_argument("--sgd-snapshots", help="glob of the conventional run's checkpoints")
     p.add_argument("--weight-decay", type=float, default=0.0, help="L2 coefficient of the training objective (default: 0)")
+    add_objective_arguments(p)
     p.add_argument("--batch-size", type=int, default=128, help="BN recomputation batch size (default: 128)")
     p.add_argument("--out", required=True, help="run file (HDF5) to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run file")
@@ -71,7 +72,7 @@ def run_import(args: argparse.Namespace) -> None:
     path = import_run(args.out, model=args.model, data=args.dataset, model_kwargs=args.model_kwargs,
                       data_kwargs=args.dataset_kwargs, sgd=args.sgd, swa=args.swa, snapshots=args.snapshots,
                       sgd_snapshots=args.sgd_snapshots, weight_decay=args.weight_decay, bn_batch_size=args.batch_size,
-                      overwrite=args.overwrite)
+                      overwrite=args.overwrite, objective=args.objective, objective_kwargs=args.objective_kwargs)
     print(f"run file: {path}")
 
 
