@@ -4,6 +4,11 @@ Every split is held as two tensors (inputs, targets) in evaluation form (normali
 never augmented). Training batches are drawn by :func:`iterate_batches`, which
 shuffles with an explicit ``torch.Generator`` (its state goes into the run file, so
 a resumed run draws the same batches) and applies the train augmentation batch-wise.
+
+A data factory's training dataset whose items change between reads (a random transform) is read anew every epoch
+through a ``DataLoader`` shuffled by the same generator, so its transform is drawn again each time; evaluation
+(metrics, BN recomputation, the analyses) uses the dataset's ``train_eval`` view where the factory returns one
+(``{"train": ..., "test": ..., "train_eval": ...}``), else one reading of the dataset as it is.
 """
 
 from __future__ import annotations
@@ -14,13 +19,15 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
+from torch.utils._pytree import tree_leaves
+from torch.utils.data import DataLoader, Dataset
 
 from landscape.errors import UserError
 from landscape.objective import batch_size as n_samples
 from landscape.objective import map_tensors, take
 
 from .datasets import CIFAR_FILES, cifar, mnist1d
-from .sources import as_splits, call_factory, is_import_path
+from .sources import as_pair, as_splits, call_factory, is_import_path
 
 __all__ = ["DataSpec", "Splits", "DATASETS", "TrainData", "builtin_data", "load_splits", "iterate_batches"]
 
@@ -65,6 +72,8 @@ class Splits:
         test_x: Test inputs ``[N_test, ...]``.
         test_y: Test labels ``[N_test]``.
         num_classes: Number of classes (0: targets that are not class indices).
+        train_dataset: A data factory's training dataset whose items change between reads (a random transform):
+            training batches are drawn from it every epoch, evaluation uses the tensors (see :func:`load_splits`).
         augment: Function ``(x [B, ...], generator) -> x`` applied to training
             batches only, or None.
     """
@@ -75,6 +84,8 @@ class Splits:
     test_y: torch.Tensor
     num_classes: int
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
+    train_dataset: Dataset | None = None
+    """A factory's training dataset with a random transform: training reads it anew every epoch."""
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """``(inputs, targets)`` of ``train`` or ``test`` in evaluation form."""
@@ -90,10 +101,15 @@ def load_splits(spec: DataSpec) -> Splits:
         UserError: Unknown name, a missing/malformed CIFAR directory, or a data factory that fails.
     """
     if is_import_path(spec.name):
-        s = as_splits(call_factory(spec.name, spec.kwargs, "data factory"), f"data factory {spec.name!r}")
+        made = call_factory(spec.name, spec.kwargs, "data factory")
+        train = made.get("train") if isinstance(made, dict) else made[0] if isinstance(made, (tuple, list)) else None
+        if isinstance(made, dict) and "train_eval" in made:  # the transform-free view, for evaluation
+            made = {"train": made["train_eval"], "test": made["test"]}
+        s = as_splits(made, f"data factory {spec.name!r}")
         (tx, ty), (vx, vy) = s["train"], s["test"]
         classes = ty.dim() == 1 and not ty.is_floating_point()
-        return Splits(tx, ty, vx, vy, int(max(ty.max(), vy.max())) + 1 if classes else 0)
+        return Splits(tx, ty, vx, vy, int(max(ty.max(), vy.max())) + 1 if classes else 0,
+                      train_dataset=train if _draws_anew(train) else None)
     if spec.name == "mnist1d":
         if spec.num_samples < 10:
             raise UserError(f"mnist1d num_samples must be at least 10, got {spec.num_samples}")
@@ -107,6 +123,21 @@ def load_splits(spec: DataSpec) -> Splits:
         tx, ty, vx, vy, augment = cifar(spec.name, spec.data_dir)
         return Splits(tx, ty, vx, vy, 10 if spec.name == "cifar10" else 100, augment)
     raise UserError(f"unknown dataset {spec.name!r}; choose one of {', '.join(DATASETS)}")
+
+
+def _draws_anew(ds: object) -> bool:
+    """Whether a map-style dataset's first item differs between two reads (a random transform).
+
+    The global random state is left as it was.
+    """
+    if not isinstance(ds, Dataset) or not hasattr(ds, "__len__") or len(ds) == 0:
+        return False
+    state = torch.get_rng_state()
+    try:
+        a, b = ds[0], ds[0]
+    finally:
+        torch.set_rng_state(state)
+    return any(not torch.equal(torch.as_tensor(u), torch.as_tensor(v)) for u, v in zip(tree_leaves(a), tree_leaves(b)))
 
 
 def iterate_batches(
@@ -159,9 +190,18 @@ class TrainData:
     @classmethod
     def from_loaders(cls, train_loader: Iterable, test_loader: Iterable, train_eval_loader: Iterable | None = None,
                      description: str = "custom") -> TrainData:
-        """Wrap user ``DataLoader``s (resume is exact only if they are seeded and deterministic)."""
+        """Wrap user ``DataLoader``s (resume is exact only if they are seeded and deterministic).
+
+        Batches are ``(inputs, targets)`` pairs (inputs a tensor, a tuple or a dict of tensors) or dicts holding their
+        targets under ``labels`` (:data:`swa.sources.TARGET_KEYS`); a loader's random transforms are drawn anew in
+        every epoch, as the loader draws them.
+        """
         ev = {"train": train_eval_loader or train_loader, "test": test_loader}
-        return cls(lambda g: train_loader, lambda s: ev[s], len(train_loader), {"name": description})
+
+        def pairs(loader: Iterable) -> Batches:
+            return (as_pair(b, description) for b in loader)
+
+        return cls(lambda g: pairs(train_loader), lambda s: pairs(ev[s]), len(train_loader), {"name": description})
 
 
 def builtin_data(spec: DataSpec, batch_size: int, device: torch.device | str = "cpu", rank: int = 0, world: int = 1
@@ -177,8 +217,14 @@ def builtin_data(spec: DataSpec, batch_size: int, device: torch.device | str = "
     tx, ty, vx, vy = (map_tensors(lambda t: t.to(device), t) for t in (s.train_x, s.train_y, s.test_x, s.test_y))
     ev = {"train": (tx, ty), "test": (vx, vy)}
 
+    def epoch(g: torch.Generator) -> Batches:
+        if s.train_dataset is None:
+            return iterate_batches(tx, ty, batch_size, g, s.augment)
+        loader = DataLoader(s.train_dataset, batch_size=batch_size, shuffle=True, generator=g)  # transforms drawn anew
+        return ((map_tensors(lambda t: t.to(device), x), y.to(device)) for x, y in (as_pair(b) for b in loader))
+
     def train_batches(g: torch.Generator) -> Batches:
-        for xb, yb in iterate_batches(tx, ty, batch_size, g, s.augment):
+        for xb, yb in epoch(g):
             lo = rank * yb.shape[0] // world
             hi = (rank + 1) * yb.shape[0] // world
             yield take(xb, lo, hi), yb[lo:hi]  # the whole batch when world == 1

@@ -27,7 +27,7 @@ from torch.utils._pytree import tree_leaves, tree_structure, tree_unflatten
 from landscape.errors import UserError
 from landscape.objective import batch_size, map_tensors
 
-__all__ = ["is_import_path", "import_object", "call_factory", "as_splits", "fingerprint", "check_fingerprints", "check_model"]
+__all__ = ["TARGET_KEYS", "as_pair", "is_import_path", "import_object", "call_factory", "as_splits", "fingerprint", "check_fingerprints", "check_model"]
 
 _SAMPLE = 64  # rows of each split hashed into its fingerprint
 
@@ -82,7 +82,7 @@ TARGET_KEYS = ("labels", "label", "targets", "target", "y")
 """Keys under which a dict batch holds its targets (the rest of the dict are the model's keyword inputs)."""
 
 
-def _pair(batch: Any, what: str) -> tuple[Any, torch.Tensor]:
+def as_pair(batch: Any, what: str = "a batch") -> tuple[Any, torch.Tensor]:
     """``(inputs, targets)`` of one batch: a pair (inputs a tensor, a tuple or a dict of tensors) or a dict batch."""
     if isinstance(batch, dict):
         key = next((k for k in TARGET_KEYS if k in batch), None)
@@ -125,7 +125,7 @@ def _tensors_of(source: Any, what: str) -> tuple[Any, torch.Tensor]:
         if not isinstance(source, Iterable) or isinstance(source, (dict, torch.Tensor)):
             raise UserError(f"{what} is a {type(source).__name__}; expected an (inputs, targets) pair of tensors, "
                             "a dataset or a DataLoader")
-        pairs = [_pair(b, what) for b in source]
+        pairs = [as_pair(b, what) for b in source]
         if not pairs:
             raise UserError(f"{what} is empty")
         x, y = _cat([p[0] for p in pairs], what), _cat([p[1] for p in pairs], what)

@@ -44,6 +44,7 @@ def test_the_user_guide_runs(tmp_path):
     guide = ROOT / "docs" / "user-guide.md"
     assert len(blocks(guide)) >= 7
     run_blocks(guide, tmp_path)
-    for run in ("mine", "cli", "loop", "lightning", "imported"):  # every way produced a run that the analyses completed
+    for run in ("mine", "cli", "loop", "lightning", "imported", "reg", "lm"):  # every way produced a run that the analyses completed
         assert (tmp_path / f"{run}.landscape.h5").exists(), run
     assert (tmp_path / "figs" / "index.html").exists() and (tmp_path / "cli-figs" / "index.html").exists()
+    assert (tmp_path / "reg-figs" / "rays.png").exists()

@@ -75,3 +75,25 @@ def load_tokens(n: int = 200, length: int = 10, vocab: int = 11, seed: int = 3):
     targets = tokens.masked_fill(torch.arange(length) >= torch.randint(4, length + 1, (n, 1), generator=g), -100)
     k = n * 3 // 4
     return ({"input_ids": tokens[:k]}, targets[:k]), ({"input_ids": tokens[k:]}, targets[k:])
+
+
+class NoisyDataset(torch.utils.data.Dataset):
+    """A training set with a random transform: Gaussian noise on every read (the first input is the sample's id)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor):
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):
+        noise = 0.1 * torch.randn(self.x.shape[1])
+        noise[0] = 0.0
+        return self.x[i] + noise, self.y[i]
+
+
+def load_noisy(n: int = 160):
+    """The classification data of :func:`load_data` with a noisy training view and its transform-free one."""
+    (x, y), test = load_data(n)
+    x = torch.cat([torch.arange(len(x), dtype=torch.float32)[:, None], x[:, 1:]], 1)
+    return {"train": NoisyDataset(x, y), "test": test, "train_eval": (x, y)}

@@ -102,3 +102,28 @@ def test_mnist1d_is_kept_between_processes_byte_identical(tmp_path, monkeypatch)
     cached.unlink()
     _mnist1d.__wrapped__(200, 5, 90)
     assert not cached.exists()
+
+
+def test_a_random_transform_is_drawn_anew_every_epoch_and_evaluation_uses_the_clean_view():
+    """A factory's dataset whose items change between reads is read every epoch (new noise, new order, the same
+    samples); the evaluation batches are its transform-free view; the global random state of a probe is kept."""
+    import torch
+
+    from swa.data import DataSpec, builtin_data
+    from tests.user_factories import load_noisy
+
+    state = torch.get_rng_state()
+    data = builtin_data(DataSpec("tests.user_factories:load_noisy"), batch_size=32)
+    assert torch.equal(torch.get_rng_state(), state)  # detecting the transform drew nothing from the global state
+    g = torch.Generator().manual_seed(0)
+    epochs = [torch.cat([x for x, _ in data.train(g)]) for _ in range(2)]
+    clean = load_noisy()["train_eval"][0]
+    for e in epochs:
+        ids = e[:, 0].long()
+        assert sorted(ids.tolist()) == list(range(len(clean)))  # every sample once
+        noise = e[:, 1:] - clean[ids, 1:]
+        assert 0.05 < float(noise.std()) < 0.2  # the transform is applied
+    a, b = (e[e[:, 0].argsort()] for e in epochs)
+    assert not torch.equal(a, b) and torch.equal(a[:, 0], b[:, 0])  # drawn anew: same samples, other noise
+    ev = torch.cat([x for x, _ in data.eval_batches("train")])
+    assert torch.equal(ev, clean)  # evaluation and BN recomputation use the clean view
