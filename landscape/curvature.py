@@ -31,7 +31,8 @@ from torch import nn
 from torch.func import grad, jvp, vmap
 
 from .layout import Layout, buffer_layout, param_layout, unflatten
-from .objective import Classification, Objective, call_functional, map_tensors, read_output, take
+from .memory import batch_to, place
+from .objective import Classification, Objective, call_functional, map_tensors, read_output
 from .objective import batch_size as n_samples
 
 if TYPE_CHECKING:
@@ -74,8 +75,8 @@ class HessianOperator:
         self.w = w.to(self.device, dtype)
         self.buffers = {k: v.to(self.device) for k, v in unflatten(buffers.to(dtype), buffer_layout(self.model)).items()}
         self.objective = objective or Classification()
-        self.x = map_tensors(lambda t: t.to(self.device, dtype) if t.is_floating_point() else t.to(self.device), x)
-        self.y = y.to(self.device)
+        # on the device once where it fits a quarter of the budget; else read a chunk at a time (streamed)
+        self.x, self.y = map_tensors(lambda t: place(t, dtype, self.device, memory_budget), x), y.to(self.device)
         self.n = n_samples(self.x)
         self.vectors = max(1, vectors)
         per_pass = memory_budget // max(1, _FACTOR * activation_bytes * self.vectors)
@@ -98,7 +99,11 @@ class HessianOperator:
 
     def _chunks(self):
         for i in range(0, self.n, self.samples):
-            yield take(self.x, i, i + self.samples), self.y[i:i + self.samples]
+            yield self._part(i, i + self.samples)
+
+    def _part(self, lo: int, hi: int):
+        """Samples ``lo:hi`` on the operator's device, floating-point inputs in its dtype."""
+        return batch_to(self.x, lo, hi, self.device, self.dtype), self.y[lo:hi].to(self.device)
 
     @property
     def weight(self) -> float:
@@ -121,7 +126,7 @@ class HessianOperator:
         if self._grad is None:
             self._leaf = self.w.detach().clone().requires_grad_(True)
             with torch.enable_grad():
-                self._grad = torch.autograd.grad(self._loss(self._leaf, self.x, self.y), self._leaf,
+                self._grad = torch.autograd.grad(self._loss(self._leaf, *self._part(0, self.n)), self._leaf,
                                                  create_graph=True)[0]
         return self._grad
 

@@ -37,8 +37,8 @@ from .errors import UserError
 from .grouped_bn import Replica, engine_copy
 from .guard import GuardCase, GuardReport, Paths, run_guard, tolerance
 from .layout import Layout, buffer_layout, param_layout
-from .memory import activation_bytes, is_oom
-from .objective import Classification, Objective, batch_size, map_tensors, take
+from .memory import activation_bytes, batch_to, is_oom
+from .objective import Classification, Objective, batch_size
 from .passes import Strategy
 from .plans import MIN_PROBE_POINTS, Planner
 from .points import PointSet
@@ -96,7 +96,7 @@ class Engine:
         self.splits, self.bn_data = place_data(splits, bn_data, cfg, bool(self.bn_names), self.dtype, self.device,
                                                self.memory_budget)
         first = next(iter(self.splits.values()))[0]
-        example = map_tensors(lambda t: t.to(self.device), take(first, 0, max(2, cfg.bn_batch_size)))
+        example = batch_to(first, 0, max(2, cfg.bn_batch_size), self.device, self.dtype)
         self.act_bytes = activation_bytes(self.model, example)
         self.planner = Planner(cfg, self.device, self.memory_budget, self.act_bytes,
                                (self.p_layout.size + self.b_layout.size) * self.dtype.itemsize,

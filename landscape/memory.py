@@ -11,9 +11,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .objective import batch_size, call_model
+from .objective import batch_size, call_model, map_tensors
 
-__all__ = ["activation_bytes", "superbatch_cap", "chunk_points", "is_oom", "place"]
+__all__ = ["activation_bytes", "batch_to", "superbatch_cap", "chunk_points", "is_oom", "place"]
 
 _TEMPORARIES = 3  # activations of a forward, times this for temporaries
 _ACTIVATION_SHARE = 0.6  # of the budget, for the activations of the points pushed at once
@@ -72,12 +72,26 @@ def is_oom(e: BaseException) -> bool:
 
 
 def place(x: torch.Tensor, dtype: torch.dtype, device: torch.device, budget: int) -> torch.Tensor:
-    """Data for evaluation (floating point cast to ``dtype``).
+    """Data for evaluation.
 
-    On the device if it takes under a quarter of the budget; else on the host, pinned for asynchronous copies to
-    a GPU.
+    If it takes under a quarter of the budget: on the device, floating point cast to ``dtype``. Otherwise it stays
+    as it is, where it is (a memory-mapped tensor stays on disk, read a super-batch at a time: the engine streams
+    it, and :func:`batch_to` casts each batch), pinned for asynchronous copies where it is in host memory and the
+    device is a GPU.
     """
-    x = x.to(dtype) if x.is_floating_point() else x
     if x.numel() * x.element_size() < budget // 4:
-        return x.to(device)
-    return x.pin_memory() if device.type == "cuda" else x
+        return (x.to(dtype) if x.is_floating_point() else x).to(device)
+    return x.pin_memory() if device.type == "cuda" and not _mapped(x) else x
+
+
+def _mapped(x: torch.Tensor) -> bool:
+    """Whether a tensor's storage is a file mapping (``torch.from_file``, a NumPy memmap): pinning would copy it."""
+    try:
+        return x.untyped_storage().filename is not None or not x.untyped_storage().resizable()
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def batch_to(x: Any, lo: int, hi: int, device: torch.device, dtype: torch.dtype) -> Any:
+    """Samples ``lo:hi`` of inputs of any structure on ``device``, floating-point tensors in ``dtype``."""
+    return map_tensors(lambda t: t[lo:hi].to(device, dtype if t.is_floating_point() else t.dtype, non_blocking=True), x)

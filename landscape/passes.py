@@ -21,6 +21,7 @@ from .bn import BNWeighting, ModelCall, recompute_bn
 from .errors import UserError
 from .grouped_bn import Replica
 from .layout import Layout, unflatten
+from .memory import batch_to
 from .objective import Objective, batch_size, call_model, map_tensors, read_output, take
 
 __all__ = ["Strategy", "BNPass", "forward", "recompute_buffers", "recompute_buffers_exact", "evaluate_split",
@@ -144,7 +145,7 @@ def recompute_buffers(rep: Replica, strategy: Strategy, params: dict, buffers_fl
     if n_full < n:
         pieces.append((n_full, n, n - n_full))
     for lo, hi, grp in pieces:
-        xb = map_tensors(lambda t: t.to(device, non_blocking=True), take(bn.data, lo, hi))
+        xb = batch_to(bn.data, lo, hi, device, next(iter(params.values())).dtype)
         groups = (hi - lo) // grp
         _, stats = forward(rep, strategy, params, buffers, xb, "stats", groups)
         names = [name for name, _, _ in stats]
@@ -222,7 +223,7 @@ def evaluate_split(rep: Replica, strategy: Strategy, params: dict, buffers: dict
     weights: dict[str, torch.Tensor | int] = {}
     probs = []
     for lo in range(0, n, superbatch):
-        xb = map_tensors(lambda t: t.to(device, non_blocking=True), take(x, lo, lo + superbatch))
+        xb = batch_to(x, lo, lo + superbatch, device, next(iter(params.values())).dtype)
         yb = y[lo : lo + superbatch].to(device, non_blocking=True)
         # no cache of cast weights: the loop copies each point into the same parameters within one region
         with (torch.autocast(device.type, dtype=autocast, cache_enabled=False) if autocast is not None
