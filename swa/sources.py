@@ -22,10 +22,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils._pytree import tree_leaves, tree_structure, tree_unflatten
+from torch.utils._pytree import tree_leaves
 
 from landscape.errors import UserError
 from landscape.objective import batch_size, map_tensors
+
+from .spill import SPILL_BYTES, gather
 
 __all__ = ["TARGET_KEYS", "as_pair", "is_import_path", "import_object", "call_factory", "as_splits", "fingerprint", "check_fingerprints", "check_model"]
 
@@ -101,17 +103,10 @@ def _all_tensors(inputs: Any) -> bool:
     return bool(leaves) and all(isinstance(t, torch.Tensor) for t in leaves)
 
 
-def _cat(parts: list[Any], what: str) -> Any:
-    """Batches of one structure concatenated along their first (sample) dimension."""
-    specs = {str(tree_structure(p)) for p in parts}
-    if len(specs) != 1:
-        raise UserError(f"{what} yields batches of different structures")
-    columns = zip(*(tree_leaves(p) for p in parts))
-    return tree_unflatten([torch.cat([t.detach().cpu() for t in c]) for c in columns], tree_structure(parts[0]))
-
-
-def _tensors_of(source: Any, what: str) -> tuple[Any, torch.Tensor]:
+def _tensors_of(source: Any, what: str, spill_bytes: int = SPILL_BYTES) -> tuple[Any, torch.Tensor]:
     """``(inputs, targets)`` of a pair, a map-style dataset or an iterable of batches, concatenated.
+
+    Batches past ``spill_bytes`` in all are gathered on disk, memory-mapped (:func:`swa.spill.gather`).
 
     Inputs are a tensor ``[N, ...]`` or a tuple or dict of them; targets a tensor ``[N, ...]`` (integer targets as
     int64). Whether the targets fit the objective is the objective's check (the engine's first batch).
@@ -125,10 +120,7 @@ def _tensors_of(source: Any, what: str) -> tuple[Any, torch.Tensor]:
         if not isinstance(source, Iterable) or isinstance(source, (dict, torch.Tensor)):
             raise UserError(f"{what} is a {type(source).__name__}; expected an (inputs, targets) pair of tensors, "
                             "a dataset or a DataLoader")
-        pairs = [as_pair(b, what) for b in source]
-        if not pairs:
-            raise UserError(f"{what} is empty")
-        x, y = _cat([p[0] for p in pairs], what), _cat([p[1] for p in pairs], what)
+        x, y = gather((as_pair(b, what) for b in source), what, spill_bytes)
     x = map_tensors(lambda t: t.detach().cpu(), x)
     y = y.detach().cpu()
     n = batch_size(x)
@@ -137,7 +129,7 @@ def _tensors_of(source: Any, what: str) -> tuple[Any, torch.Tensor]:
     return x, (y if y.is_floating_point() else y.long())
 
 
-def as_splits(data: Any, what: str = "data") -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def as_splits(data: Any, what: str = "data", spill_bytes: int = SPILL_BYTES) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """``{"train": (x, y), "test": (x, y)}`` in evaluation form (no shuffling, no augmentation) from what a user has.
 
     Args:
@@ -145,18 +137,22 @@ def as_splits(data: Any, what: str = "data") -> dict[str, tuple[torch.Tensor, to
             tensor pair, a map-style dataset or a DataLoader; or a :class:`~swa.data.TrainData` (its
             evaluation batches).
         what: How to name it in errors.
+        spill_bytes: A dataset or DataLoader past this size is gathered on disk, memory-mapped, instead of in
+            memory (:mod:`swa.spill`); tensors are used as they are (a memory-mapped tensor stays mapped).
 
     Raises:
         UserError: Anything else.
     """
     if hasattr(data, "eval_batches"):
-        return {s: _tensors_of(data.eval_batches(s), f"{what} ({s})") for s in ("train", "test")}
-    if isinstance(data, dict) and set(data) >= {"train", "test"}:
-        return {s: _tensors_of(data[s], f"{what} ({s})") for s in ("train", "test")}
-    if isinstance(data, (tuple, list)) and len(data) == 2 and not all(isinstance(t, torch.Tensor) for t in data):
-        return {s: _tensors_of(d, f"{what} ({s})") for s, d in zip(("train", "test"), data)}
-    raise UserError(f"{what} is a {type(data).__name__}; expected (train, test) or {{'train': ..., 'test': ...}} of "
-                    "tensor pairs, datasets or DataLoaders")
+        parts = {s: data.eval_batches(s) for s in ("train", "test")}
+    elif isinstance(data, dict) and set(data) >= {"train", "test"}:
+        parts = {s: data[s] for s in ("train", "test")}
+    elif isinstance(data, (tuple, list)) and len(data) == 2 and not all(isinstance(t, torch.Tensor) for t in data):
+        parts = dict(zip(("train", "test"), data))
+    else:
+        raise UserError(f"{what} is a {type(data).__name__}; expected (train, test) or {{'train': ..., 'test': ...}} "
+                        "of tensor pairs, datasets or DataLoaders")
+    return {s: _tensors_of(d, f"{what} ({s})", spill_bytes) for s, d in parts.items()}
 
 
 def fingerprint(x: Any, y: torch.Tensor) -> dict:

@@ -97,3 +97,15 @@ def load_noisy(n: int = 160):
     (x, y), test = load_data(n)
     x = torch.cat([torch.arange(len(x), dtype=torch.float32)[:, None], x[:, 1:]], 1)
     return {"train": NoisyDataset(x, y), "test": test, "train_eval": (x, y)}
+
+
+def dicts_without_targets():
+    """Dict batches whose targets are under no key the toolkit knows (a refusal, one line)."""
+    class Items(torch.utils.data.Dataset):
+        def __len__(self):
+            return 8
+
+        def __getitem__(self, i):
+            return {"input_ids": torch.arange(4), "answer": torch.tensor(i)}
+
+    return Items(), Items()

@@ -93,6 +93,8 @@ def test_bad_objectives_and_data_are_one_line_and_write_nothing(tmp_path, monkey
         (["--objective", "regression", "--dataset", "tests.user_factories:load_data"],
          "regression needs floating-point targets shaped like the predictions"),
         (["--objective", "regression", "--dataset", "tests.user_factories:bad_data"], "expected (train, test)"),
+        (["--objective", "language-model", "--dataset", "tests.user_factories:dicts_without_targets"],
+         "yields dict batches without targets; put them under one of labels"),
     ]
     from swa_landscape.cli import main
 
