@@ -37,9 +37,9 @@ from torch import nn
 from landscape.config import EngineConfig
 from landscape.errors import UserError, bounded, check_bounds
 from landscape.layout import buffer_layout, param_layout, unflatten
-from landscape.objective import batch_size as n_samples
-from landscape.objective import call_functional, map_tensors, read_output
 from landscape.sharpness import average_case, perturbation_points, scales, worst_case
+from landscape.structure import batch_size as n_samples
+from landscape.structure import call_functional, map_tensors, read_output
 from swa.runs import check_points, point_set
 
 from .common import RunContext, per_point

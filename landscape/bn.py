@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import update_bn
 
-from .objective import batch_size, call_model, map_tensors
+from .structure import batch_size, call_model, map_tensors
 
 __all__ = ["BNWeighting", "ModelCall", "bn_modules", "has_bn", "as_input_of", "recompute_bn"]
 

@@ -20,12 +20,13 @@ from .grouped_bn import Replica
 from .guard import Paths
 from .layout import Layout, unflatten
 from .memory import place
-from .objective import Objective, batch_size, map_tensors, take
+from .objective import Objective
 from .passes import BNPass, evaluate_split, recompute_buffers, recompute_buffers_exact
 from .points import PointSet
 from .probe import Plan
 from .reference import Metrics, reference_point
 from .result import EvalResult
+from .structure import batch_size, map_tensors, take
 
 __all__ = ["ChunkRequest", "EvalSetup", "bn_slices", "place_data", "check_points", "evaluate_chunk", "reference"]
 

@@ -32,8 +32,9 @@ from torch.func import grad, jvp, vmap
 
 from .layout import Layout, buffer_layout, param_layout, unflatten
 from .memory import batch_to, place
-from .objective import Classification, Objective, call_functional, map_tensors, read_output
-from .objective import batch_size as n_samples
+from .objective import Classification, Objective
+from .structure import batch_size as n_samples
+from .structure import call_functional, map_tensors, read_output
 
 if TYPE_CHECKING:
     from scipy.sparse.linalg import LinearOperator

@@ -38,13 +38,14 @@ from .grouped_bn import Replica, engine_copy
 from .guard import GuardCase, GuardReport, Paths, run_guard, tolerance
 from .layout import Layout, buffer_layout, param_layout
 from .memory import activation_bytes, batch_to, is_oom
-from .objective import Classification, Objective, batch_size
+from .objective import Classification, Objective
 from .passes import Strategy
 from .plans import MIN_PROBE_POINTS, Planner
 from .points import PointSet
 from .precision import CompileReport, PrecisionReport, autocast_dtype, check_compiled, check_precision
 from .probe import Plan, ProbeCache, ProbeKey, ProbeReport, choose_plan, warn_vmap_failed
 from .result import EvalResult, concat_results
+from .structure import batch_size
 from .workers import WorkerPools, split_range, tf32_allowed, tune_cpu_allocator
 
 __all__ = ["Engine"]

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .objective import batch_size, call_model, map_tensors
+from .structure import batch_size, call_model, map_tensors
 
 __all__ = ["activation_bytes", "batch_to", "superbatch_cap", "chunk_points", "is_oom", "place"]
 

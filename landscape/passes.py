@@ -22,7 +22,8 @@ from .errors import UserError
 from .grouped_bn import Replica
 from .layout import Layout, unflatten
 from .memory import batch_to
-from .objective import Objective, batch_size, call_model, map_tensors, read_output, take
+from .objective import Objective
+from .structure import batch_size, call_model, map_tensors, read_output, take
 
 __all__ = ["Strategy", "BNPass", "forward", "recompute_buffers", "recompute_buffers_exact", "evaluate_split",
            "accumulate"]
@@ -89,12 +90,12 @@ def forward(rep: Replica, strategy: Strategy, params: dict, buffers: dict, x: An
         strategy: ``LOOP`` or ``VMAP``.
         params: Name to stacked parameters ``[k, ...]``.
         buffers: Name to stacked buffers ``[k, ...]``.
-        x: Inputs ``[n, ...]``: a tensor, or a tuple or dict of tensors (:func:`landscape.objective.call_model`).
+        x: Inputs ``[n, ...]``: a tensor, or a tuple or dict of tensors (:func:`landscape.structure.call_model`).
         mode: ``"eval"`` or ``"stats"`` (see :class:`~landscape.grouped_bn.BNContext`).
         groups: BN groups (consecutive batches of samples) in ``x`` in ``"stats"`` mode.
 
     Returns:
-        Predictions ``[k, n, ...]`` (:func:`landscape.objective.read_output`) and, per intercepted BN call, ``(layer name, mean sums [k, C], variance sums [k, C])``.
+        Predictions ``[k, n, ...]`` (:func:`landscape.structure.read_output`) and, per intercepted BN call, ``(layer name, mean sums [k, C], variance sums [k, C])``.
     """
     dtype = next(iter(params.values())).dtype  # data placed in the engine's dtype, a point checked in another
     x = map_tensors(lambda t: t.to(dtype) if t.is_floating_point() and t.dtype != dtype else t, x)

@@ -20,9 +20,10 @@ from torch import nn
 from .bn import BNWeighting, ModelCall, as_input_of, has_bn, recompute_bn
 from .errors import UserError
 from .layout import buffer_layout, flatten, param_layout, unflatten
-from .objective import Classification, Objective, call_model, map_tensors, read_output, take
-from .objective import batch_size as n_samples
+from .objective import Classification, Objective
 from .passes import accumulate
+from .structure import batch_size as n_samples
+from .structure import call_model, map_tensors, read_output, take
 
 __all__ = ["Metrics", "evaluate_batches", "evaluate_model", "load_point", "reference_point"]
 

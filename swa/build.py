@@ -12,9 +12,10 @@ from torch import nn
 
 from landscape.config import resolve_device
 from landscape.errors import UserError
-from landscape.objective import Objective, map_tensors, objective_from
+from landscape.objective import Objective, objective_from
 from landscape.ranks import rank, world
 from landscape.reference import evaluate_batches
+from landscape.structure import map_tensors
 
 from .checkpoints import load_into
 from .config import TrainConfig

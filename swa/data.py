@@ -23,8 +23,8 @@ from torch.utils._pytree import tree_leaves
 from torch.utils.data import DataLoader, Dataset
 
 from landscape.errors import UserError
-from landscape.objective import batch_size as n_samples
-from landscape.objective import map_tensors, take
+from landscape.structure import batch_size as n_samples
+from landscape.structure import map_tensors, take
 
 from .datasets import CIFAR_FILES, cifar, mnist1d
 from .sources import as_pair, as_splits, call_factory, is_import_path

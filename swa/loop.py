@@ -22,9 +22,10 @@ from tqdm.auto import tqdm
 
 from landscape.bn import recompute_bn
 from landscape.layout import flatten
-from landscape.objective import Classification, call_model, map_tensors, objective_from, read_output
+from landscape.objective import Classification, objective_from
 from landscape.ranks import world
 from landscape.reference import Metrics, evaluate_batches
+from landscape.structure import call_model, map_tensors, read_output
 
 from .config import Averaging, SWASchedule, TrainConfig
 from .data import Batches, TrainData

@@ -31,8 +31,9 @@ from torch.optim.swa_utils import AveragedModel
 from landscape.bn import BNWeighting, recompute_bn
 from landscape.errors import UserError
 from landscape.layout import buffer_layout, flatten, param_layout
-from landscape.objective import batch_size, map_tensors, objective_from, take
+from landscape.objective import objective_from
 from landscape.reference import evaluate_model
+from landscape.structure import batch_size, map_tensors, take
 
 from .checkpoints import checkpoint_files, load_into
 from .config import TrainConfig

@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils._pytree import tree_leaves
 
 from landscape.errors import UserError
-from landscape.objective import batch_size, map_tensors
+from landscape.structure import batch_size, map_tensors
 
 from .spill import SPILL_BYTES, gather
 
