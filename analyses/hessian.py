@@ -1,25 +1,32 @@
-"""Hessian sharpness at the solutions (and any snapshot or segment point): top eigenvalues and trace.
+"""Hessian sharpness at the solutions (and any snapshot or segment point): eigenvalues, trace, density, blocks.
 
-At each point w the training loss is the mean cross-entropy over the training split with BatchNorm in
-eval mode, using the statistics the engine gives that point (``recompute``, the default: the point's
-own, recomputed from the training data). Computed with :mod:`landscape.curvature`:
+At each point w the training loss is the run objective's mean loss over the training split (cross-entropy for
+classification) with BatchNorm in eval mode, using the statistics the engine gives that point (``recompute``, the
+default: the point's own, recomputed from the training data). Computed with :mod:`landscape.curvature` and
+:mod:`landscape.spectrum`:
 
 * the ``top_k`` largest eigenvalues of the Hessian and their unit eigenvectors (Lanczos, ``eigsh``);
 * the trace by Hutch++ (Meyer et al. 2021): the part in the subspace of ``H S`` for ``trace_deflate`` Rademacher
   vectors ``S`` exactly, the rest by Hutchinson's estimator over projected Rademacher vectors, with its standard
   error; probes are added until the standard error is at most ``trace_rtol`` of the trace, ``trace_probes`` at
-  most (``trace_rtol`` 0: all; ``trace_deflate`` 0: plain Hutchinson).
+  most (``trace_rtol`` 0: all; ``trace_deflate`` 0: plain Hutchinson);
+* on request, the eigenvalue density by stochastic Lanczos quadrature (``density_runs`` start vectors of
+  ``density_steps`` Lanczos steps; its nodes, weights and the Gaussian-broadened density on a grid), the most
+  negative eigenvalue (``negative``: a saddle shows as one well below 0 against the top one), and per layer (the
+  parameters of one module: the Hessian's diagonal block) the top eigenvalue and the trace (``blocks``).
 
 The Hessian of the L2-regularised loss ``L + 0.5 wd ||w||^2`` is this one plus ``wd I``: its
 eigenvalues are these plus the run's weight decay (stored as ``weight_decay``), its trace plus ``wd P``.
 
-Points are named ``sgd``, ``swa``, a snapshot index, or ``t=T`` for ``w_SWA + T (w_SGD - w_SWA)`` on the
-segment. Each point is its own group ``/hessian/<name>``, written when it is done (a rerun skips points
+Points are named ``sgd``, ``swa``, a snapshot index, ``t=T`` for ``w_SWA + T (w_SGD - w_SWA)`` on the
+segment, or ``captured``: every captured snapshot of the SWA branch (curvature along the trajectory, against the
+average's). Each point is its own group ``/hessian/<name>``, written when it is done (a rerun skips points
 already there with the same settings); under torchrun the points are shared out over the ranks.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -32,6 +39,7 @@ from torch import nn
 from landscape.config import EngineConfig
 from landscape.curvature import HessianOperator, hutchinson_trace, top_eigen
 from landscape.errors import UserError, bounded, check_bounds
+from landscape.spectrum import Block, bottom_eigen, spectral_density
 from swa.runs import check_points, point_set
 
 from .common import RunContext, per_point
@@ -41,6 +49,9 @@ from .registry import Analysis, Section
 
 __all__ = ["ANALYSIS", "HessianConfig", "hessian", "hessian_operator", "describe",
            "UNSUPPORTED_BN_MODES"]
+
+CAPTURED = "captured"
+"""The point name that stands for every captured snapshot of the SWA branch."""
 
 UNSUPPORTED_BN_MODES: dict = {}
 """BN modes this analysis cannot honour: none (segment points interpolate like the segment analysis)."""
@@ -60,6 +71,10 @@ class HessianConfig:
         tol: Relative accuracy of the eigenvalues asked of ARPACK (0: machine precision).
         seed: Seed of the Lanczos start vector and the trace probes.
         vectors: Hessian-vector products vmapped in one pass (trace probes, Lanczos blocks).
+        density_runs: Start vectors of the spectral density (stochastic Lanczos quadrature; 0: no density).
+        density_steps: Lanczos steps per start vector (PyHessian's density: 100 steps, 1 run).
+        negative: Also the most negative eigenvalue.
+        blocks: Also each layer's top eigenvalue and trace (the Hessian restricted to the layer's parameters).
     """
 
     points: tuple[str, ...] = ("swa", "sgd")
@@ -70,14 +85,20 @@ class HessianConfig:
     tol: float = bounded(1e-4, ge=0)
     seed: int = bounded(0, meaning="any integer seeds the start vector and the probes")
     vectors: int = bounded(10, ge=1)
+    density_runs: int = bounded(0, ge=0)
+    density_steps: int = bounded(90, ge=2)
+    negative: bool = False
+    blocks: bool = False
 
     def __post_init__(self) -> None:
         check_bounds(self)
-        if self.top_k == 0 and self.trace_probes == 0:
-            raise UserError("hessian needs top_k >= 1 or trace_probes >= 2")
-        if self.trace_probes == 1:
-            raise UserError("the Hutchinson trace needs at least 2 probes for its standard error")
-        check_points(self.points, "hessian")
+        if self.top_k == 0 and self.trace_probes == 0 and not (self.density_runs or self.negative):
+            raise UserError("hessian needs top_k >= 1, trace_probes >= 2, density_runs >= 1 or negative")
+        if self.trace_probes == 1 or self.blocks and self.trace_probes < 2:
+            raise UserError("the Hutchinson trace (also each block's) needs at least 2 probes for its standard error")
+        others = tuple(p for p in self.points if p != CAPTURED)
+        if others or not self.points:
+            check_points(others, "hessian")
 
 
 def hessian_operator(ctx: RunContext, name: str, vectors: int = 10) -> tuple[HessianOperator, float]:
@@ -119,11 +140,62 @@ def _compute(ctx: RunContext, name: str, config: HessianConfig) -> dict:
         est = hutchinson_trace(op, config.trace_probes, config.seed, config.trace_rtol,
                                deflate=min(config.trace_deflate, op.size - 1))
         out.update(trace=est.trace, trace_se=est.standard_error, trace_samples=est.samples)
+    if config.density_runs:
+        d = spectral_density(op, config.density_runs, config.density_steps, config.seed)
+        out.update(density_nodes=d.nodes, density_weights=d.weights, density_grid=d.grid, density=d.density,
+                   density_sigma2=d.sigma2)
+    if config.negative:
+        out["min_eigenvalue"] = bottom_eigen(op, config.tol, config.seed)[0]
+    if config.blocks:
+        out.update(_blocks(op, config))
     out.update(hvps=op.calls, seconds=time.perf_counter() - t0)
     return out
 
 
+def layer_blocks(names: tuple[str, ...], numels: tuple[int, ...]) -> list[tuple[str, int, int]]:
+    """The layers of a parameter layout: ``(module name, lo, hi)`` over the flat vector, in layout order.
+
+    Parameters are grouped by the module they belong to: ``0.weight`` and ``0.bias`` form layer ``0``.
+    """
+    out: list[tuple[str, int, int]] = []
+    lo = 0
+    for name, n in zip(names, numels):
+        module = name.rsplit(".", 1)[0] if "." in name else name
+        if out and out[-1][0] == module and out[-1][2] == lo:
+            out[-1] = (module, out[-1][1], lo + n)
+        else:
+            out.append((module, lo, lo + n))
+        lo += n
+    return out
+
+
+def _blocks(op, config: HessianConfig) -> dict:
+    """Each layer's top eigenvalue and Hutch++ trace (the Hessian's diagonal block of the layer's parameters)."""
+    names, tops, traces, ses, sizes = [], [], [], [], []
+    for module, lo, hi in layer_blocks(op.layout.names, op.layout.numels):
+        blk = Block(op, lo, hi)
+        if blk.size == 1:
+            top = float(blk.matmat(torch.ones(1, 1, dtype=torch.float64))[0, 0])
+        else:
+            top = float(top_eigen(blk, 1, config.tol, config.seed)[0][0])
+        est = hutchinson_trace(blk, config.trace_probes, config.seed, config.trace_rtol,
+                               deflate=min(config.trace_deflate, blk.size - 1))
+        names.append(module)
+        tops.append(top)
+        traces.append(est.trace)
+        ses.append(est.standard_error)
+        sizes.append(blk.size)
+    return {"block_names": np.array(names, dtype="S"), "block_top_eigenvalue": np.array(tops),
+            "block_trace": np.array(traces), "block_trace_se": np.array(ses), "block_parameters": np.array(sizes)}
+
+
 def _run(ctx: RunContext, results: ShardedResults, config: HessianConfig, progress: bool) -> dict:
+    t = ctx.traj
+    captured = [str(i) for i in np.flatnonzero(t.meta("captured") & (t.meta("branch") == "swa"))]
+    if CAPTURED in config.points and not captured:
+        raise UserError(f"hessian at 'captured': {t.path} has no captured snapshot of the SWA branch")
+    points = tuple(dict.fromkeys(q for p in config.points for q in (captured if p == CAPTURED else [p])))
+    config = dataclasses.replace(config, points=points)
     return per_point(ctx, results, "hessian", config, lambda name: _compute(ctx, name, config),
                      {"weight_decay": ctx.traj.config["weight_decay"]}, progress)
 
@@ -138,6 +210,12 @@ def describe(summary: dict) -> str:
         if "trace" in s:
             parts.append(f"trace {float(s['trace']):.4g} +- {float(s['trace_se']):.2g} (1 SE; "
                          f"{len(np.atleast_1d(s['trace_samples']))} residual probes)")
+        if "min_eigenvalue" in s:
+            parts.append(f"most negative eigenvalue {float(s['min_eigenvalue']):.4g}")
+        if "density" in s:
+            parts.append(f"density from {np.asarray(s['density_nodes']).shape[0]} Lanczos runs")
+        if "block_names" in s:
+            parts.append(f"{len(s['block_names'])} layers' blocks")
         parts.append(f"{int(s['hvps'])} Hessian-vector products in {float(s['seconds']):.1f} s")
         lines.append("; ".join(parts))
     return "\n".join(lines)
@@ -159,14 +237,31 @@ METRICS = tuple(Metric(f"hessian_{o}_{q}", f"Hessian at {o.upper()}: {what}", la
 
 
 def _report(res: dict) -> list[Section]:
-    from figures import spectrum  # here: matplotlib and plotly load only when a report is drawn
+    from figures import curvature, spectrum  # here: matplotlib and plotly load only when a report is drawn
 
     if "hessian" not in res:
         return []
-    return [Section("hessian", "Hessian of the training loss at SGD and SWA",
-                    "Beside the paper: curvature without random directions. A flatter solution has smaller top "
-                    "eigenvalues and a smaller trace (error bars: one standard error of Hutchinson's estimate).", 10,
-                    lambda: (spectrum.hessian_figure(res["hessian"]), spectrum.hessian_plotly(res["hessian"])))]
+    h = res["hessian"]
+    groups = [g for n, g in h.items() if not n.startswith("_") and isinstance(g, dict)]
+    out = [Section("hessian", "Hessian of the training loss at SGD and SWA",
+                   "Beside the paper: curvature without random directions. A flatter solution has smaller top "
+                   "eigenvalues and a smaller trace (error bars: one standard error of Hutchinson's estimate).", 10,
+                   lambda: (spectrum.hessian_figure(h), spectrum.hessian_plotly(h)))]
+    if any("density" in g for g in groups):
+        out.append(Section("hessian_density", "The Hessian's eigenvalue density at SGD and SWA",
+                           "Stochastic Lanczos quadrature (as PyHessian's density): the bulk near 0 and the outliers "
+                           "of the sharpest directions. Mass below 0 is negative curvature.", 10.2,
+                           lambda: (curvature.density_figure(h), curvature.density_plotly(h))))
+    if any("block_names" in g for g in groups):
+        out.append(Section("hessian_blocks", "Curvature per layer",
+                           "Each layer's diagonal block of the Hessian: which layers the sharpness comes from.", 10.3,
+                           lambda: (curvature.blocks_figure(h), curvature.blocks_plotly(h))))
+    if any(n.isdigit() for n in h):
+        out.append(Section("hessian_trajectory", "Curvature along the SWA branch",
+                           "The top eigenvalue and trace of every captured snapshot against the average's (SWA, "
+                           "dashed) and SGD's (dotted): does averaging lower curvature below the points it "
+                           "averages?", 10.4, lambda: (curvature.trajectory_figure(h), curvature.trajectory_plotly(h))))
+    return out
 
 
 ANALYSIS = Analysis(

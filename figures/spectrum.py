@@ -16,9 +16,15 @@ def _colour(name: str) -> str:
     return SWA_C if name == "swa" else SGD_C if name == "sgd" else "#777777"
 
 
+def _points(h: dict) -> list[str]:
+    """The named points of a Hessian group (snapshots along the trajectory have their own figure)."""
+    names = [n for n in h if not n.startswith("_")]
+    return [n for n in names if not n.isdigit()] or names
+
+
 def hessian_figure(h: dict) -> plt.Figure:
     """Top-k eigenvalues per point (grouped bars) and traces with ±1 SE; ``h`` maps point names to groups."""
-    names = [n for n in h if not n.startswith("_")]
+    names = _points(h)
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.5), layout="constrained")
     width = 0.8 / max(1, len(names))
     for j, n in enumerate(names):
@@ -40,7 +46,7 @@ def hessian_figure(h: dict) -> plt.Figure:
 
 def hessian_plotly(h: dict) -> go.Figure:
     """The Hessian figure (:func:`hessian_figure`) as an interactive plotly figure."""
-    names = [n for n in h if not n.startswith("_")]
+    names = _points(h)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("top eigenvalues", "trace (±1 SE)"))
     for n in names:
         if "eigenvalues" in h[n]:
