@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -63,6 +64,8 @@ class HessianOperator:
 
     Attributes:
         calls: Hessian-vector products computed so far (one per vector).
+        batched: Whether retained products are pushed as a block (``is_grads_batched``) or one at a time: measured
+            on the first block of two or more (None until then).
         retained: Whether products go through the retained graph.
     """
 
@@ -84,6 +87,7 @@ class HessianOperator:
         self.samples = int(min(self.n, max(1, per_pass)))
         self.retained = _GRAPH_FACTOR * activation_bytes * self.n <= memory_budget if retain is None else retain
         self.calls = 0
+        self.batched: bool | None = None  # retained products: batched or one at a time, measured on first use
         self._weight: float | None = None if not isinstance(self.objective, Classification) else float(self.n)
         self._leaf: torch.Tensor | None = None
         self._grad: torch.Tensor | None = None
@@ -132,11 +136,25 @@ class HessianOperator:
         return self._grad
 
     def _retained(self, block: torch.Tensor) -> torch.Tensor:
-        """``H block`` [k, P] (summed loss) through the retained graph: one backward pass for the block."""
+        """``H block`` [k, P] (summed loss) through the retained graph.
+
+        One backward pass per vector, or one for the whole block (``is_grads_batched``), whichever the first block
+        of two or more vectors measured cheaper per vector (on a CPU the batched pass has cost more per vector).
+        """
         g = self._graph()
+        one = lambda u: torch.autograd.grad(g, self._leaf, u, retain_graph=True)[0]  # noqa: E731
+        many = lambda u: torch.autograd.grad(g, self._leaf, u, retain_graph=True, is_grads_batched=True)[0]  # noqa: E731
         if block.shape[0] == 1:
-            return torch.autograd.grad(g, self._leaf, block[0], retain_graph=True)[0][None]
-        return torch.autograd.grad(g, self._leaf, block, retain_graph=True, is_grads_batched=True)[0]
+            return one(block[0])[None]
+        if self.batched is None:  # measure both on this block's halves: the same products either way
+            h = block.shape[0] // 2
+            t0 = time.perf_counter()
+            first = torch.stack([one(u) for u in block[:h]])
+            t1 = time.perf_counter()
+            second = many(block[h:])
+            self.batched = (time.perf_counter() - t1) / (block.shape[0] - h) < (t1 - t0) / h
+            return torch.cat([first, second])
+        return many(block) if self.batched else torch.stack([one(u) for u in block])
 
     def matmat(self, v: torch.Tensor) -> torch.Tensor:
         """``H v`` for vectors ``v [k, P]`` (any device/dtype); returns ``[k, P]`` in the operator's dtype."""
