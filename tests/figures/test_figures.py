@@ -45,7 +45,8 @@ def results(tiny_run, tmp_path_factory):
     plane(tiny_run, out, PlaneConfig(grid=(5, 4)), ENG, progress=False)
     plane(tiny_run, out, PlaneConfig(("paper-fig1",), grid=(5, 4)), ENG, progress=False)
     fge(tiny_run, out, FGEConfig(scales=(1.0, 0.5)), ENG, progress=False)
-    hessian(tiny_run, out, HessianConfig(top_k=2, trace_probes=4), ENG, progress=False)
+    hessian(tiny_run, out, HessianConfig(points=("swa", "sgd", "captured"), top_k=2, trace_probes=4, density_runs=1,
+                                         density_steps=6, blocks=True), ENG, progress=False)
     eigen_plane(tiny_run, out, EigenPlaneConfig(grid=(4, 4)), ENG, progress=False)
     pca(tiny_run, out, PCAConfig(grid=(4, 4)), ENG, progress=False)
     sharpness(tiny_run, out, SharpnessConfig(rhos=(0.05, 0.2), samples=3, report_rho=0.2, steps=2, m=100,
@@ -54,7 +55,8 @@ def results(tiny_run, tmp_path_factory):
     return str(out)
 
 
-FIGURES = ("plane_fig1", "schedule", "plane", "rays", "segment", "fge", "hessian", "plane_hessian",
+FIGURES = ("plane_fig1", "schedule", "plane", "rays", "segment", "fge", "hessian", "hessian_density", "hessian_blocks",
+           "hessian_trajectory", "plane_hessian",
            "pca", "sharpness", "surface")  # the report's order
 
 
