@@ -9,7 +9,9 @@ network and data, the computation), as a user runs it:
 * **PyHessian** (``pip install pyhessian``, version 0.1, installed in the benchmark's environment only, not a
   dependency): a script that loads w_SWA and the training split of the same run (``swa.load_model``,
   ``swa.load_dataset``) and calls ``pyhessian.hessian(model, criterion, data=(x, y), cuda=False)`` with the
-  whole split as its one batch, then ``eigenvalues(top_n=k)`` or ``trace(...)``.
+  whole split as its one batch, then ``eigenvalues(top_n=k)``, ``trace(...)`` or ``density(iter=100, n_v=1)``
+  (its ``torch.eig``, removed from torch in 1.9, replaced by ``eigh``'s eigenpairs of its symmetric tridiagonal
+  matrix in the old layout: nothing else changed).
 
 Both evaluate the mean cross-entropy over the training split in eval mode at w_SWA (a network with BatchNorm:
 its stored statistics, which the trainer recomputed for w_SWA; ours recomputes them again, to the same values).
@@ -46,7 +48,14 @@ run, what = sys.argv[1], sys.argv[2]
 model = load_model(run, "swa").eval()
 x, y = load_dataset(run, "train")
 h = hessian(model, torch.nn.CrossEntropyLoss(), data=(x, y), cuda=False)
-if what.startswith("top"):
+def eig(a, eigenvectors=False):  # PyHessian's density calls torch.eig, removed in torch 1.9 (see the docstring)
+    vals, vecs = torch.linalg.eigh(a)
+    return torch.stack([vals, torch.zeros_like(vals)], 1), vecs
+torch.eig = eig
+if what == "density":
+    nodes, weights = h.density(iter=100, n_v=1)
+    print(json.dumps({"nodes": len(nodes[0])}))
+elif what.startswith("top"):
     vals, _ = h.eigenvalues(top_n=int(what[3:]))
     print(json.dumps({"eigenvalues": sorted(vals, reverse=True)}))
 else:
@@ -58,11 +67,13 @@ else:
 
 OURS = {"top1": ["--top-k", "1", "--trace-probes", "0"], "top5": ["--top-k", "5", "--trace-probes", "0"],
         "trace": ["--top-k", "0"], "trace-equal": ["--top-k", "0"],
-        "trace-fixed": ["--top-k", "0", "--trace-probes", "100", "--trace-rtol", "0", "--trace-deflate", "0"]}
+        "trace-fixed": ["--top-k", "0", "--trace-probes", "100", "--trace-rtol", "0", "--trace-deflate", "0"],
+        "density": ["--top-k", "0", "--trace-probes", "0", "--density-runs", "1", "--density-steps", "100"]}
 THEIRS = {"trace-equal": "trace-fixed"}  # PyHessian's 100 probes give about the standard error our default stops at
 LABELS = {"top1": "top-1 eigenvalue", "top5": "top-5 eigenvalues",
           "trace": "trace, each tool's default", "trace-equal": "trace, ours by default, PyHessian with 100 probes",
-          "trace-fixed": "trace, plain Hutchinson with 100 probes both"}
+          "trace-fixed": "trace, plain Hutchinson with 100 probes both",
+          "density": "spectral density, 100 Lanczos steps, 1 run (PyHessian's default)"}
 
 
 def _ours(run: str, what: str, tmp: Path) -> tuple[float, dict]:
@@ -76,6 +87,8 @@ def _ours(run: str, what: str, tmp: Path) -> tuple[float, dict]:
         vals = {"hvps": int(g["hvps"][()]), "seconds": float(g["seconds"][()])}
         if "eigenvalues" in g:
             vals["eigenvalues"] = g["eigenvalues"][:].tolist()
+        if "density" in g:
+            vals["nodes"] = int(np.isfinite(g["density_nodes"][:]).sum())
         if "trace" in g:
             vals.update(trace=float(g["trace"][()]), se=float(g["trace_se"][()]), samples=len(g["trace_samples"][:]),
                         deflated="--trace-deflate" not in OURS[what])
@@ -106,6 +119,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run")
     p.add_argument("--repeats", type=int, default=1, help="runs of each; the best wall time is reported")
+    p.add_argument("--only", nargs="*", default=list(OURS), choices=list(OURS), help="which rows")
     args = p.parse_args()
     if importlib.util.find_spec("pyhessian") is None:
         raise SystemExit("install the PyHessian package in this environment first: pip install pyhessian==0.1")
@@ -115,12 +129,14 @@ def main() -> None:
           "PyHessian: value (rel. error or SE) | ours: HVPs |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as tmp:
-        for what in ("top1", "top5", "trace", "trace-equal", "trace-fixed"):
+        for what in args.only:
             ours = min((_ours(args.run, what, Path(tmp)) for _ in range(args.repeats)), key=lambda r: r[0])
             theirs = min((_pyhessian(args.run, THEIRS.get(what, what)) for _ in range(args.repeats)),
                          key=lambda r: r[0])
 
             def value(v: dict) -> str:
+                if "nodes" in v:
+                    return f"{v['nodes']} quadrature nodes"
                 if "eigenvalues" in v:
                     e = np.asarray(v["eigenvalues"])
                     err = np.max(np.abs(e - ref[:len(e)]) / np.abs(ref[:len(e)]))
