@@ -116,7 +116,7 @@ def _cases(f):
         (["analyze", run, "rays", "--hessian", "--out", str(f["dir"] / "nohess.h5")],
          "run 'swa-landscape analyze RUN hessian' first"),
         (["analyze", run, "hessian", "--points", "swa,w7"], "hessian point 'w7'"),
-        (["analyze", run, "hessian", "--top-k", "0", "--trace-probes", "0"], "top_k >= 1 or trace_probes >= 2"),
+        (["analyze", run, "hessian", "--top-k", "0", "--trace-probes", "0"], "top_k >= 1, trace_probes >= 2, density_runs >= 1 or negative"),
         (["analyze", run, "pca", "--bn-mode", "interpolate"], "pca cannot use bn_mode 'interpolate'"),
         (["compare", missing], "no such file"),
         (["compare", run, "--out", str(f["existing_file"])], "is a file"),

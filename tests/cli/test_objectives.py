@@ -24,7 +24,7 @@ from swa_landscape.notebook import figure
 from tests.user_factories import load_regression, load_tokens
 
 ROOT = Path(__file__).resolve().parents[2]
-SMALL = ["--epochs", "4", "--swa-epochs", "2", "--batch-size", "30", "--lr", "0.05", "--swa-lr", "0.05", "--swa-cycle",
+SMALL = ["--epochs", "3", "--swa-epochs", "2", "--batch-size", "30", "--lr", "0.05", "--swa-lr", "0.05", "--swa-cycle",
          "0.5", "--no-progress"]
 CASES = {
     "regression": (["--model", "tests.user_factories:make_regressor", "--dataset", "tests.user_factories:load_regression",
@@ -47,7 +47,7 @@ def test_train_analyze_figures_compare(task, tmp_path):
     r = _cli("train", *args, *SMALL, "--out", "run.h5", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert f"test {error_name}:" in r.stdout  # the summary speaks of the objective's error
-    r = _cli("analyze", "run.h5", "all", "--rays.directions", "2", "--rays.steps", "4", "--plane.grid", "4", "4",
+    r = _cli("analyze", "run.h5", "all", "--rays.directions", "2", "--rays.steps", "3", "--plane.grid", "3", "3",
              "--no-progress", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     if task == "regression":  # FGE is defined for distributions: skipped with its reason
