@@ -89,16 +89,22 @@ def test_safetensors_without_the_package_is_one_line(tmp_path, monkeypatch):
 
 
 def test_bad_checkpoints_are_one_line_and_exit_2(tmp_path):
+    """The first case as a process (the exit status and stderr a shell sees), the others through ``main``."""
     torch.save(other_net().state_dict(), tmp_path / "other.pt")
     (tmp_path / "notes.txt").write_text("not a checkpoint")
     torch.save([1, 2, 3], tmp_path / "list.pt")
     (tmp_path / "bad.safetensors").write_bytes(b"\x12" * 40)
-    cases = [("bad.safetensors", "not a readable .safetensors file"), ("other.pt", "does not fit the model (another architecture?)"), ("missing.pt", "no such file"),
-             ("notes.txt", "is not a PyTorch state_dict file"), ("list.pt", "holds a list, not a state_dict")]
-    for name, message in cases:
-        r = subprocess.run([sys.executable, "-m", "swa_landscape", "surface", "--checkpoint", str(tmp_path / name),
-                            "--out", str(tmp_path / "o"), *ARGS], capture_output=True, text=True)
-        assert r.returncode == 2, (name, r.stderr)
-        lines = r.stderr.strip().splitlines()
+    cases = [("other.pt", "does not fit the model (another architecture?)"), ("missing.pt", "no such file"),
+             ("notes.txt", "is not a PyTorch state_dict file"), ("list.pt", "holds a list, not a state_dict"),
+             ("bad.safetensors", "not a readable .safetensors file")]
+    for i, (name, message) in enumerate(cases):
+        argv = ["surface", "--checkpoint", str(tmp_path / name), "--out", str(tmp_path / "o"), *ARGS]
+        if i == 0:
+            r = subprocess.run([sys.executable, "-m", "swa_landscape", *argv], capture_output=True, text=True)
+            rc, err = r.returncode, r.stderr
+        else:
+            rc, _, err = _main(*argv)
+        assert rc == 2, (name, err)
+        lines = err.strip().splitlines()
         assert len(lines) == 1 and message in lines[0] and lines[0].startswith("swa-landscape: error:"), lines
         assert not (tmp_path / "o" / "checkpoint.h5").exists()  # nothing written
