@@ -40,7 +40,7 @@ from .structure import call_functional, map_tensors, read_output
 if TYPE_CHECKING:
     from scipy.sparse.linalg import LinearOperator
 
-__all__ = ["HessianOperator", "top_eigen", "hutchinson_trace", "TraceEstimate"]
+__all__ = ["HessianOperator", "scipy_operator", "top_eigen", "hutchinson_trace", "TraceEstimate"]
 
 _FACTOR = 6  # activations of forward-over-reverse per sample and vector, in forward footprints
 _GRAPH_FACTOR = 4  # a retained gradient graph per sample, in forward footprints (forward + backward saved tensors)
@@ -175,16 +175,24 @@ class HessianOperator:
         return out / self.weight
 
     def linear_operator(self) -> LinearOperator:
-        """The operator for scipy (float64 vectors in and out)."""
-        def mv(u: np.ndarray) -> np.ndarray:
-            return self.matmat(torch.as_tensor(u.reshape(1, -1))).double().cpu().numpy().reshape(-1)
+        """The operator for scipy (float64 vectors in and out): :func:`scipy_operator`."""
+        return scipy_operator(self)
 
-        def mm(u: np.ndarray) -> np.ndarray:
-            return self.matmat(torch.as_tensor(np.ascontiguousarray(u.T))).double().cpu().numpy().T
 
-        from scipy.sparse.linalg import LinearOperator  # here: scipy's import costs every command's start-up
+def scipy_operator(op) -> LinearOperator:
+    """A scipy ``LinearOperator`` on float64 vectors.
 
-        return LinearOperator((self.size, self.size), matvec=mv, matmat=mm, dtype=np.float64)
+    Of any operator with ``size`` and ``matmat``: the Hessian, one of its blocks, its negation.
+    """
+    def mv(u: np.ndarray) -> np.ndarray:
+        return op.matmat(torch.as_tensor(u.reshape(1, -1))).double().cpu().numpy().reshape(-1)
+
+    def mm(u: np.ndarray) -> np.ndarray:
+        return op.matmat(torch.as_tensor(np.ascontiguousarray(u.T))).double().cpu().numpy().T
+
+    from scipy.sparse.linalg import LinearOperator  # here: scipy's import costs every command's start-up
+
+    return LinearOperator((op.size, op.size), matvec=mv, matmat=mm, dtype=np.float64)
 
 
 _BASIS_BYTES = 1 << 30  # the most memory the Lanczos basis may take before ARPACK's restarted Lanczos takes over
@@ -234,7 +242,7 @@ def top_eigen(op: HessianOperator, k: int, tol: float = 1e-4, seed: int = 0) -> 
     if not converged and len(top) == k and j + 1 == steps < n:  # basis full: ARPACK restarts from the best vector
         from scipy.sparse.linalg import eigsh
 
-        vals, v = eigsh(op.linear_operator(), k=k, which="LA", tol=tol, v0=vecs[0])
+        vals, v = eigsh(scipy_operator(op), k=k, which="LA", tol=tol, v0=vecs[0])
         order = np.argsort(vals)[::-1]
         return vals[order], v[:, order].T
     return theta[top], vecs / np.linalg.norm(vecs, axis=1, keepdims=True)

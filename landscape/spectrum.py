@@ -117,12 +117,6 @@ class Negated:
         """``-H v`` for ``v [k, P]``."""
         return -self.op.matmat(v)
 
-    def linear_operator(self):
-        """The operator for scipy."""
-        from scipy.sparse.linalg import aslinearoperator
-
-        return -aslinearoperator(self.op.linear_operator())
-
 
 def bottom_eigen(op, tol: float = 1e-4, seed: int = 0) -> tuple[float, np.ndarray]:
     """The most negative (smallest algebraic) eigenvalue of ``op`` and its unit eigenvector ``[P]``."""
@@ -148,13 +142,3 @@ class Block:
         full = torch.zeros(v.shape[0], self.op.size, dtype=v.dtype)
         full[:, self.lo:self.hi] = v.cpu()
         return self.op.matmat(full)[:, self.lo:self.hi]
-
-    def linear_operator(self):
-        """The operator for scipy (float64 vectors in and out)."""
-        from scipy.sparse.linalg import LinearOperator
-
-        def mm(u: np.ndarray) -> np.ndarray:
-            u = u.reshape(self.size, -1)
-            return self.matmat(torch.as_tensor(np.ascontiguousarray(u.T))).double().cpu().numpy().T
-
-        return LinearOperator((self.size, self.size), matvec=lambda u: mm(u).reshape(-1), matmat=mm, dtype=np.float64)
