@@ -97,10 +97,13 @@ class HessianOperator:
         """The operator's side: the number of parameters P."""
         return self.layout.size
 
-    def _loss(self, w: torch.Tensor, x, y: torch.Tensor) -> torch.Tensor:
-        """The objective's loss of a data chunk at flat weights ``w [P]``, summed with the samples' weights."""
+    def _summed(self, w: torch.Tensor, x, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
+        """The objective's summed loss of a data chunk at flat weights ``w [P]`` and the chunk's summed weight."""
         out = read_output(call_functional(self.model, {**unflatten(w, self.layout), **self.buffers}, x))
-        return self.objective.summed_loss(out, y)[0]
+        return self.objective.summed_loss(out, y)
+
+    def _loss(self, w: torch.Tensor, x, y: torch.Tensor) -> torch.Tensor:
+        return self._summed(w, x, y)[0]
 
     def _chunks(self):
         for i in range(0, self.n, self.samples):
@@ -115,9 +118,7 @@ class HessianOperator:
         """The summed sample weight of the split (the number of samples, or of scored tokens), the mean's divisor."""
         if self._weight is None:
             with torch.no_grad():
-                self._weight = sum(float(self.objective.summed_loss(
-                    read_output(call_functional(self.model, {**unflatten(self.w, self.layout), **self.buffers}, x)),
-                    y)[1]) for x, y in self._chunks())
+                self._weight = sum(float(self._summed(self.w, x, y)[1]) for x, y in self._chunks())
         return self._weight
 
     def loss(self) -> float:
