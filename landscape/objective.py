@@ -28,7 +28,8 @@ from torch import nn
 
 from .errors import UserError
 
-__all__ = ["Objective", "Classification", "Regression", "LanguageModel", "OBJECTIVES", "objective_from", "metric_names"]
+__all__ = ["Objective", "Classification", "Regression", "LanguageModel", "OBJECTIVES", "objective_from", "metric_names",
+           "reports_accuracy"]
 
 
 class Objective:
@@ -208,6 +209,11 @@ class LanguageModel(Objective):
 
     def config(self) -> dict:  # noqa: D102
         return {"name": self.name, "kwargs": {"ignore_index": self.ignore_index, "shift": self.shift}}
+
+
+def reports_accuracy(objective: Any) -> bool:
+    """Whether an objective measures an accuracy (summaries then show it; otherwise its error)."""
+    return "accuracy" in (getattr(objective, "labels", {}) or {})
 
 
 def metric_names(objective: Any) -> dict:

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from landscape.bn import recompute_bn
 from landscape.layout import flatten
-from landscape.objective import Classification, objective_from
+from landscape.objective import Classification, objective_from, reports_accuracy
 from landscape.ranks import world
 from landscape.reference import Metrics, evaluate_batches
 from landscape.structure import call_model, map_tensors, read_output
@@ -261,7 +261,7 @@ class TrainingLoop:
         """Run the plan from where the state stands to the end, checkpointing after every epoch."""
         c = self.cfg
         fmt = "{:>10} {:>6} {:>9} {:>10} {:>9} {:>10} {:>9} {:>5}"
-        shown = "acc" if isinstance(self.objective, Classification) else self.objective.error
+        shown = "acc" if reports_accuracy(self.objective) else self.objective.error
         self.log(fmt.format("phase", "epoch", "lr", "train_loss", f"train_{shown}"[:9], "test_loss",
                             f"test_{shown}"[:9], "avg"))
         bar = tqdm(total=len(self.plan), initial=self.k, desc="train", disable=None if self.progress else True,

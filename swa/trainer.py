@@ -26,7 +26,7 @@ from torch import nn
 
 from landscape.errors import UserError
 from landscape.layout import buffer_layout, param_layout
-from landscape.objective import metric_names
+from landscape.objective import metric_names, reports_accuracy
 from landscape.ranks import barrier, init_from_env, on_rank0, rank
 from landscape.reference import Metrics
 
@@ -46,8 +46,9 @@ __all__ = ["TrainingDiverged", "train", "resume"]
 
 def _print_summary(log: Callable[[str], None], path: Path) -> None:
     with Trajectory(path) as t:
-        names = metric_names(run_objective(t))
-        key, what = ("test_acc", "accuracy") if names["error"] == "error" else ("test_error", names["error"])
+        objective = run_objective(t)
+        key, what = ("test_acc", "accuracy") if reports_accuracy(objective) else ("test_error",
+                                                                                  metric_names(objective)["error"])
         acc = {n: t.solution_scalar(n, key) for n in SOLUTIONS if t.has_solution(n)}
         n_avg = int(t.solution_scalar("swa", "n_averaged"))
     log(f"SGD test {what}: {acc['sgd']:.4f}   SWA test {what}: {acc['swa']:.4f}   (SWA averaged {n_avg} models)")
