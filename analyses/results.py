@@ -80,7 +80,7 @@ class ResultsFile:
         path: Results file (created on first write).
         run: The open run file the results belong to; an existing results file of
             another run (different content hash) is refused.
-        names: How the run's objective names its loss and error (:meth:`landscape.objective.Objective.names`),
+        names: How the run's objective names its loss and error (:func:`landscape.objective.metric_names`),
             stored as the root attribute ``objective`` for the figures.
     """
 

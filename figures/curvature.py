@@ -13,20 +13,12 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .plots import SGD_C, SWA_C
+from .plots import point_colour, point_label
 
 __all__ = ["density_figure", "density_plotly", "blocks_figure", "blocks_plotly", "trajectory_figure",
            "trajectory_plotly"]
 
 _FLOOR = 1e-8  # log density: the Gaussian tails fall to 0 between isolated eigenvalues
-
-
-def _colour(name: str) -> str:
-    return SWA_C if name == "swa" else SGD_C if name == "sgd" else "#777777"
-
-
-def _label(name: str) -> str:
-    return name.upper() if name in ("swa", "sgd") else name
 
 
 def _with(h: dict, key: str) -> list[str]:
@@ -39,14 +31,14 @@ def density_figure(h: dict) -> plt.Figure:
     names = _with(h, "density")
     for j, n in enumerate(names):
         g = h[n]
-        a1.semilogy(g["density_grid"], np.maximum(g["density"], _FLOOR), color=_colour(n), lw=1.3, label=_label(n))
+        a1.semilogy(g["density_grid"], np.maximum(g["density"], _FLOOR), color=point_colour(n), lw=1.3, label=point_label(n))
         nodes, w = np.asarray(g["density_nodes"]), np.asarray(g["density_weights"])
         ok = np.isfinite(nodes) & (w > 0)
-        a2.scatter(nodes[ok], np.full(ok.sum(), j), s=8 + 400 * w[ok], color=_colour(n), alpha=0.6)
+        a2.scatter(nodes[ok], np.full(ok.sum(), j), s=8 + 400 * w[ok], color=point_colour(n), alpha=0.6)
     a1.set_ylabel("density (log)")
     a1.set_title("Hessian eigenvalue density (stochastic Lanczos quadrature)")
     a1.legend(fontsize=8)
-    a2.set_yticks(range(len(names)), [_label(n) for n in names])
+    a2.set_yticks(range(len(names)), [point_label(n) for n in names])
     a2.set_xlabel("eigenvalue of the training-loss Hessian")
     a2.set_title("quadrature nodes (size: weight)", fontsize=9)
     return fig
@@ -56,8 +48,8 @@ def density_plotly(h: dict) -> go.Figure:
     """The density figure (:func:`density_figure`) as an interactive plotly figure."""
     fig = go.Figure()
     for n in _with(h, "density"):
-        fig.add_trace(go.Scatter(x=h[n]["density_grid"], y=np.maximum(h[n]["density"], _FLOOR), name=_label(n),
-                                 line={"color": _colour(n)}))
+        fig.add_trace(go.Scatter(x=h[n]["density_grid"], y=np.maximum(h[n]["density"], _FLOOR), name=point_label(n),
+                                 line={"color": point_colour(n)}))
     fig.update_yaxes(type="log", title_text="density")
     fig.update_xaxes(title_text="eigenvalue")
     fig.update_layout(height=420, width=900, title="Hessian eigenvalue density")
@@ -74,7 +66,7 @@ def blocks_figure(h: dict) -> plt.Figure:
         for j, n in enumerate(names):
             v = np.abs(np.asarray(h[n][key], dtype=float))
             ax.bar(np.arange(len(layers)) + (j - (len(names) - 1) / 2) * width, np.maximum(v, 1e-12), width,
-                   color=_colour(n), label=_label(n))
+                   color=point_colour(n), label=point_label(n))
         ax.set_yscale("log")
         ax.set_xticks(range(len(layers)), layers, rotation=45, ha="right", fontsize=8)
         ax.set_title(f"per layer: {what} (absolute)")
@@ -90,7 +82,7 @@ def blocks_plotly(h: dict) -> go.Figure:
     for n in names:
         layers = [b.decode() if isinstance(b, bytes) else str(b) for b in h[n]["block_names"]]
         for col, key in ((1, "block_top_eigenvalue"), (2, "block_trace")):
-            fig.add_trace(go.Bar(x=layers, y=np.asarray(h[n][key]), name=_label(n), marker_color=_colour(n),
+            fig.add_trace(go.Bar(x=layers, y=np.asarray(h[n][key]), name=point_label(n), marker_color=point_colour(n),
                                  showlegend=col == 1), 1, col)
     fig.update_layout(height=420, width=1100, barmode="group")
     return fig
@@ -110,7 +102,7 @@ def trajectory_figure(h: dict) -> plt.Figure:
         ax.plot(idx, vals, "o-", color="#555555", ms=4, label="captured snapshots")
         for n, ls in (("swa", "--"), ("sgd", ":")):
             if n in h and key in h[n]:
-                ax.axhline(float(np.atleast_1d(h[n][key])[0]), color=_colour(n), ls=ls, lw=1.5, label=_label(n))
+                ax.axhline(float(np.atleast_1d(h[n][key])[0]), color=point_colour(n), ls=ls, lw=1.5, label=point_label(n))
         ax.set_xlabel("snapshot index (along the SWA branch)")
         ax.set_ylabel(f"Hessian {what}")
         ax.set_title(f"{what} along the trajectory")
@@ -128,6 +120,6 @@ def trajectory_plotly(h: dict) -> go.Figure:
                                  mode="lines+markers", name="snapshots", showlegend=col == 1), 1, col)
         for n in ("swa", "sgd"):
             if n in h and key in h[n]:
-                fig.add_hline(y=float(np.atleast_1d(h[n][key])[0]), line_color=_colour(n), row=1, col=col)
+                fig.add_hline(y=float(np.atleast_1d(h[n][key])[0]), line_color=point_colour(n), row=1, col=col)
     fig.update_layout(height=420, width=1000, title="curvature along the SWA branch")
     return fig

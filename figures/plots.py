@@ -18,7 +18,7 @@ from plotly.subplots import make_subplots
 
 from .data import RunSummary, names_of
 
-__all__ = ["SWA_C", "SGD_C", "clip_finite", "compact", "compact_ticks", "log_levels", "train_loss_key", "schedule_figure",
+__all__ = ["SWA_C", "SGD_C", "point_colour", "point_label", "clip_finite", "compact", "compact_ticks", "log_levels", "train_loss_key", "schedule_figure",
            "rays_figure", "segment_figure", "fge_figure", "rays_plotly", "segment_plotly", "schedule_plotly",
            "fge_plotly"]
 
@@ -34,6 +34,16 @@ def clip_finite(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         fin = a[~bad]
         out[bad] = fin.max() if fin.size else 0.0
     return out, bad
+
+
+def point_colour(name: str) -> str:
+    """The colour of a named point in every figure: SWA blue, SGD vermillion, any other point grey."""
+    return SWA_C if name == "swa" else SGD_C if name == "sgd" else "#777777"
+
+
+def point_label(name: str) -> str:
+    """A named point as the figures write it: ``SWA``, ``SGD``, any other name as it is."""
+    return name.upper() if name in ("sgd", "swa") else name
 
 
 def compact(v: float) -> str:

@@ -8,16 +8,12 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .spectrum import _colour
+from .plots import point_colour, point_label
 
 __all__ = ["sharpness_figure", "sharpness_plotly", "sharpness_runs_figure"]
 
 _PANELS = (("adaptive", "adaptive: perturbation relative to each weight"),
            ("raw", "raw: one scale for every weight"))
-
-
-def _label(n: str) -> str:
-    return n.upper() if n in ("sgd", "swa") else n
 
 
 def _rho_axis(ax, rhos) -> None:
@@ -36,10 +32,10 @@ def sharpness_figure(s: dict) -> plt.Figure:
         for n in names:
             g = s[n]
             ax.errorbar(g["rhos"], g[f"{kind}_mean"], yerr=g[f"{kind}_se"], marker="o", capsize=4,
-                        color=_colour(n), label=f"{_label(n)} average case")
+                        color=point_colour(n), label=f"{point_label(n)} average case")
             if f"worst_{kind}_inf" in g:
                 ax.scatter([float(g["radius_inf"])], [float(g[f"worst_{kind}_inf"])], marker="*", s=120,
-                           color=_colour(n), label=f"{_label(n)} worst case (l_inf)")
+                           color=point_colour(n), label=f"{point_label(n)} worst case (l_inf)")
         _rho_axis(ax, s[names[0]]["rhos"])
         ax.set_ylabel("increase of the training loss")
         ax.set_title(title, fontsize=10)
@@ -55,12 +51,12 @@ def sharpness_plotly(s: dict) -> go.Figure:
         for n in names:
             g = s[n]
             fig.add_trace(go.Scatter(x=np.asarray(g["rhos"]), y=np.asarray(g[f"{kind}_mean"]), mode="lines+markers",
-                                     name=f"{_label(n)} {kind}", marker_color=_colour(n),
+                                     name=f"{point_label(n)} {kind}", marker_color=point_colour(n),
                                      error_y={"type": "data", "array": np.asarray(g[f"{kind}_se"])}), 1, col)
             if f"worst_{kind}_inf" in g:
                 fig.add_trace(go.Scatter(x=[float(g["radius_inf"])], y=[float(g[f"worst_{kind}_inf"])], mode="markers",
-                                         marker={"symbol": "star", "size": 12, "color": _colour(n)},
-                                         name=f"{_label(n)} worst case (l_inf)"), 1, col)
+                                         marker={"symbol": "star", "size": 12, "color": point_colour(n)},
+                                         name=f"{point_label(n)} worst case (l_inf)"), 1, col)
         fig.update_xaxes(type="log", title_text="radius rho", row=1, col=col)
     fig.update_yaxes(title_text="increase of the training loss", row=1, col=1)
     fig.update_layout(height=420, width=1000, title="Sharpness of the training loss")
@@ -79,11 +75,12 @@ def sharpness_runs_figure(results: list[dict]) -> plt.Figure:
             rhos = np.asarray(results[0]["sharpness"][n]["rhos"])
             curves = np.stack([np.asarray(r["sharpness"][n][f"{kind}_mean"]) for r in results])
             for c in curves:
-                ax.plot(rhos, c, color=_colour(n), lw=0.7, alpha=0.45)
+                ax.plot(rhos, c, color=point_colour(n), lw=0.7, alpha=0.45)
             mean = curves.mean(0)
             std = curves.std(0, ddof=1) if len(curves) > 1 else np.zeros_like(mean)
-            ax.plot(rhos, mean, color=_colour(n), lw=2, marker="o", label=f"{_label(n)}: mean of {len(curves)} runs")
-            ax.fill_between(rhos, mean - std, mean + std, color=_colour(n), alpha=0.15, lw=0)
+            ax.plot(rhos, mean, color=point_colour(n), lw=2, marker="o",
+                    label=f"{point_label(n)}: mean of {len(curves)} runs")
+            ax.fill_between(rhos, mean - std, mean + std, color=point_colour(n), alpha=0.15, lw=0)
         _rho_axis(ax, rhos)
         ax.set_ylabel("increase of the training loss (average case)")
         ax.set_title(title, fontsize=10)

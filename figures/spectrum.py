@@ -7,13 +7,9 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .plots import SGD_C, SWA_C
+from .plots import point_colour, point_label
 
 __all__ = ["hessian_figure", "hessian_plotly"]
-
-
-def _colour(name: str) -> str:
-    return SWA_C if name == "swa" else SGD_C if name == "sgd" else "#777777"
 
 
 def _points(h: dict) -> list[str]:
@@ -30,15 +26,15 @@ def hessian_figure(h: dict) -> plt.Figure:
     for j, n in enumerate(names):
         if "eigenvalues" in h[n]:
             ev = np.asarray(h[n]["eigenvalues"])
-            a1.bar(np.arange(1, len(ev) + 1) + (j - (len(names) - 1) / 2) * width, ev, width, color=_colour(n),
-                   label=n.upper() if n in ("sgd", "swa") else n)
+            a1.bar(np.arange(1, len(ev) + 1) + (j - (len(names) - 1) / 2) * width, ev, width, color=point_colour(n),
+                   label=point_label(n))
         if "trace" in h[n]:
-            a2.bar(j, float(h[n]["trace"]), 0.6, yerr=float(h[n]["trace_se"]), capsize=6, color=_colour(n))
+            a2.bar(j, float(h[n]["trace"]), 0.6, yerr=float(h[n]["trace_se"]), capsize=6, color=point_colour(n))
     a1.set_xlabel("eigenvalue rank")
     a1.set_ylabel("Hessian eigenvalue (train loss)")
     a1.set_title("top eigenvalues (Lanczos)")
     a1.legend(fontsize=8)
-    a2.set_xticks(range(len(names)), [n.upper() if n in ("sgd", "swa") else n for n in names])
+    a2.set_xticks(range(len(names)), [point_label(n) for n in names])
     a2.set_ylabel("trace of the Hessian")
     a2.set_title("trace (Hutchinson, ±1 standard error)")
     return fig
@@ -51,10 +47,10 @@ def hessian_plotly(h: dict) -> go.Figure:
     for n in names:
         if "eigenvalues" in h[n]:
             ev = np.asarray(h[n]["eigenvalues"])
-            fig.add_trace(go.Bar(x=np.arange(1, len(ev) + 1), y=ev, name=n, marker_color=_colour(n)), 1, 1)
+            fig.add_trace(go.Bar(x=np.arange(1, len(ev) + 1), y=ev, name=n, marker_color=point_colour(n)), 1, 1)
     tr = [n for n in names if "trace" in h[n]]
     fig.add_trace(go.Bar(x=tr, y=[float(h[n]["trace"]) for n in tr], showlegend=False,
                          error_y={"type": "data", "array": [float(h[n]["trace_se"]) for n in tr]},
-                         marker_color=[_colour(n) for n in tr]), 1, 2)
+                         marker_color=[point_colour(n) for n in tr]), 1, 2)
     fig.update_layout(height=420, width=1000, barmode="group", title="Hessian of the training loss")
     return fig
