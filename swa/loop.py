@@ -146,20 +146,21 @@ class TrainingLoop:
         Classification keeps ``F.cross_entropy`` (the trainer's numbers from before objectives, bit for bit); any
         other objective's batch loss is its values' sum over its weights' sum, as the engine averages a split.
         """
+        def add(k: str, total: float, weight: float) -> None:
+            sums = running.setdefault(k, [0.0, 0.0])
+            sums[0] += total
+            sums[1] += weight
+
         out = read_output(call_model(self.net, xb))
         if isinstance(self.objective, Classification):
             loss = F.cross_entropy(out, yb)
             n = yb.shape[0]
-            for k, v in (("loss", loss.item() * n), ("accuracy", (out.argmax(1) == yb).sum().item())):
-                running.setdefault(k, [0.0, 0.0])
-                running[k][0] += v
-                running[k][1] += n
+            add("loss", loss.item() * n, n)
+            add("accuracy", (out.argmax(1) == yb).sum().item(), n)
             return loss
         for k, (v, w) in self.objective.per_sample(out[None], yb).items():  # a mean: sum of values / of weights
             total, weight = v[0].sum(), (float(v.shape[1]) if w is None else w.sum())
-            running.setdefault(k, [0.0, 0.0])
-            running[k][0] += float(total.detach())
-            running[k][1] += float(weight)
+            add(k, float(total.detach()), float(weight))
             if k == "loss":
                 loss = total / weight
         return loss
