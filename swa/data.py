@@ -221,7 +221,7 @@ def builtin_data(spec: DataSpec, batch_size: int, device: torch.device | str = "
         if s.train_dataset is None:
             return iterate_batches(tx, ty, batch_size, g, s.augment)
         loader = DataLoader(s.train_dataset, batch_size=batch_size, shuffle=True, generator=g)  # transforms drawn anew
-        return ((map_tensors(lambda t: t.to(device), x), y.to(device)) for x, y in (as_pair(b) for b in loader))
+        return (as_pair(b) for b in loader)  # the training loop moves each batch to its device
 
     def train_batches(g: torch.Generator) -> Batches:
         for xb, yb in epoch(g):
