@@ -23,6 +23,7 @@ from .hessian_plane import ANALYSIS as HESSIAN_PLANE
 from .metrics import ACCURACY, RUN_METRICS, Finding, Metric
 from .pca import ANALYSIS as PCA
 from .plane import ANALYSIS as PLANE
+from .predictions import ANALYSIS as PREDICTIONS
 from .rays import ANALYSIS as RAYS
 from .registry import Analysis, check_analysis, registered_by_user
 from .segment import ANALYSIS as SEGMENT
@@ -32,7 +33,7 @@ from .surface import ANALYSIS as SURFACE
 __all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "plugins", "analyses", "get", "by_config", "paper", "judged", "findings",
            "metrics"]
 
-BUILTIN: tuple[Analysis, ...] = (RAYS, SEGMENT, PLANE, FGE, HESSIAN, HESSIAN_PLANE, SURFACE, PCA, SHARPNESS)
+BUILTIN: tuple[Analysis, ...] = (RAYS, PREDICTIONS, SEGMENT, PLANE, FGE, HESSIAN, HESSIAN_PLANE, SURFACE, PCA, SHARPNESS)
 """The analyses that ship with the toolkit (their order is each one's ``order``, not their place here)."""
 
 ENTRY_POINT_GROUP = "swa_landscape.analyses"

@@ -37,6 +37,7 @@ from . import catalog
 from .findings import Verdict, judge
 from .metrics import ACC_DIFF, SGD_ACC, SGD_BUDGET_ACC, SWA_ACC
 from .results import ResultsFile
+from .within import WithinRun, within_run
 
 __all__ = ["Comparison", "labels", "run_metrics", "compare"]
 
@@ -91,8 +92,9 @@ class Comparison:
         results: Their results files ``[R]``.
         values: Quantity key to per-run values ``[R]`` (NaN: not measured).
         verdicts: One per finding, in the order of :func:`analyses.catalog.findings`.
-        null: The null pair's values (where every run has its null results), or None.
         notes: Warnings about comparability (e.g. rays with different direction seeds).
+        null: The null pair's values (where every run has its null results), or None.
+        within: With one run, the claims its own data test (:mod:`analyses.within`); empty otherwise.
     """
 
     runs: list[str]
@@ -101,6 +103,7 @@ class Comparison:
     verdicts: list[Verdict]
     notes: list[str] = field(default_factory=list)
     null: dict[str, np.ndarray] | None = None
+    within: list[WithinRun] = field(default_factory=list)
 
     def stat(self, key: str) -> tuple[float, float]:
         """Mean and standard deviation (ddof 1; 0 for one run) over the runs of a quantity."""
@@ -116,15 +119,20 @@ class Comparison:
         """Whether the paper's findings all hold (findings beside the paper are not part of it)."""
         return all(v.holds for v in self.verdicts if not v.finding.optional)
 
+    @property
+    def spread_head(self) -> str:
+        """The heading of the summary column: ``mean ± std`` over runs, ``value`` for one run."""
+        return "mean ± std" if len(self.runs) > 1 else "value"
+
     def rows(self) -> list[tuple[str, str, list[str]]]:
-        """Measured quantities as ``(label, "mean +- std", per-run values)``, in table order."""
+        """Measured quantities as ``(label, "mean ± std" or the value of one run, per-run values)``, in table order."""
         out = []
         for key, label in labels().items():
             x = self.values.get(key, np.full(len(self.runs), np.nan))
             if not np.isfinite(x).any():
                 continue
             m, s = self.stat(key)
-            out.append((label, f"{m:.4g} ± {s:.2g}", [f"{a:.4g}" for a in x]))
+            out.append((label, f"{m:.4g} ± {s:.2g}" if len(x) > 1 else f"{m:.4g}", [f"{a:.4g}" for a in x]))
         return out
 
     def format_table(self) -> str:
@@ -136,18 +144,30 @@ class Comparison:
         rows = self.rows()
         heads = [f"run {i + 1}" for i in range(len(self.runs))]
         w0 = max(len(r[0]) for r in rows) if rows else 10
-        w1 = max([len(r[1]) for r in rows] + [len("mean ± std")])
+        w1 = max([len(r[1]) for r in rows] + [len(self.spread_head)])
+        many = len(self.runs) > 1
         lines = [f"{len(self.runs)} runs: " + ", ".join(f"run {i + 1} = {r}" for i, r in enumerate(self.runs)),
-                 f"{'quantity':<{w0}}  {'mean ± std':>{w1}}  " + "  ".join(f"{h:>9}" for h in heads)]
-        lines += [f"{a:<{w0}}  {b:>{w1}}  " + "  ".join(f"{c:>9}" for c in cs) for a, b, cs in rows]
+                 f"{'quantity':<{w0}}  {self.spread_head:>{w1}}  " + ("  ".join(f"{h:>9}" for h in heads) if many else "")]
+        lines += [f"{a:<{w0}}  {b:>{w1}}  " + ("  ".join(f"{c:>9}" for c in cs) if many else "") for a, b, cs in rows]
         lines.append(self.format_verdicts())
         lines += [f"note: {n}" for n in self.notes]
+        if self.within:
+            lines.append(self.format_within())
+        return "\n".join(lines)
+
+    def format_within(self) -> str:
+        """The within-run tests (one run only), apart from the verdicts over runs."""
+        lines = ["within this run (its test samples and its ray directions; not evidence over seeds, which needs "
+                 "several runs):"]
+        for w in self.within:
+            lines.append(f"  {w.finding}: {w.word.upper()} within run: {w.claim}: {w.estimate:+.4g}; {w.evidence}")
         return "\n".join(lines)
 
     def format_verdicts(self) -> str:
         """The verdicts alone: per finding its word, and per claim the 95% t-interval over the runs."""
-        null = " and on the null pair (a second SGD solution in SWA's place)" if self.null is not None else ""
-        lines = [f"findings over {len(self.runs)} run(s), each claim by its 95% t-interval over runs{null}:"]
+        null = (", on the null pair (a second SGD solution in SWA's place) and paired, SWA's minus the null's"
+                if self.null is not None else "")
+        lines = [f"findings over {len(self.runs)} run(s), each claim by its 95% interval over runs{null}:"]
         for v in self.verdicts:
             null_word = f"  [null control: {v.null_word}]" if v.null is not None else ""
             lines.append(f"  {v.finding.title}: {v.word.upper()}{null_word}")
@@ -157,30 +177,36 @@ class Comparison:
     def format_markdown(self) -> str:
         """The table and verdicts as Markdown (docs/findings.md is this, generated)."""
         heads = " | ".join(f"run {i + 1}" for i in range(len(self.runs)))
-        lines = [f"| quantity | mean ± std | {heads} |", "|---|---|" + "---|" * len(self.runs)]
-        lines += [f"| {a} | {b} | " + " | ".join(cs) + " |" for a, b, cs in self.rows()]
+        many = len(self.runs) > 1
+        lines = [f"| quantity | {self.spread_head} |" + (f" {heads} |" if many else ""),
+                 "|---|---|" + ("---|" * len(self.runs) if many else "")]
+        lines += [f"| {a} | {b} |" + (" " + " | ".join(cs) + " |" if many else "") for a, b, cs in self.rows()]
         null = self.null is not None
-        lines += ["", "| finding | verdict | claim | mean | 95% t-interval | per run |"
-                  + (" null: mean [95% t-interval] |" if null else ""),
-                  "|---|---|---|---|---|---|" + ("---|" if null else "")]
+        lines += ["", "| finding | verdict | claim | estimate | 95% interval | per run |"
+                  + (" null pair | SWA minus null, paired |" if null else ""),
+                  "|---|---|---|---|---|---|" + ("---|---|" if null else "")]
         for v in self.verdicts:
             for i, m in enumerate(v.claims):
                 head = (f"{v.finding.title} | **{v.word}**" + (f" (null: {v.null_word})" if null else "")
                         if i == 0 else " | ")
-                per = " ".join(f"{x:+.3g}" for x in m.values)
-                row = f"| {head} | {m.claim.text} | {m.mean:+.4g} | {m.interval} {m.word} | {per} |"
+                row = f"| {head} | {m.claim.text} | {m.estimate} | {m.interval} {m.word} | {m.per_run} |"
                 if null:
-                    n = v.null[i]
-                    row += f" {n.mean:+.4g} {n.interval} {n.word} |"
+                    n, p = v.null[i], v.paired[i]
+                    row += f" {n.estimate} {n.interval} {n.word} | " + (
+                        f"{p.estimate} {p.interval} {p.word} |" if p is not None else "not compared |")
                 lines.append(row)
+        if self.within:
+            lines += ["", "Within this run (not evidence over seeds):", "",
+                      "| finding | claim | estimate | test | within-run verdict |", "|---|---|---|---|---|"]
+            lines += [f"| {w.finding} | {w.claim} | {w.estimate:+.4g} | {w.evidence} | {w.word} |" for w in self.within]
         lines += [f"\nnote: {n}" for n in self.notes]
         return "\n".join(lines)
 
     def write_csv(self, path: str | os.PathLike) -> Path:
         """One row per quantity (key, label, mean, std, per-run values), then one per claim.
 
-        Its finding's verdict, the claim's mean, interval and verdict, the per-run statistic (and the null
-        pair's, prefixed ``null_``).
+        Its finding's verdict, the claim's estimate, interval and verdict, the per-run statistic (and the null
+        pair's, prefixed ``null_``, and SWA's minus the null's, prefixed ``paired_``).
         """
         path = Path(path)
         with open(path, "w", newline="") as fh:
@@ -189,12 +215,12 @@ class Comparison:
             for key, label in labels().items():
                 if key in self.values and np.isfinite(self.values[key]).any():
                     w.writerow([key, label, *self.stat(key), *self.values[key]])
-            w.writerow(["claim", "text", "finding verdict", "mean", "low", "high", "claim verdict", *self.runs])
+            w.writerow(["claim", "text", "finding verdict", "estimate", "low", "high", "claim verdict", *self.runs])
             for v in self.verdicts:
-                for prefix, claims in (("", v.claims), ("null_", v.null or ())):
-                    for m in claims:
+                for prefix, claims in (("", v.claims), ("null_", v.null or ()), ("paired_", v.paired or ())):
+                    for m in (m for m in claims if m is not None):
                         w.writerow([f"{prefix}{v.finding.key}_{m.claim.key}", m.claim.text,
-                                    v.null_word if prefix else v.word, m.mean, m.low, m.high, m.word, *m.values])
+                                    v.null_word if prefix == "null_" else v.word, m.mean, m.low, m.high, m.word, *m.values])
         return path
 
 
@@ -229,7 +255,12 @@ def compare(runs: Sequence[str | os.PathLike | tuple[str | os.PathLike, str | os
         notes.append(f"the null pair was analysed on {sum(p.exists() for p in nulls)} of {len(nulls)} runs; the null "
                      "control needs it on every run ('analyze RUN all --null')")
     results = [str(res or default_results_path(run)) for run, res in pairs]
-    return Comparison([str(r) for r, _ in pairs], results, values, judge(catalog.findings(), values, null), notes, null)
+    within = []
+    if len(pairs) == 1:
+        with Trajectory(pairs[0][0]) as t, ResultsFile(results[0], t).read() as f:
+            within = within_run(f)
+    return Comparison([str(r) for r, _ in pairs], results, values, judge(catalog.findings(), values, null), notes, null,
+                      within)
 
 
 def _stack(per: list[dict[str, float]]) -> dict[str, np.ndarray]:

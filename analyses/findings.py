@@ -1,14 +1,17 @@
 """The paper's findings and their verdicts, judged with uncertainty over runs.
 
 Each finding is one or more *claims*, each a statistic measured once per run and oriented so that a positive value
-is the paper's direction (for widths and distances: the log of a ratio). A claim's verdict comes from the 95%
-t-interval of its per-run values (Student's t, ``n - 1`` degrees of freedom): **holds** when the interval lies
-above 0, **contradicted** when it lies below, **inconclusive** otherwise (always with one run). A finding holds
-when every claim holds, is contradicted when one is, and is inconclusive otherwise.
+is the paper's direction (for widths and distances: the log of a ratio; for positions: a bounded contrast). A
+claim's verdict comes from a 95% interval of its per-run values (:mod:`analyses.statistics`): Student's t, or the
+signed-rank (Hodges-Lehmann) interval for statistics with heavy tails. **holds** when the interval lies above 0,
+**contradicted** when it lies below, **inconclusive** otherwise (always with one run or values without spread). A
+finding holds when every claim holds, is contradicted when one is, and is inconclusive otherwise.
 
 With the null control (``train --controls``, ``analyze RUN all --null``) every claim is also measured on the null
-pair: a second SGD solution in SWA's place. A claim that holds on the null does not tell SWA from another SGD
-solution; its finding is reported as *not discriminating* and does not count as holding.
+pair: a second SGD solution in SWA's place. The comparison is paired: per run, the claim on the SWA pair minus the
+claim on the null pair, judged by the claim's own test. A finding *discriminates* when every claim that has a null
+counterpart (:attr:`~analyses.metrics.Claim.null`) has that paired difference above 0; one that holds but does not
+discriminate is reported as *holds, not discriminating* and does not count as holding.
 """
 
 from __future__ import annotations
@@ -20,29 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .metrics import Claim, Finding
+from .statistics import TESTS, interval, no_spread
 
-__all__ = ["Measured", "Verdict", "t_interval", "three_way", "judge"]
-
-LEVEL = 0.95
-"""Confidence level of every interval."""
-
-
-def t_interval(x: np.ndarray, level: float = LEVEL) -> tuple[float, float, float]:
-    """Mean of ``x [R]`` and its two-sided Student-t interval.
-
-    NaN bounds for fewer than two values; the mean itself for values without spread.
-    """
-    from scipy import stats  # here: scipy.stats' import costs every command's start-up half a second
-
-    x = np.asarray(x, dtype=np.float64)
-    mean = float(np.mean(x))
-    if len(x) < 2:
-        return mean, math.nan, math.nan
-    sem = float(stats.sem(x))
-    if sem == 0:
-        return mean, mean, mean
-    lo, hi = stats.t.interval(level, len(x) - 1, loc=mean, scale=sem)
-    return mean, float(lo), float(hi)
+__all__ = ["Measured", "Verdict", "three_way", "judge"]
 
 
 def three_way(lo: float, hi: float) -> str:
@@ -52,13 +35,13 @@ def three_way(lo: float, hi: float) -> str:
 
 @dataclass(frozen=True)
 class Measured:
-    """A claim measured over the runs.
+    """A claim (or a paired difference) measured over the runs.
 
     Attributes:
         claim: What is measured.
         values: The statistic per run ``[R]`` (NaN: not measured).
-        mean: Its mean over the runs.
-        low: Lower end of the 95% t-interval (NaN with one run).
+        mean: Its estimate over the runs: the mean (t) or the Hodges-Lehmann estimate (signed-rank).
+        low: Lower end of the 95% interval (NaN where the runs give none).
         high: Upper end.
     """
 
@@ -79,23 +62,51 @@ class Measured:
         return three_way(self.low, self.high) if self.measured else "not measured"
 
     @property
+    def why_no_interval(self) -> str | None:
+        """Why the runs give no interval (one run, no spread, too few for the signed-rank test), or None."""
+        if not self.measured or not math.isnan(self.low):
+            return None
+        if len(self.values) == 1:
+            return "one run: no interval"
+        if no_spread(self.values):
+            return "no spread over the runs: no interval"
+        return f"{len(self.values)} runs: the signed-rank interval needs 6"
+
+    @property
     def interval(self) -> str:
-        """The 95% t-interval as ``[low, high]``."""
-        return f"[{self.low:+.4g}, {self.high:+.4g}]"
+        """The interval as ``[low, high]``, or why there is none."""
+        if not self.measured:
+            return "-"
+        return self.why_no_interval or f"[{self.low:+.4g}, {self.high:+.4g}]"
+
+    @property
+    def estimate(self) -> str:
+        """The estimate in words: ``mean +x`` or ``Hodges-Lehmann +x`` (``value +x`` for one run)."""
+        if not self.measured:
+            return "not measured"
+        if len(self.values) == 1:
+            return f"value {self.mean:+.4g}"
+        return f"{'mean' if self.claim.test == 't' else 'Hodges-Lehmann'} {self.mean:+.4g}"
+
+    @property
+    def per_run(self) -> str:
+        """The per-run values, ``-`` where not measured."""
+        return " ".join(f"{x:+.3g}" if np.isfinite(x) else "-" for x in self.values)
 
     def describe(self, text: bool = True) -> str:
-        """The mean, interval and verdict in words (with the claim's text unless ``text`` is False)."""
-        per = " ".join(f"{x:+.3g}" for x in self.values)
-        interval = ("no interval from one run" if math.isnan(self.low) and len(self.values) == 1 else
-                    f"95% t-interval {self.interval}")
-        return (f"{self.claim.text + ': ' if text else ''}mean {self.mean:+.4g}, {interval} -> {self.word} "
-                f"(positive on {int(np.sum(self.values > 0))} of {len(self.values)} runs: {per})")
+        """The estimate, interval and verdict in words (with the claim's text unless ``text`` is False)."""
+        head = self.claim.text + ": " if text else ""
+        if not self.measured:
+            return f"{head}not measured (per run: {self.per_run})"
+        where = self.why_no_interval or f"{TESTS[self.claim.test]} {self.interval}"
+        return (f"{head}{self.estimate}, {where} -> {self.word} "
+                f"(positive on {int(np.sum(self.values > 0))} of {len(self.values)} runs: {self.per_run})")
 
 
-def _measure(claim: Claim, v: dict[str, np.ndarray]) -> Measured:
-    x = claim.evaluate(v)
+def measure(claim: Claim, x: np.ndarray) -> Measured:
+    """``claim`` judged on its per-run values ``x [R]`` by its test."""
     ok = np.isfinite(x).all()
-    mean, lo, hi = t_interval(x) if ok else (math.nan,) * 3
+    mean, lo, hi = interval(x, claim.test) if ok else (math.nan,) * 3
     return Measured(claim, x, mean, lo, hi)
 
 
@@ -115,11 +126,14 @@ class Verdict:
         finding: What is judged.
         claims: Each claim measured on the runs.
         null: The same claims on the null pair (``train --controls``), or None without it.
+        paired: Per claim, SWA's value minus the null pair's, run by run (None for a claim without a null
+            counterpart); None without the null pair.
     """
 
     finding: Finding
     claims: tuple[Measured, ...]
     null: tuple[Measured, ...] | None = None
+    paired: tuple[Measured | None, ...] | None = None
 
     @property
     def measured_word(self) -> str:
@@ -133,12 +147,12 @@ class Verdict:
 
     @property
     def not_discriminating(self) -> list[str]:
-        """The claims that hold on the null pair too."""
-        return [m.claim.key for m in self.null or () if m.word == "holds"]
+        """The claims whose paired difference against the null pair does not lie above 0."""
+        return [m.claim.key for m in self.paired or () if m is not None and m.word != "holds"]
 
     @property
     def word(self) -> str:
-        """The finding's verdict, marked not discriminating where a claim holds on the null pair too."""
+        """The finding's verdict, marked not discriminating where SWA's effect does not exceed the null pair's."""
         w = self.measured_word
         return "holds, not discriminating" if w == "holds" and self.not_discriminating else w
 
@@ -153,7 +167,7 @@ class Verdict:
         return f"not measured on run {', '.join(map(str, bad))}: run {self.finding.needs} there" if bad else None
 
     def lines(self) -> list[str]:
-        """The verdict in words: per claim its interval and verdict, and the null control's beside it."""
+        """The verdict in words: per claim its interval and verdict, the null pair's and the paired difference."""
         out = []
         why = self.missing(len(self.claims[0].values))
         if why:
@@ -161,10 +175,13 @@ class Verdict:
         for i, m in enumerate(self.claims):
             out.append(m.describe())
             if self.null is not None:
-                out.append(f"  null control: {self.null[i].describe(text=False)}")
+                out.append(f"  null pair: {self.null[i].describe(text=False)}")
+                p = self.paired[i]
+                out.append(f"  SWA minus null, paired: {p.describe(text=False)}" if p is not None else
+                           "  SWA minus null, paired: not compared (no null counterpart)")
         if self.not_discriminating:
-            out.append(f"not discriminating: {', '.join(self.not_discriminating)} also holds with a second SGD "
-                       "solution in SWA's place")
+            out.append(f"not discriminating: {', '.join(self.not_discriminating)} not larger on SWA's pair than "
+                       "with a second SGD solution in SWA's place")
         return out
 
 
@@ -179,9 +196,13 @@ def judge(findings: Sequence[Finding], v: dict[str, np.ndarray], null: dict[str,
     """
     out = []
     for f in findings:
-        claims = tuple(_measure(c, v) for c in f.claims)
+        claims = tuple(measure(c, c.evaluate(v)) for c in f.claims)
         if f.optional and not any(np.isfinite(m.values).any() for m in claims):
             continue
-        nulls = tuple(_measure(c, null) for c in f.claims) if null is not None else None
-        out.append(Verdict(f, claims, nulls))
+        nulls = paired = None
+        if null is not None:
+            nulls = tuple(measure(c, c.evaluate(null)) for c in f.claims)
+            paired = tuple(measure(m.claim, m.values - n.values) if m.claim.null else None
+                           for m, n in zip(claims, nulls))
+        out.append(Verdict(f, claims, nulls, paired))
     return out

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from .statistics import TESTS
+
 __all__ = ["Metric", "Claim", "Finding", "RUN_METRICS", "SGD_ACC", "SWA_ACC", "ACC_DIFF", "SGD_BUDGET_ACC",
            "ACCURACY", "missing"]
 
@@ -58,12 +60,20 @@ class Claim:
         metrics: The metrics it is computed from.
         stat: ``stat(*values)``: the metrics' per-run values ``[R]`` (in the order of ``metrics``) to the statistic
             ``[R]`` (NaN: not measured on that run).
+        test: How its interval over runs is taken (:data:`analyses.statistics.TESTS`): ``"t"``, or
+            ``"signed-rank"`` (the Hodges-Lehmann interval) for a statistic whose values can have a heavy tail.
+        null: Why the statistic on the null pair (a second SGD solution in SWA's place) is what SWA's must exceed,
+            for example "antisymmetric under swapping the pair's roles, so 0 in expectation for two exchangeable SGD
+            solutions"; the finding then discriminates only where SWA's value minus the null pair's, run by run,
+            lies above 0. None: the claim has no counterpart on the null pair and is not compared.
     """
 
     key: str
     text: str
     metrics: tuple[Metric, ...]
     stat: Callable[..., np.ndarray]
+    test: str = "t"
+    null: str | None = None
 
     def evaluate(self, values: dict[str, np.ndarray]) -> np.ndarray:
         """The statistic ``[R]`` from per-run values by metric key (a metric absent counts as not measured)."""
@@ -95,7 +105,8 @@ class Finding:
     @property
     def criterion(self) -> str:
         """The rule the finding is judged by, in words."""
-        return "each 95% t-interval over runs above 0: " + "; ".join(c.text for c in self.claims)
+        return "each interval over runs above 0: " + "; ".join(
+            f"{c.text} ({TESTS[c.test]})" for c in self.claims)
 
     @property
     def metrics(self) -> tuple[Metric, ...]:
@@ -105,5 +116,7 @@ class Finding:
 
 ACCURACY = Finding("accuracy", "SWA generalises better", "the run's solutions", (
     Claim("gain", "SWA test accuracy minus the better SGD's (the budget-matched control's too where trained), points",
-          (SWA_ACC, SGD_ACC, SGD_BUDGET_ACC), lambda swa, sgd, budget: swa - np.fmax(sgd, budget)),))
+          (SWA_ACC, SGD_ACC, SGD_BUDGET_ACC), lambda swa, sgd, budget: swa - np.fmax(sgd, budget),
+          null="paired, SWA's gain minus the null SGD's is their accuracy difference on one test set; the two SGD "
+               "solutions are exchangeable, so it is SWA's advantage over a second SGD solution"),))
 """The run's own finding (its solutions' accuracies); every other finding belongs to an analysis."""

@@ -23,7 +23,7 @@ from .distributed import ShardedResults
 from .metrics import Claim, Finding, Metric
 from .registry import Analysis, Section
 
-__all__ = ["SegmentConfig", "centre_of_minima", "segment", "describe", "ANALYSIS"]
+__all__ = ["SegmentConfig", "centre_of_minima", "flat_region", "segment_statistics", "segment", "describe", "ANALYSIS"]
 
 UNSUPPORTED_BN_MODES: dict = {}
 """BN modes this analysis cannot honour: none (see the analysis function for their meaning)."""
@@ -112,31 +112,90 @@ def describe(s: dict) -> str:
 
 
 _H = 0.5
-"""How far beyond each end of the segment (in units of ||w_SGD - w_SWA||) slopes and rises are measured."""
+"""How far beyond each end of the segment (in units of ||w_SGD - w_SWA||) the rises are measured."""
+
+FLAT = 0.1
+"""The flat region's threshold, as a fraction of the loss's rise from its least value to the lower of its values at
+the range's two ends (:func:`flat_region`)."""
+
+
+def _edge(t: np.ndarray, loss: np.ndarray, thr: float, i: int, step: int) -> tuple[float, bool]:
+    """From the index ``i`` inside the region, walk by ``step`` to the first grid point above ``thr``."""
+    j = i
+    while 0 <= j + step < len(t) and loss[j + step] <= thr:
+        j += step
+    if not 0 <= j + step < len(t):
+        return float(t[j]), True
+    k = j + step  # loss[k] > thr >= loss[j]: the crossing, linearly interpolated
+    return float(t[j] + (thr - loss[j]) / (loss[k] - loss[j]) * (t[k] - t[j])), False
+
+
+def flat_region(t: np.ndarray, loss: np.ndarray, fraction: float = FLAT) -> tuple[float, float, bool, bool]:
+    """The flat region of ``loss [T]`` along the increasing grid ``t [T]``, as a sublevel set.
+
+    ``{t : L(t) <= min L + eps}``, its connected part around the least value (the first, for ties), with
+    ``eps = fraction * (min(L(t_first), L(t_last)) - min L)``: the region ends where the loss has risen a tenth (by
+    default) of the way to the lower of the two ends of the range (the other end where the least value lies at one
+    end). The lower end, not the higher, so that a loss exploding at one end does not widen the region. Scale-free (a constant added to L, or L scaled,
+    leaves it unchanged), and mirrored with the grid when the pair's roles are swapped.
+
+    Returns:
+        ``(low, high, low_censored, high_censored)``: the region's ends in t, linearly interpolated between grid
+        points, and whether each reaches the end of the range (then the true edge lies beyond it).
+    """
+    loss = np.where(np.isfinite(loss), loss, np.inf)
+    i = int(np.argmin(loss))
+    rises = [r for r in (loss[0] - loss[i], loss[-1] - loss[i]) if r > 0]  # an end where L is least does not count
+    thr = loss[i] + fraction * (min(rises) if rises else 0.0)
+    (low, lc), (high, hc) = _edge(t, loss, thr, i, -1), _edge(t, loss, thr, i, 1)
+    return low, high, lc, hc
+
+
+def _contrast(a: float, b: float) -> float:
+    """``(a - b) / (|a| + |b|)`` in [-1, 1]: the sign of ``a - b``, bounded, whatever the scale (NaN for 0, 0)."""
+    den = abs(a) + abs(b)
+    return (a - b) / den if den > 0 else math.nan
+
+
+def segment_statistics(t: np.ndarray, loss_l2: np.ndarray, err: np.ndarray, fraction: float = FLAT
+                       ) -> dict[str, float]:
+    """The claims' statistics of one segment, each antisymmetric under swapping SWA and SGD (``t -> 1 - t``).
+
+    Args:
+        t: The grid ``[T]``, increasing, with 0 (SWA) and 1 (SGD).
+        loss_l2: L2-regularised train loss along it ``[T]``.
+        err: Test error along it ``[T]``.
+        fraction: The flat region's threshold (:func:`flat_region`).
+
+    Returns:
+        ``flat_low``, ``flat_high`` and ``flat_censored`` (1 where the region reaches an end of the range);
+        ``centre``: ``(d_SWA - d_SGD) / (|d_SWA| + |d_SGD|)``, ``d`` each point's depth in the region (its distance
+        to the nearer edge, ``min(t - low, high - t)``; negative outside, the distance to the region), positive when
+        SWA lies deeper in the region than SGD;
+        ``boundary``: ``(r_SGD - r_SWA) / (|r_SGD| + |r_SWA|)``, the rises half a segment beyond each point
+        (``r_SGD = L(1.5) - L(1)``, ``r_SWA = L(-0.5) - L(0)``), positive when the loss rises more steeply beyond
+        SGD (NaN where the grid does not reach them); ``shift``: ``t*_L - t*_err``, where the train loss and the test
+        error are least (centres of tied minima), positive when the test error's minimiser lies on SWA's side.
+    """
+    low, high, lc, hc = flat_region(t, loss_l2, fraction)
+    at = lambda x: float(np.interp(x, t, loss_l2))  # noqa: E731
+    v = {"flat_low": low, "flat_high": high, "flat_censored": float(lc or hc),
+         "centre": _contrast(min(0.0 - low, high - 0.0), min(1.0 - low, high - 1.0)), "boundary": math.nan,
+         "shift": centre_of_minima(t, loss_l2)[0] - centre_of_minima(t, err)[0]}
+    if t[0] <= -_H and t[-1] >= 1 + _H:
+        v["boundary"] = _contrast(at(1 + _H) - at(1.0), at(-_H) - at(0.0))
+    return v
 
 
 def _values(f) -> dict[str, float]:
-    """The segment's measurements for ``compare``.
-
-    On the L2-regularised train loss L (the paper's Figure 5 quantity), linearly interpolated on the stored grid:
-
-    * the slopes just beyond each end: ``(L(1.5) - L(1)) / 0.5`` beyond SGD, ``(L(-0.5) - L(0)) / 0.5`` beyond SWA;
-    * the rise on both sides of SWA: ``min(L(-0.5), L(0.5)) - L(0)`` (positive: SWA lies in a basin of the segment);
-    * the train/test shift: test error (points) at the L minimiser minus the segment's least test error;
-    * where L and test error are least (centre of tied minima) and whether at an end of the range.
-    """
+    """The segment's measurements for ``compare`` (:func:`segment_statistics`, where minima lie)."""
     if "segment/t_min_train_loss_l2" not in f:
         return {}  # results written before these quantities: rerun the segment
     s = f["segment"]
-    ts, loss, err = s["t"][:], s["train_loss_l2"][:], s["test_error"][:]
     v = {f"seg_t_min_{k}": float(s[f"t_min_{k}"][()]) for k in ("test_error", "train_loss_l2")}
     v.update({f"seg_t_min_{k}_at_edge": float(s[f"t_min_{k}_at_edge"][()]) for k in ("test_error", "train_loss_l2")})
-    v["seg_test_error_at_train_min"] = 100 * float(np.interp(v["seg_t_min_train_loss_l2"], ts, err) - np.nanmin(err))
-    if ts[0] <= -_H and ts[-1] >= 1 + _H:
-        at = lambda x: float(np.interp(x, ts, loss))  # noqa: E731
-        v["seg_slope_beyond_sgd"] = (at(1 + _H) - at(1.0)) / _H
-        v["seg_slope_beyond_swa"] = (at(-_H) - at(0.0)) / _H
-        v["seg_rise_swa"] = min(at(-_H), at(_H)) - at(0.0)
+    stats = segment_statistics(s["t"][:], s["train_loss_l2"][:], s["test_error"][:])
+    v.update({f"seg_{k}": x for k, x in stats.items()})
     return v
 
 
@@ -149,22 +208,31 @@ T_MIN_ERROR_AT_EDGE = _metric("seg_t_min_test_error_at_edge", "segment: test-err
 T_MIN_LOSS = _metric("seg_t_min_train_loss_l2", "segment: t of minimal L2-reg. train loss")
 T_MIN_LOSS_AT_EDGE = _metric("seg_t_min_train_loss_l2_at_edge",
                              "segment: L2-reg. train-loss minimum at the range's end (1 = yes)")
-SLOPE_BEYOND_SGD = _metric("seg_slope_beyond_sgd", "segment: L2-reg. train-loss slope beyond SGD (t 1 -> 1.5)")
-SLOPE_BEYOND_SWA = _metric("seg_slope_beyond_swa", "segment: L2-reg. train-loss slope beyond SWA (t 0 -> -0.5)")
-RISE_SWA = _metric("seg_rise_swa", "segment: L2-reg. train-loss rise on both sides of SWA, min(L(-0.5), L(0.5)) - L(0)")
-SHIFT = _metric("seg_test_error_at_train_min", "segment: test error at the train-loss minimum above the least (points)")
-METRICS = (T_MIN_ERROR, T_MIN_ERROR_AT_EDGE, T_MIN_LOSS, T_MIN_LOSS_AT_EDGE, SLOPE_BEYOND_SGD, SLOPE_BEYOND_SWA,
-           RISE_SWA, SHIFT)
+FLAT_LOW = _metric("seg_flat_low", "segment: flat region of the L2-reg. train loss, lower end (t)")
+FLAT_HIGH = _metric("seg_flat_high", "segment: flat region, upper end (t)")
+FLAT_CENSORED = _metric("seg_flat_censored", "segment: flat region reaches the range's end (1 = yes, censored)")
+CENTRE = _metric("seg_centre", "segment: (d_SWA - d_SGD) / (|d_SWA| + |d_SGD|), depths in the flat region")
+BOUNDARY = _metric("seg_boundary", "segment: (r_SGD - r_SWA) / (|r_SGD| + |r_SWA|), rises half a segment beyond each")
+SHIFT = _metric("seg_shift", "segment: t of minimal L2-reg. train loss minus t of minimal test error")
+METRICS = (T_MIN_ERROR, T_MIN_ERROR_AT_EDGE, T_MIN_LOSS, T_MIN_LOSS_AT_EDGE, FLAT_LOW, FLAT_HIGH, FLAT_CENSORED,
+           CENTRE, BOUNDARY, SHIFT)
 """The segment's quantities, in compare's table order."""
 
+_SWAP = ("antisymmetric under swapping the pair's roles (t -> 1 - t), and in units of the pair's own distance, so 0 in "
+         "expectation for two exchangeable SGD solutions whatever their distance")
 FINDING = Finding("segment", "SGD lies at the edge, SWA in the centre", "segment", (
-    Claim("boundary", "L2-regularised train-loss slope beyond SGD (t 1 -> 1.5) minus beyond SWA (t 0 -> -0.5)",
-          (SLOPE_BEYOND_SGD, SLOPE_BEYOND_SWA), lambda sgd, swa: sgd - swa),
-    Claim("centre", "L2-regularised train loss rises on both sides of SWA: min(L(-0.5), L(0.5)) - L(0)",
-          (RISE_SWA,), lambda rise: rise),
-    Claim("shift", "test error at the train-loss minimiser minus the segment's least test error, points",
-          (SHIFT,), lambda shift: shift)))
-"""The paper's section 3.4 finding (Figure 5) judged along the segment."""
+    Claim("centre", "SWA lies deeper in the flat region of the L2-regularised train loss than SGD: "
+                    "(d_SWA - d_SGD) / (|d_SWA| + |d_SGD|), d a point's depth in the region (distance to the nearer "
+                    "edge, negative outside)",
+          (CENTRE,), lambda c: c, test="signed-rank", null=_SWAP),
+    Claim("boundary", "the L2-regularised train loss rises more steeply beyond SGD than beyond SWA: "
+                      "(r_SGD - r_SWA) / (|r_SGD| + |r_SWA|), r the rise half a segment beyond each point",
+          (BOUNDARY,), lambda b: b, test="signed-rank", null=_SWAP),
+    Claim("shift", "the test-error minimiser lies on SWA's side of the train-loss minimiser: t*_L - t*_err, "
+                   "segment lengths", (SHIFT,), lambda s: s, test="signed-rank", null=_SWAP)))
+"""The paper's section 3.4 finding (Figure 5) judged along the segment: "w_SGD lies near the boundary of a wide flat
+region of the train loss ... the loss is very steep near w_SGD"; SWA "a point centered in this region"; "the train
+loss and test error plots are indeed substantially shifted"."""
 
 
 def _report(res: dict) -> list[Section]:

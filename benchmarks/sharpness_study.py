@@ -23,7 +23,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from analyses.findings import t_interval
+from analyses.statistics import t_interval
 
 CONFIGS = {
     "demo": ["--model", "convnet", "--num-samples", "4000", "--epochs", "40", "--swa-epochs", "20",

@@ -68,7 +68,7 @@ def demo(config: DemoConfig, out: str | os.PathLike, progress: bool = True) -> P
     print(f"[1/4] training ({config.epochs} epochs + SWA branch) -> {run}")
     train(config.train_config(), run, overwrite=True, progress=progress)
     print("[2/4] analyses -> " + str(results))
-    rays = {"directions": config.directions, "steps": config.ray_steps}
+    rays = {"directions": config.directions, "steps": config.ray_steps, "seed": config.seed}  # each run its own draw
     analyze_all(run, results, progress=progress, settings={"rays": rays, "plane": {"grid": (config.grid, config.grid)}})
     print("[3/4] figures")
     from .report import make_figures  # here: matplotlib and plotly load only for the commands that draw
@@ -81,13 +81,15 @@ def demo(config: DemoConfig, out: str | os.PathLike, progress: bool = True) -> P
         print(f"[3/4] seed {seed}: training and the analyses the findings use -> {runs[-1]}")
         train(config.train_config(seed), runs[-1], overwrite=True, progress=progress, log=lambda s: None)
         default_results_path(runs[-1]).unlink(missing_ok=True)
-        analyze_all(runs[-1], progress=progress, log=lambda s: None, settings={"rays": rays}, only_judged=True)
+        analyze_all(runs[-1], progress=progress, log=lambda s: None, settings={"rays": {**rays, "seed": seed}},
+                    only_judged=True)
     c = compare(runs)
     print(f"[4/4] the paper's findings over {len(runs)} run(s) (swa-landscape compare):")
     print(c.format_table())  # its last lines: each finding's verdict, each claim's interval over the runs
     if len(runs) == 1:
-        print("one run gives no interval, so every verdict is inconclusive: 'swa-landscape demo --seeds 3' judges "
-              "three seeds (about 3.5 minutes on 2 cores), or compare runs of several seeds")
+        print("one run gives no interval over seeds, so the verdicts over runs stay inconclusive; the within-run tests "
+              "above use this run's own test samples and ray directions. 'swa-landscape demo --seeds 3' judges three "
+              "seeds (about 3.5 minutes on 2 cores), or compare runs of several seeds")
     return index
 
 

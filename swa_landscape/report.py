@@ -35,7 +35,8 @@ def save_figure(fig: plt.Figure, out: Path, name: str) -> list[str]:
 def verdict_table(comparison) -> str:
     """The findings' verdicts of an :class:`analyses.compare.Comparison` as an HTML table.
 
-    Per claim its mean and 95% t-interval over the runs (and the null control's where analysed).
+    Per claim its estimate and 95% interval over the runs (and, where the null pair was analysed, the null pair's and
+    the paired difference, SWA's minus the null's); with one run, the within-run tests in a table of their own.
     """
     null = comparison.null is not None
     rows = []
@@ -44,14 +45,24 @@ def verdict_table(comparison) -> str:
             head = (f'<td rowspan="{len(v.claims)}">{html.escape(v.finding.title)}</td><td rowspan="{len(v.claims)}" '
                     f'class="{"holds" if v.holds else "fails"}"><b>{html.escape(v.word)}</b>'
                     + (f"<br>null: {html.escape(v.null_word)}" if null else "") + "</td>") if i == 0 else ""
-            cells = [m.claim.text, f"{m.mean:+.4g} {m.interval}", m.word]
+            cells = [m.claim.text, f"{m.estimate} {m.interval}", m.word]
             if null:
-                n = v.null[i]
-                cells.append(f"{n.mean:+.4g} {n.interval} {n.word}")
+                n, p = v.null[i], v.paired[i]
+                cells += [f"{n.estimate} {n.interval} {n.word}",
+                          f"{p.estimate} {p.interval} {p.word}" if p is not None else "not compared"]
             rows.append("<tr>" + head + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-    heads = ["finding", "verdict", "claim (positive: the paper's direction)", "mean [95% t-interval over runs]",
-             "claim verdict"] + (["null control"] if null else [])
-    return "<table><tr>" + "".join(f"<th>{h}</th>" for h in heads) + "</tr>" + "".join(rows) + "</table>"
+    heads = ["finding", "verdict", "claim (positive: the paper's direction)", "estimate [95% interval over runs]",
+             "claim verdict"] + (["null pair", "SWA minus null, paired"] if null else [])
+    table = "<table><tr>" + "".join(f"<th>{h}</th>" for h in heads) + "</tr>" + "".join(rows) + "</table>"
+    if comparison.within:
+        cells = "".join(f'<tr><td>{html.escape(w.finding)}</td><td>{html.escape(w.claim)}</td><td>{w.estimate:+.4g}'
+                        f'</td><td>{html.escape(w.evidence)}</td><td class="{"holds" if w.word == "holds" else "fails"}">'
+                        f"<b>{html.escape(w.word)}</b></td></tr>" for w in comparison.within)
+        table += ("<h4>Within this run</h4><p>What this run's own test samples and ray directions show; not evidence "
+                  "over training seeds, which needs several runs (<code>swa-landscape compare</code>).</p><table><tr>"
+                  "<th>finding</th><th>claim</th><th>estimate</th><th>test</th><th>within-run verdict</th></tr>"
+                  f"{cells}</table>")
+    return table
 
 
 def quantity_table(comparison) -> str:

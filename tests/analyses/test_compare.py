@@ -13,7 +13,8 @@ from scipy import stats
 from analyses import FGEConfig, RaysConfig, SegmentConfig, fge, rays, segment
 from analyses.catalog import findings
 from analyses.compare import compare, labels
-from analyses.findings import judge, t_interval
+from analyses.findings import judge
+from analyses.statistics import t_interval
 from landscape.config import EngineConfig
 from landscape.errors import UserError
 from landscape.files import default_results_path
@@ -60,13 +61,28 @@ def _expected(run, res) -> dict:
                 return y[j]
             return y[j - 1] + (x - ts[j - 1]) / (ts[j] - ts[j - 1]) * (y[j] - y[j - 1])
 
-        v["slope_sgd"], v["slope_swa"] = (at(1.5) - at(1.0)) / 0.5, (at(-0.5) - at(0.0)) / 0.5
-        v["rise"] = min(at(-0.5), at(0.5)) - at(0.0)
+        r_sgd, r_swa = at(1.5) - at(1.0), at(-0.5) - at(0.0)
+        v["boundary"] = (r_sgd - r_swa) / (abs(r_sgd) + abs(r_swa))
         err = f["segment/test_error"][:]
         tied = ts[err == err.min()]
         v["t_err"] = tied.mean()  # the centre of tied minima
-        t_loss = ts[np.argmin(loss)]
-        v["shift"] = 100 * (at(t_loss, err) - err.min())
+        v["shift"] = ts[loss == loss.min()].mean() - v["t_err"]
+        # the flat region on a fine grid (1e-5 apart): below min + 10% of the lower end's rise, around the minimum
+        fine = np.linspace(ts[0], ts[-1], int(round((ts[-1] - ts[0]) / 1e-5)) + 1)
+        lf = np.interp(fine, ts, loss)
+        rises = [r for r in (loss[0] - loss.min(), loss[-1] - loss.min()) if r > 0]
+        inside = lf <= loss.min() + 0.1 * min(rises)
+        i = np.argmin(lf)
+        lo_i, hi_i = i, i
+        while lo_i > 0 and inside[lo_i - 1]:
+            lo_i -= 1
+        while hi_i < len(fine) - 1 and inside[hi_i + 1]:
+            hi_i += 1
+        v["flat"] = (fine[lo_i], fine[hi_i])
+        d_swa, d_sgd = min(0 - fine[lo_i], fine[hi_i] - 0), min(1 - fine[lo_i], fine[hi_i] - 1)  # depths
+        v["centre"] = (d_swa - d_sgd) / (abs(d_swa) + abs(d_sgd))
+        v["last"] = 100 * f["fge/acc_proposals"][-1]
+        v["order"] = f["fge/order_gap"][()] - f["fge/order_consecutive"][()]
         v["gap"] = f["fge/prob_diff_swa_ensemble"][()]
         v["cons"] = f["fge/prob_diff_consecutive"][:].mean()
         p = f["fge/probs_proposals"][:].astype(np.float64)  # the single-proposal baseline, by hand
@@ -85,29 +101,37 @@ def test_compare_values_and_verdicts_match_the_files(analysed_runs):
         for o in ("swa", "sgd"):
             for m in ("error", "loss", "loss_l2"):
                 np.testing.assert_allclose(c.values[f"{g}_{o}_width_{m}"], [e[f"{g}_{o}_{m}"] for e in exp], rtol=1e-12)
-    for key, e_key in (("seg_slope_beyond_sgd", "slope_sgd"), ("seg_slope_beyond_swa", "slope_swa"),
-                       ("seg_rise_swa", "rise"), ("seg_t_min_test_error", "t_err"),
-                       ("seg_test_error_at_train_min", "shift"), ("fge_prob_diff_swa_ensemble", "gap"),
+    for key, e_key in (("seg_boundary", "boundary"), ("seg_t_min_test_error", "t_err"),
+                       ("seg_shift", "shift"), ("fge_prob_diff_swa_ensemble", "gap"),
                        ("fge_prob_diff_proposal_ensemble", "baseline"), ("fge_agree_consecutive_max", "agree_max"),
                        ("fge_agree_swa_ensemble", "agree_swa")):
         np.testing.assert_allclose(c.values[key], [e[e_key] for e in exp], rtol=1e-9, atol=1e-12, err_msg=key)
+    for key, i in (("seg_flat_low", 0), ("seg_flat_high", 1)):  # within the fine grid's spacing
+        np.testing.assert_allclose(c.values[key], [e["flat"][i] for e in exp], rtol=0, atol=2e-5)
     # every claim's per-run statistic by the formulas written out, and its interval by scipy
     written = {
         ("accuracy", "gain"): [e["swa"] - e["sgd"] for e in exp],
         ("width", "rays_error"): [np.log(e["rays_swa_error"] / e["rays_sgd_error"]) for e in exp],
         ("width", "rays_filter_loss_l2"): [np.log(e["rays_filter_swa_loss_l2"] / e["rays_filter_sgd_loss_l2"])
                                            for e in exp],
-        ("segment", "boundary"): [e["slope_sgd"] - e["slope_swa"] for e in exp],
-        ("segment", "centre"): [e["rise"] for e in exp],
+        ("segment", "boundary"): [e["boundary"] for e in exp],
+        ("segment", "centre"): [e["centre"] for e in exp],
         ("segment", "shift"): [e["shift"] for e in exp],
         ("fge", "baseline"): [np.log(e["baseline"] / e["gap"]) for e in exp],
         ("fge", "agreement"): [e["agree_swa"] - e["agree_max"] for e in exp],
+        ("fge", "order"): [e["order"] for e in exp],
+        ("averaging", "last"): [e["swa"] - e["last"] for e in exp],
     }
     for (finding, claim), x in written.items():
         m = next(m for m in c.verdict(finding).claims if m.claim.key == claim)
-        np.testing.assert_allclose(m.values, x, rtol=1e-9, atol=1e-12)
-        lo, hi = stats.t.interval(0.95, len(x) - 1, loc=np.mean(x), scale=stats.sem(x))
-        assert (m.low, m.high) == (pytest.approx(lo, rel=1e-9), pytest.approx(hi, rel=1e-9))
+        atol = 1e-4 if claim == "centre" else 1e-12  # the flat region's edges above: on a fine grid
+        np.testing.assert_allclose(m.values, x, rtol=1e-9, atol=atol)
+        if m.claim.test == "t":  # two runs: a t-interval; the signed-rank interval needs 6 runs
+            lo, hi = stats.t.interval(0.95, len(x) - 1, loc=np.mean(x), scale=stats.sem(x))
+            assert (m.low, m.high) == (pytest.approx(lo, rel=1e-9), pytest.approx(hi, rel=1e-9))
+        else:
+            assert np.isnan(m.low) and m.interval in ("2 runs: the signed-rank interval needs 6",
+                                                      "no spread over the runs: no interval")
     assert c.all_hold == all(v.holds for v in c.verdicts)
     m, s = c.stat("swa_acc")
     assert m == pytest.approx(np.mean([e["swa"] for e in exp])) and s == pytest.approx(np.std([e["swa"] for e in exp],
@@ -133,66 +157,109 @@ def test_a_direction_that_never_crosses_counts_at_the_rays_end(analysed_runs, tm
 PAPER_FINDINGS = [f for f in findings() if not f.optional]
 
 
-def _synthetic(rng, r: int, sign: float) -> dict:
-    """Per-run values whose every claim has the sign ``sign`` (+1: the paper's direction) on every run."""
+def _synthetic(rng, r: int, sign: float, scale: float = 1.0) -> dict:
+    """Per-run values whose every claim has the sign ``sign`` (+1: the paper's direction) on every run, of size
+    ``scale`` times 0.05-0.2."""
     v = {k: rng.uniform(0.5, 1.0, r) for k in labels()}
-    up = lambda: rng.uniform(0.05, 0.2, r)  # noqa: E731
+    up = lambda: scale * rng.uniform(0.05, 0.2, r)  # noqa: E731
     v["swa_acc"] = v["sgd_acc"] + sign * up()
     v["sgd_budget_acc"] = np.full(r, np.nan)
     for g in ("rays", "rays_filter"):
         for m in ("error", "loss_l2"):
             v[f"{g}_swa_width_{m}"] = v[f"{g}_sgd_width_{m}"] * np.exp(sign * up())
-    v["seg_slope_beyond_swa"] = v["seg_slope_beyond_sgd"] - sign * up()
-    v["seg_rise_swa"] = sign * up()
-    v["seg_test_error_at_train_min"] = sign * up()
+    for k in ("seg_centre", "seg_boundary", "seg_shift"):
+        v[k] = sign * up()
     v["fge_prob_diff_swa_ensemble"] = v["fge_prob_diff_proposal_ensemble"] * np.exp(-sign * up())
     v["fge_agree_swa_ensemble"] = v["fge_agree_consecutive_max"] + sign * up()
+    v["fge_order_gap"] = v["fge_order_consecutive"] + sign * up()
+    v["fge_acc_swa"] = v["fge_acc_last_proposal"] + sign * up()
     v["sharpness_sgd_adaptive"] = v["sharpness_swa_adaptive"] + sign * up()
     return v
 
 
 def test_verdicts_hold_are_contradicted_or_inconclusive_on_synthetic_runs():
     """Runs built to hold, to be contradicted, and to be inconclusive (one run against the rest); then one claim
-    of each finding alone reversed, and the budget-matched control, the null control and a missing analysis."""
+    of each finding alone reversed, the budget-matched control and a missing analysis."""
     rng = np.random.default_rng(11)
     for sign, word in ((1, "holds"), (-1, "contradicted")):
-        verdicts = judge(findings(), _synthetic(rng, 4, sign))
-        assert [v.finding.key for v in verdicts] == [f.key for f in PAPER_FINDINGS] + ["sharpness"]
+        verdicts = judge(findings(), _synthetic(rng, 8, sign))
+        assert [v.finding.key for v in verdicts] == [f.key for f in findings()]
         assert all(v.word == word and all(m.word == word for m in v.claims) for v in verdicts)
         assert all(v.holds == (word == "holds") for v in verdicts)
     for v in judge(findings(), {k: x[:1] for k, x in _synthetic(rng, 1, 1).items()}):  # one run proves nothing
-        assert v.word == "inconclusive" and np.isnan(v.claims[0].low)
-    mixed = {k: np.concatenate([a, b]) for (k, a), b in zip(_synthetic(rng, 3, 1).items(),
-                                                            _synthetic(rng, 3, -1).values())}
+        assert v.word == "inconclusive" and np.isnan(v.claims[0].low) and v.claims[0].interval == "one run: no interval"
+        assert "nan" not in v.claims[0].describe() and v.claims[0].estimate.startswith("value ")
+    mixed = {k: np.concatenate([a, b]) for (k, a), b in zip(_synthetic(rng, 4, 1).items(),
+                                                            _synthetic(rng, 4, -1).values())}
     assert all(v.word == "inconclusive" for v in judge(findings(), mixed))
     for f in PAPER_FINDINGS:  # each claim reversed alone: its finding is contradicted, the others hold
         for claim in f.claims:
-            v = _synthetic(rng, 4, 1)
-            bad = _synthetic(rng, 4, -1)
+            v = _synthetic(rng, 8, 1)
+            bad = _synthetic(rng, 8, -1)
             for k in labels():  # take the reversed values of the quantities this claim reads
                 if not np.allclose(claim.evaluate({**v, k: bad[k]}), claim.evaluate(v), equal_nan=True):
                     v[k] = bad[k]
             words = {x.finding.key: x.word for x in judge(findings(), v)}
             assert words[f.key] == "contradicted", (f.key, claim.key)
             assert sum(w == "holds" for w in words.values()) >= len(words) - 2  # shared quantities aside
-    v = _synthetic(rng, 4, 1)
-    v["sgd_budget_acc"] = v["swa_acc"] + rng.uniform(0.05, 0.2, 4)  # the longer SGD run beats SWA
+    v = _synthetic(rng, 8, 1)
+    v["sgd_budget_acc"] = v["swa_acc"] + rng.uniform(0.05, 0.2, 8)  # the longer SGD run beats SWA
     assert judge(findings(), v)[0].word == "contradicted"
     v["sgd_budget_acc"][0] = np.nan  # trained without controls: the SGD branch alone
     np.testing.assert_allclose(judge(findings(), v)[0].claims[0].values[0], v["swa_acc"][0] - v["sgd_acc"][0])
-    null = _synthetic(rng, 4, 1)  # a criterion that holds on two SGD solutions does not discriminate
-    null_mixed = {k: np.concatenate([a[:2], b[:2]]) for (k, a), b in zip(_synthetic(rng, 4, 1).items(),
-                                                                         _synthetic(rng, 4, -1).values())}
-    for nv, flagged in ((null, True), (null_mixed, False)):
-        w = judge(findings(), _synthetic(rng, 4, 1), nv)[1]
-        assert w.null_word == ("holds" if flagged else "inconclusive")
-        assert (w.word, w.holds) == (("holds, not discriminating", False) if flagged else ("holds", True))
-    v = _synthetic(rng, 4, 1)
+    v = _synthetic(rng, 8, 1)
     v["rays_sgd_width_error"][0] = np.nan  # raw rays of run 1 not measured
     width = judge(findings(), v)[1]
-    assert width.word == "not measured" and not width.holds and "run 1" in width.missing(4)
-    none = dict(v, sharpness_swa_adaptive=np.full(4, np.nan), sharpness_sgd_adaptive=np.full(4, np.nan))
+    assert width.word == "not measured" and not width.holds and "run 1" in width.missing(8)
+    none = dict(v, sharpness_swa_adaptive=np.full(8, np.nan), sharpness_sgd_adaptive=np.full(8, np.nan))
     assert "sharpness" not in {x.finding.key for x in judge(findings(), none)}
+
+
+def test_the_null_control_is_paired_run_by_run():
+    """A null pair built equal to SWA's (up to noise) does not discriminate; one whose effect is real but smaller on
+    every run does, although it holds on its own (the old rule flagged exactly that); the paired difference is SWA's
+    statistic minus the null's, run by run, judged by the claim's own test."""
+    rng = np.random.default_rng(12)
+    v = _synthetic(rng, 8, 1)
+    same = {k: x * (1 + 1e-3 * rng.standard_normal(8)) for k, x in v.items()}
+    smaller = _synthetic(rng, 8, 1, scale=0.1)
+    for null, discriminating in ((same, False), (smaller, True)):
+        for verdict in judge(findings(), v, null):
+            compared = [i for i, m in enumerate(verdict.claims) if m.claim.null]
+            assert compared or verdict.finding.key in ("averaging",), verdict.finding.key
+            for i, m in enumerate(verdict.claims):
+                p = verdict.paired[i]
+                if not m.claim.null:
+                    assert p is None
+                    continue
+                np.testing.assert_allclose(p.values, m.values - verdict.null[i].values, rtol=1e-12)
+                assert p.claim.test == m.claim.test
+            if not discriminating:
+                assert verdict.word in ("holds, not discriminating", "holds") and not verdict.holds or not compared
+            else:
+                assert verdict.null_word == "holds" and verdict.word == "holds" and verdict.holds
+                assert not verdict.not_discriminating
+
+
+def test_zero_spread_and_two_runs_give_no_false_certainty():
+    """Every run equal: no interval (not a zero-width one that 'holds'); two runs: a t-interval with one degree of
+    freedom, and no signed-rank interval."""
+    rng = np.random.default_rng(13)
+    v = _synthetic(rng, 4, 1)
+    for k in ("seg_centre", "seg_boundary", "seg_shift"):
+        v[k] = np.full(4, 0.3)
+    v["swa_acc"] = v["sgd_acc"] + 0.5
+    verdicts = {x.finding.key: x for x in judge(findings(), v)}
+    for key in ("accuracy", "segment"):
+        for m in verdicts[key].claims:
+            assert m.word == "inconclusive" and m.interval == "no spread over the runs: no interval"
+    two = {k: x[:2] for k, x in _synthetic(rng, 2, 1).items()}
+    for verdict in judge(findings(), two):
+        for m in verdict.claims:
+            assert np.isfinite(m.low) == (m.claim.test == "t")
+            if m.claim.test == "t":
+                half = stats.t.ppf(0.975, 1) * m.values.std(ddof=1) / np.sqrt(2)
+                assert (m.low, m.high) == (pytest.approx(m.values.mean() - half), pytest.approx(m.values.mean() + half))
 
 
 def test_compare_cli_table_csv_and_report(analysed_runs, tmp_path):
@@ -236,7 +303,7 @@ def test_t_interval_against_scipy_and_the_formula():
         assert (lo, hi) == (pytest.approx(x.mean() - half, rel=1e-10), pytest.approx(x.mean() + half, rel=1e-10))
         assert (lo, hi) == pytest.approx(stats.t.interval(0.95, n - 1, loc=x.mean(), scale=stats.sem(x)))
     assert np.isnan(t_interval(np.array([1.0]))[1])
-    assert t_interval(np.array([0.3, 0.3, 0.3])) == (0.3, 0.3, 0.3)  # no spread: the mean itself
+    assert t_interval(np.array([0.3, 0.3, 0.3]))[0] == 0.3 and np.isnan(t_interval(np.array([0.3, 0.3, 0.3]))[1])
 
 
 @pytest.fixture(scope="module")

@@ -128,7 +128,7 @@ def _run(*argv: str) -> str:
 def test_an_installed_plugin_reaches_the_command_line_all_compare_and_the_report(toy_plugin, tiny_run, tmp_path):
     from swa_landscape.report import make_figures
 
-    assert [a.name for a in catalog.analyses()][:4] == ["rays", "segment", "plane", "toy"]  # by its order, 35
+    assert [a.name for a in catalog.analyses()][:5] == ["rays", "predictions", "segment", "plane", "toy"]  # by its order, 35
     assert "train loss at multiples" in _help("analyze", "RUN")
     own = _help("analyze", "RUN", "toy")
     assert "--scales SCALES" in own and "Factors on w_SWA" in own and "--bn-mode" in own and "--directions" not in own
@@ -223,15 +223,17 @@ def test_every_builtin_analysis_declares_what_the_toolkit_needs():
     from swa_landscape.fields import field_help
 
     names = [a.name for a in catalog.analyses()]
-    assert names == ["rays", "segment", "plane", "fge", "hessian", "hessian-plane", "surface", "pca", "sharpness"]
+    assert names == ["rays", "predictions", "segment", "plane", "fge", "hessian", "hessian-plane", "surface", "pca",
+                     "sharpness"]
     for a in catalog.analyses():
         check_analysis(a)
         a.config()  # every field has a default
         assert set(field_help(a.config)) >= set(a.config.__dataclass_fields__), a.name
         assert a.help and (a.report or a.metrics), a.name
-    assert [k for k, _ in catalog.paper()] == ["rays", "rays_filter", "segment", "plane", "plane_fig1", "fge"]
-    assert [k for k, _ in catalog.judged()] == ["rays", "rays_filter", "segment", "fge"]
-    assert [f.key for f in catalog.findings()] == ["accuracy", "width", "segment", "fge", "sharpness"]
+    assert [k for k, _ in catalog.paper()] == ["rays", "rays_filter", "predictions", "segment", "plane", "plane_fig1",
+                                               "fge"]
+    assert [k for k, _ in catalog.judged()] == ["rays", "rays_filter", "predictions", "segment", "fge"]
+    assert [f.key for f in catalog.findings()] == ["accuracy", "width", "segment", "fge", "averaging", "sharpness"]
     keys = [m.key for m in catalog.metrics()]
     assert len(keys) == len(set(keys))
     for f in catalog.findings():

@@ -8,7 +8,7 @@ import pytest
 
 from analyses import PlaneConfig, SegmentConfig, plane, segment
 from analyses.plane import plane_basis
-from analyses.segment import centre_of_minima
+from analyses.segment import centre_of_minima, flat_region, segment_statistics
 from landscape.config import EngineConfig
 from swa import Trajectory
 from tests.analyses.helpers import ENG, QUIET, reference, reference_with, sha
@@ -85,8 +85,8 @@ def test_tied_minima_resolve_to_their_centre_and_an_end_minimum_is_flagged():
 
 
 def test_segment_reports_the_paper_claims_on_its_stored_curves(tiny_run, results_path):
-    """The slopes beyond each end, the rise on both sides of SWA and the train/test shift, from the stored curves by
-    the formulas written out (linear interpolation), and where each minimum lies."""
+    """The rises beyond each end, the flat region and the train/test shift, from the stored curves by the formulas
+    written out, and where each minimum lies."""
     from analyses.segment import ANALYSIS
 
     segment(tiny_run, results_path, SegmentConfig(), ENG, **QUIET)  # the default range [-2, 3]
@@ -98,8 +98,48 @@ def test_segment_reports_the_paper_claims_on_its_stored_curves(tiny_run, results
         assert bool(s["t_min_test_error_at_edge"][()]) == (tied[0] == 0 or tied[-1] == len(ts) - 1)
     assert ts[0] == -2 and ts[-1] == 3 and 0.0 in ts and 1.0 in ts
     L = dict(zip(ts.round(12), loss))
-    assert m["seg_slope_beyond_sgd"] == pytest.approx((L[1.5] - L[1.0]) / 0.5, rel=1e-12)  # 1.5 and -0.5 on the grid
-    assert m["seg_slope_beyond_swa"] == pytest.approx((L[-0.5] - L[0.0]) / 0.5, rel=1e-12)
-    assert m["seg_rise_swa"] == pytest.approx(min(L[-0.5], L[0.5]) - L[0.0], rel=1e-12)
+    r_sgd, r_swa = L[1.5] - L[1.0], L[-0.5] - L[0.0]  # 1.5 and -0.5 on the grid
+    assert m["seg_boundary"] == pytest.approx((r_sgd - r_swa) / (abs(r_sgd) + abs(r_swa)), rel=1e-12)
     assert m["seg_t_min_train_loss_l2"] == ts[np.argmin(loss)]
-    assert m["seg_test_error_at_train_min"] == pytest.approx(100 * (err[np.argmin(loss)] - err.min()), abs=1e-12)
+    assert m["seg_shift"] == pytest.approx(ts[np.argmin(loss)] - ts[tied].mean(), abs=1e-12)
+    low, high = m["seg_flat_low"], m["seg_flat_high"]
+    thr = loss.min() + 0.1 * min(r for r in (loss[0] - loss.min(), loss[-1] - loss.min()) if r > 0)
+    assert np.interp(low, ts, loss) == pytest.approx(thr, rel=1e-9) or (low == ts[0] and m["seg_flat_censored"])
+    assert np.interp(high, ts, loss) == pytest.approx(thr, rel=1e-9) or (high == ts[-1] and m["seg_flat_censored"])
+    inside = (ts > low) & (ts < high)
+    assert inside.any() and (loss[inside] <= thr).all()
+    d_swa, d_sgd = min(-low, high), min(1 - low, high - 1)  # each point's depth: negative outside the region
+    assert m["seg_centre"] == pytest.approx((d_swa - d_sgd) / (abs(d_swa) + abs(d_sgd)), rel=1e-12)
+
+
+def _bowl(t: np.ndarray, centre: float, steep: float) -> np.ndarray:
+    """A flat-bottomed loss around ``centre`` that rises ``steep`` times faster above it than below."""
+    d = t - centre
+    return 1.0 + np.where(d > 0, steep, 1.0) * d ** 2 + 0.01 * np.sin(7 * t)
+
+
+def test_segment_statistics_hold_are_contradicted_and_swap_sign_with_the_roles():
+    """On curves built for it: SWA centred and SGD at a steep edge holds every claim; the mirror image (the pair's
+    roles swapped) contradicts it, and every statistic changes sign exactly; a loss flat to the range's end is
+    flagged as censored."""
+    t = np.linspace(-2, 3, 51)  # symmetric about 1/2, like the default grid: t -> 1 - t reverses it
+    rng = np.random.default_rng(7)
+    for _ in range(5):
+        loss = _bowl(t, rng.uniform(-0.4, 0.2), rng.uniform(3, 20))
+        err = 0.2 + 0.05 * (t - rng.uniform(-1.5, -0.5)) ** 2 + 0.001 * rng.standard_normal(51)
+        s = segment_statistics(t, loss, err)
+        assert s["centre"] > 0 and s["boundary"] > 0 and s["shift"] > 0 and not s["flat_censored"]
+        m = segment_statistics(t, loss[::-1], err[::-1])
+        for k in ("centre", "boundary", "shift"):
+            assert m[k] == pytest.approx(-s[k], rel=1e-12, abs=1e-12), k
+        assert (m["flat_low"], m["flat_high"]) == (pytest.approx(1 - s["flat_high"]), pytest.approx(1 - s["flat_low"]))
+        noise = rng.uniform(0.5, 1.5, 51)  # random curves too: the swap is exact whatever their shape
+        a, b = segment_statistics(t, noise, noise ** 2), segment_statistics(t, noise[::-1], noise[::-1] ** 2)
+        assert all(a[k] == pytest.approx(-b[k], abs=1e-12) for k in ("centre", "boundary", "shift"))
+    for scale, shift in ((3.0, 0.0), (1.0, 5.0)):  # scale-free: L scaled or shifted gives the same statistics
+        assert segment_statistics(t, scale * loss + shift, err) == pytest.approx(s)
+    flat = 1.0 + (t - 3.0) ** 2  # least at the range's end: the true region may go on beyond it
+    low, high, low_censored, high_censored = flat_region(t, flat)
+    assert high == t[-1] and high_censored and not low_censored
+    assert low == pytest.approx(3 - np.sqrt(2.5), abs=0.01)  # (3 - t)^2 = 0.1 * 25
+    assert segment_statistics(t, flat, flat)["flat_censored"] == 1.0

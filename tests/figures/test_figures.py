@@ -268,11 +268,13 @@ def test_figures_cli_and_demo_end_to_end(tmp_path, capsys):
     for n in ("schedule", "plane", "plane_fig1", "rays", "rays_filter", "segment", "fge"):
         _check_png(out / f"{n}.png")
     with h5py.File(out / "run.landscape.h5", "r") as f:
-        assert set(f) == {"rays", "rays_filter", "segment", "plane", "plane_fig1", "fge"}
+        assert set(f) == {"rays", "rays_filter", "predictions", "segment", "plane", "plane_fig1", "fge"}
     with h5py.File(out / "seeds" / "seed1" / "run.landscape.h5", "r") as f:  # the second seed: what the findings use
-        assert set(f) == {"rays", "rays_filter", "segment", "fge"}
+        assert set(f) == {"rays", "rays_filter", "predictions", "segment", "fge"}
     verdicts = r.stdout[r.stdout.index("findings over 2 run(s)"):]  # the last lines: verdicts with their intervals
-    assert verdicts.count("95% t-interval [") == 10 and "SWA approximates the FGE ensemble:" in verdicts
+    assert verdicts.count("95% t-interval [") == 9 and "SWA approximates the FGE ensemble:" in verdicts
+    assert verdicts.count("2 runs: the signed-rank interval needs 6") + verdicts.count("no spread over the runs") == 3
+    assert "nan" not in verdicts  # the segment's signed-rank claims: no interval from 2 runs, said in words
     run, res = read_run(out / "run.h5"), read_results(out / "run.landscape.h5")
     for name in ("plane_fig1", "schedule", "plane", "rays", "segment", "fge"):  # the demo's figures, looked at
         fig = _draw(name, run, res)[0]
