@@ -47,7 +47,7 @@ from .distributed import ShardedResults
 from .metrics import Metric
 from .registry import Analysis, Section
 
-__all__ = ["ANALYSIS", "HessianConfig", "hessian", "hessian_operator", "describe",
+__all__ = ["ANALYSIS", "HessianConfig", "hessian", "hessian_operator", "describe", "layer_blocks", "chosen_blocks",
            "UNSUPPORTED_BN_MODES"]
 
 CAPTURED = "captured"
@@ -75,6 +75,8 @@ class HessianConfig:
         density_steps: Lanczos steps per start vector (PyHessian's density: 100 steps, 1 run).
         negative: Also the most negative eigenvalue.
         blocks: Also each layer's top eigenvalue and trace (the Hessian restricted to the layer's parameters).
+        block_names: With blocks, only these: module names (a layer: ``0``, ``features.3``) or parameter names
+            (``0.weight``: that parameter alone), in this order; empty: every layer.
     """
 
     points: tuple[str, ...] = ("swa", "sgd")
@@ -89,11 +91,14 @@ class HessianConfig:
     density_steps: int = bounded(90, ge=2)
     negative: bool = False
     blocks: bool = False
+    block_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_bounds(self)
         if self.top_k == 0 and self.trace_probes == 0 and not (self.density_runs or self.negative):
             raise UserError("hessian needs top_k >= 1, trace_probes >= 2, density_runs >= 1 or negative")
+        if self.block_names and not self.blocks:
+            raise UserError("block_names chooses among the blocks: ask for them with blocks")
         if self.trace_probes == 1 or self.blocks and self.trace_probes < 2:
             raise UserError("the Hutchinson trace (also each block's) needs at least 2 probes for its standard error")
         others = tuple(p for p in self.points if p != CAPTURED)
@@ -169,10 +174,30 @@ def layer_blocks(names: tuple[str, ...], numels: tuple[int, ...]) -> list[tuple[
     return out
 
 
+def chosen_blocks(names: tuple[str, ...], numels: tuple[int, ...], chosen: tuple[str, ...] = ()
+                  ) -> list[tuple[str, int, int]]:
+    """The blocks ``chosen`` by module or parameter name (every layer where empty), as :func:`layer_blocks` gives them.
+
+    Raises:
+        UserError: A name that is neither a layer nor a parameter of the layout (one line listing the layers).
+    """
+    layers = layer_blocks(names, numels)
+    if not chosen:
+        return layers
+    offsets = np.cumsum((0,) + tuple(numels))
+    known = {m: (m, lo, hi) for m, lo, hi in layers}
+    known.update({n: (n, int(offsets[i]), int(offsets[i + 1])) for i, n in enumerate(names)})
+    unknown = [c for c in chosen if c not in known]
+    if unknown:
+        raise UserError(f"no layer or parameter named {', '.join(map(repr, unknown))}; the layers are "
+                        f"{', '.join(m for m, _, _ in layers)}")
+    return [known[c] for c in dict.fromkeys(chosen)]
+
+
 def _blocks(op, config: HessianConfig) -> dict:
-    """Each layer's top eigenvalue and Hutch++ trace (the Hessian's diagonal block of the layer's parameters)."""
+    """Each chosen block's top eigenvalue and Hutch++ trace (the Hessian's diagonal block of its parameters)."""
     names, tops, traces, ses, sizes = [], [], [], [], []
-    for module, lo, hi in layer_blocks(op.layout.names, op.layout.numels):
+    for module, lo, hi in chosen_blocks(op.layout.names, op.layout.numels, config.block_names):
         blk = Block(op, lo, hi)
         if blk.size == 1:
             top = float(blk.matmat(torch.ones(1, 1, dtype=torch.float64))[0, 0])
@@ -194,6 +219,7 @@ def _run(ctx: RunContext, results: ShardedResults, config: HessianConfig, progre
     captured = [str(i) for i in np.flatnonzero(t.meta("captured") & (t.meta("branch") == "swa"))]
     if CAPTURED in config.points and not captured:
         raise UserError(f"hessian at 'captured': {t.path} has no captured snapshot of the SWA branch")
+    chosen_blocks(t.param_layout.names, t.param_layout.numels, config.block_names)  # refused before any work
     points = tuple(dict.fromkeys(q for p in config.points for q in (captured if p == CAPTURED else [p])))
     config = dataclasses.replace(config, points=points)
     return per_point(ctx, results, "hessian", config, lambda name: _compute(ctx, name, config),

@@ -2,12 +2,16 @@
 each layer's block, the spectral density's nodes and weights, and curvature at every captured snapshot equal to a
 per-point recomputation; the report's curvature sections."""
 
+import subprocess
+import sys
+
 import h5py
 import numpy as np
 import pytest
 import torch
 
 from analyses import HessianConfig, hessian
+from analyses.hessian import layer_blocks
 from landscape.errors import UserError
 from swa import Trajectory
 from tests.analyses.test_hessian_pca import ENG, _dense_hessian, small_run  # noqa: F401 - the fixture
@@ -72,3 +76,30 @@ def test_the_report_draws_the_curvature_sections(small_run, tmp_path):  # noqa: 
     page = make_figures(small_run, res, tmp_path / "rep").read_text()
     for key in ("hessian", "hessian_density", "hessian_blocks", "hessian_trajectory"):
         assert f'<section id="{key}">' in page and (tmp_path / "rep" / f"{key}.png").stat().st_size > 10_000
+
+
+def test_chosen_blocks_are_the_dense_hessians_blocks_and_an_unknown_name_is_refused(small_run, tmp_path):  # noqa: F811
+    """A layer and a single parameter, asked in that order: each block's top eigenvalue and trace equal those of the
+    dense Hessian's diagonal block of its parameters; a name the network lacks is one line and exit 2."""
+    with Trajectory(small_run) as t:
+        w = t.solution("swa")[0].double()
+        layout = t.param_layout
+    layers = layer_blocks(layout.names, layout.numels)
+    chosen = (layout.names[-1], layers[0][0])  # the last parameter alone, then the first layer
+    cfg = HessianConfig(points=("swa",), top_k=1, trace_probes=60, trace_deflate=5, tol=0.0, seed=3, vectors=6,
+                        blocks=True, block_names=chosen)
+    s = hessian(small_run, tmp_path / "r.h5", cfg, ENG, progress=False)["swa"]
+    assert [b.decode() for b in s["block_names"]] == list(chosen)
+    h, _ = _dense_hessian(small_run, w)
+    offsets = np.cumsum((0,) + layout.numels)
+    spans = [(int(offsets[-2]), int(offsets[-1])), layers[0][1:]]
+    for i, (lo, hi) in enumerate(spans):
+        sub = h[lo:hi, lo:hi]
+        assert s["block_parameters"][i] == hi - lo
+        assert s["block_top_eigenvalue"][i] == pytest.approx(float(torch.linalg.eigvalsh(sub)[-1]), rel=1e-6,
+                                                             abs=1e-9)
+        assert abs(s["block_trace"][i] - float(torch.trace(sub))) <= 4 * s["block_trace_se"][i] + 1e-9
+    r = subprocess.run([sys.executable, "-m", "swa_landscape", "analyze", small_run, "hessian", "--blocks",
+                        "--block-names", "nope", "--out", str(tmp_path / "n.h5")], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "no layer or parameter named 'nope'" in r.stderr
+    assert not (tmp_path / "n.h5").exists()
