@@ -244,8 +244,13 @@ def compare(runs: Sequence[str | os.PathLike | tuple[str | os.PathLike, str | os
             seen.setdefault(g, set()).add(setting)
     for g, settings in seen.items():  # the same network (parameter count), other settings
         if len({s[-1] for s in settings}) == 1 and len(settings) > 1:
-            notes.append(f"{g}: runs used different settings (direction seeds or counts) {sorted(settings)}; their "
-                         "numbers compare, but not along the same directions")
+            if len({s[1:] for s in settings}) == 1:  # only the direction seeds differ: independent draws
+                seeds = ", ".join(str(s[0]) for s in sorted(settings))
+                notes.append(f"{g}: each run along directions of its own (seeds {seeds}); widths compare as draws, "
+                             "not direction by direction")
+            else:
+                notes.append(f"{g}: runs used different settings (direction seeds or counts) {sorted(settings)}; "
+                             "their numbers compare, but not along the same directions")
     values = _stack(per)
     nulls = [default_results_path(run, "null") for run, _ in pairs]
     null = None

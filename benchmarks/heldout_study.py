@@ -126,8 +126,11 @@ def main() -> None:
             for f in futs:
                 ds, s, dt = f.result()
                 print(f"data_seed {ds} seed {s}: {dt:.0f} s", flush=True)
-        took = f" ({len(futs)} runs in {(time.perf_counter() - t0) / 60:.1f} minutes, {args.jobs} side by side)"
+        took = f"; {len(futs)} runs in {(time.perf_counter() - t0) / 60:.1f} minutes, {args.jobs} side by side"
+        (out / "took.txt").write_text(took)  # --table-only reports it too
         print(f"study {args.study}{took}")
+    elif (out / "took.txt").exists():
+        took = (out / "took.txt").read_text()
     full, summary = report(out, groups)
     print(full)
     print(summary)

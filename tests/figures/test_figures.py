@@ -21,6 +21,7 @@ from analyses import (
     hessian,
     pca,
     plane,
+    predictions,
     rays,
     segment,
     sharpness,
@@ -41,6 +42,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 def results(tiny_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("res") / "res.h5"
     rays(tiny_run, out, RaysConfig(directions=3, steps=5, t_max=3.0), ENG, progress=False)
+    predictions(tiny_run, out, None, ENG, progress=False)
     segment(tiny_run, out, SegmentConfig(-0.5, 1.5, 6), ENG, progress=False)
     plane(tiny_run, out, PlaneConfig(grid=(5, 4)), ENG, progress=False)
     plane(tiny_run, out, PlaneConfig(("paper-fig1",), grid=(5, 4)), ENG, progress=False)
@@ -200,6 +202,9 @@ def test_report_files(tiny_run, report, tmp_path):
     assert positions == sorted(positions) and html.index("Summary") < positions[0]
     for finding in ("SWA generalises better", "SWA is wider", "SGD lies at the edge", "SWA approximates"):
         assert finding in html
+    summary = html[html.index("<h2>Summary</h2>"):positions[0]]  # one run: within-run tests, no nan, no '± 0'
+    assert "Within this run" in summary and "McNemar" in summary and "one run: no interval" in summary
+    assert "nan" not in summary.lower() and "± 0" not in summary
     assert "<script src=" not in html and 'src="http' not in html  # plotly.js embedded, nothing loaded remotely
     assert html.count("Plotly.newPlot") >= len(FIGURES) and html.count("plotly.js v") <= 2
     # a run without results still gets its schedule figure
@@ -243,6 +248,8 @@ def test_report_renders_in_headless_chromium_offline(report, tmp_path):
            "--virtual-time-budget=15000", "--dump-dom", index.as_uri()]
     dom = subprocess.run(cmd, capture_output=True, text=True, timeout=180).stdout
     body = dom[dom.index("<body"):dom.index(">", dom.index("<body"))]
+    shown = dom[dom.index("<h2>Summary</h2>"):dom.index("<section")]  # the verdicts as the browser has them
+    assert "Within this run" in shown and "nan" not in shown.lower() and "± 0" not in shown
     attrs = dict(a.split("=") for a in body.replace('"', "").split()[1:])
     assert attrs["data-js-errors"] == "0"
     assert attrs["data-network"] == "0"
