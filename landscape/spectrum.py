@@ -31,19 +31,23 @@ __all__ = ["lanczos", "SpectralDensity", "spectral_density", "Negated", "bottom_
 def lanczos(op, steps: int, v0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The tridiagonal ``T_m`` of ``m <= steps`` Lanczos steps from ``v0 [P]``: ``(alphas [m], betas [m - 1])``.
 
-    Full reorthogonalisation (twice per step); stops early when the Krylov space is exhausted.
+    Full reorthogonalisation (twice per step); stops early when the Krylov space is exhausted. The basis lives in
+    torch (float64, CPU), not numpy: numpy's BLAS threads, left spinning after each reorthogonalisation, took the
+    cores from the next Hessian-vector product (measured: 100 steps 16.4 s with numpy's BLAS on 2 threads, 13.1 s
+    with it on one; benchmarks/bench_hessian_inprocess.py).
     """
     n = op.size
     steps = int(min(steps, n))
-    basis = np.zeros((steps, n))
-    basis[0] = v0 / np.linalg.norm(v0)
+    basis = torch.zeros(steps, n, dtype=torch.float64)
+    v = torch.as_tensor(np.asarray(v0), dtype=torch.float64)
+    basis[0] = v / v.norm()
     alphas, betas = [], []
     for j in range(steps):
-        w = op.matmat(torch.as_tensor(basis[j][None])).double().cpu().numpy()[0]
+        w = op.matmat(basis[j][None]).to("cpu", torch.float64)[0]
         alphas.append(float(w @ basis[j]))
         for _ in range(2):
             w -= basis[:j + 1].T @ (basis[:j + 1] @ w)
-        beta = float(np.linalg.norm(w))
+        beta = float(w.norm())
         if j + 1 == steps or beta <= 1e-10 * max(1.0, max(abs(a) for a in alphas)):
             break
         betas.append(beta)
