@@ -11,6 +11,7 @@ Language models: every scored token is one prediction. Regression: refused (``al
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -62,7 +63,8 @@ def _run(ctx: RunContext, results: ShardedResults, config: PredictionsConfig, pr
     swa_only, sgd_only = int(np.sum(right[0] & ~right[1])), int(np.sum(right[1] & ~right[0]))
     out = {"correct_swa": right[0].astype(np.uint8), "correct_sgd": right[1].astype(np.uint8),
            "swa_only": swa_only, "sgd_only": sgd_only, "p_value": mcnemar(swa_only, sgd_only)}
-    results.write("predictions", out, {"test": "McNemar's exact two-sided test on the discordant samples"})
+    results.write("predictions", out, {"config": json.dumps({"engine": ctx.engine_dict()}),
+                                       "test": "McNemar's exact two-sided test on the discordant samples"})
     return out
 
 

@@ -22,7 +22,7 @@ def test_cli_analyze_all(tiny_run, tmp_path):
         assert word in r.stdout
     assert sha(tiny_run) == before
     with h5py.File(out, "r") as f, Trajectory(tiny_run) as t:
-        assert set(f) == {"rays", "rays_filter", "segment", "plane", "plane_fig1", "fge"}  # PAPER, as the demo
+        assert set(f) == {"rays", "rays_filter", "predictions", "segment", "plane", "plane_fig1", "fge"}  # PAPER, as the demo
         sgd, swa, start = json.loads(f["plane_fig1"].attrs["anchors"])  # the paper's Figure 1 plane
         assert (sgd, swa) == ("sgd", "swa")
         assert t.meta("branch")[start] == "sgd" and t.meta("epoch")[start] == t.config["swa_start"]
@@ -47,7 +47,7 @@ def test_analyze_all_completes_in_every_bn_mode(tiny_run, tmp_path, mode):
                 f[g]["swa"].attrs["config"])
             assert cfg["engine"]["bn_mode"] == mode
     if mode == "interpolate":  # said before any work, the others done
-        assert lines[0].startswith("rays skipped: bn_mode 'interpolate'") and groups == {"segment", "plane",
-                                                                                          "plane_fig1", "fge"}
+        assert lines[0].startswith("rays skipped: bn_mode 'interpolate'") and groups == {"predictions", "segment",
+                                                                                          "plane", "plane_fig1", "fge"}
     else:
-        assert groups == {"rays", "rays_filter", "segment", "plane", "plane_fig1", "fge"}
+        assert groups == {"rays", "rays_filter", "predictions", "segment", "plane", "plane_fig1", "fge"}

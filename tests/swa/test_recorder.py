@@ -64,7 +64,7 @@ def test_a_recorded_run_goes_through_analyze_all_and_figures(tmp_path):
     with Recorder(path, net, ((x, y), test), bn_batch_size=30) as rec:
         _loop(rec, net, torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9), x, y)
     done = analyze_all(path, model=make_net(), data=((x, y), test), progress=False, log=lambda s: None)
-    assert set(done) == {"rays", "rays_filter", "segment", "plane", "fge"}  # paper-fig1 needs the fork, which a loop may not have
+    assert set(done) == {"rays", "rays_filter", "predictions", "segment", "plane", "fge"}  # paper-fig1 needs the fork, which a loop may not have
     assert make_figures(path, tmp_path / "loop.landscape.h5", tmp_path / "figs").exists()
     # the same analyses refuse the wrong data or network, and write nothing
     with pytest.raises(UserError, match="not the data .* was trained with"):
