@@ -164,7 +164,8 @@ class Comparison:
         return "\n".join(lines)
 
     def format_verdicts(self) -> str:
-        """The verdicts alone: per finding its word, and per claim the 95% t-interval over the runs."""
+        """The verdicts alone: per finding its word, and per claim its 95% interval over the runs (and the null pair's
+        and the paired difference where analysed)."""
         null = (", on the null pair (a second SGD solution in SWA's place) and paired, SWA's minus the null's"
                 if self.null is not None else "")
         lines = [f"findings over {len(self.runs)} run(s), each claim by its 95% interval over runs{null}:"]

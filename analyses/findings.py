@@ -25,7 +25,7 @@ import numpy as np
 from .metrics import Claim, Finding
 from .statistics import TESTS, interval, no_spread
 
-__all__ = ["Measured", "Verdict", "three_way", "judge"]
+__all__ = ["Measured", "Verdict", "three_way", "measure", "judge"]
 
 
 def three_way(lo: float, hi: float) -> str:

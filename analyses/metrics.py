@@ -117,6 +117,6 @@ class Finding:
 ACCURACY = Finding("accuracy", "SWA generalises better", "the run's solutions", (
     Claim("gain", "SWA test accuracy minus the better SGD's (the budget-matched control's too where trained), points",
           (SWA_ACC, SGD_ACC, SGD_BUDGET_ACC), lambda swa, sgd, budget: swa - np.fmax(sgd, budget),
-          null="paired, SWA's gain minus the null SGD's is their accuracy difference on one test set; the two SGD "
-               "solutions are exchangeable, so it is SWA's advantage over a second SGD solution"),))
+          null="SWA's gain minus the null SGD's is SWA's accuracy minus the null SGD's on the same test set: positive "
+               "when SWA beats a second SGD solution of the same run, not only the first"),))
 """The run's own finding (its solutions' accuracies); every other finding belongs to an analysis."""
