@@ -164,8 +164,10 @@ class Comparison:
         return "\n".join(lines)
 
     def format_verdicts(self) -> str:
-        """The verdicts alone: per finding its word, and per claim its 95% interval over the runs (and the null pair's
-        and the paired difference where analysed)."""
+        """The verdicts alone: per finding its word, and per claim its 95% interval over the runs.
+
+        Where the null pair was analysed, also the null pair's and the paired difference.
+        """
         null = (", on the null pair (a second SGD solution in SWA's place) and paired, SWA's minus the null's"
                 if self.null is not None else "")
         lines = [f"findings over {len(self.runs)} run(s), each claim by its 95% interval over runs{null}:"]
