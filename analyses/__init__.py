@@ -1,7 +1,8 @@
 """Geometry analyses of SWA trajectories.
 
-The paper's rays, segment, plane and FGE, the solutions' test predictions sample by sample, and beside them the Hessian, the planes of its eigenvectors and the PCA
-plane (each reads the run file only), and ``compare`` over several runs.
+The paper's rays, segment, plane and FGE, the solutions' test predictions sample by sample, and beside them the
+Hessian, the planes of its eigenvectors and the PCA plane (each reads the run file only), and ``compare`` over
+several runs.
 
 Every analysis is one module declaring an :class:`~analyses.registry.Analysis`; :mod:`analyses.catalog` lists them
 (the built-ins, installed plug-ins and your own) in their declared order.
@@ -27,7 +28,7 @@ from .sharpness import SharpnessConfig, sharpness
 from .surface import SurfaceConfig, surface
 
 __all__ = ["Analysis", "Claim", "Comparison", "EigenPlaneConfig", "FGEConfig", "Finding", "HessianConfig", "Metric",
-           "PCAConfig", "PlaneConfig", "PredictionsConfig", "RaysConfig", "ResultsFile", "Section", "SegmentConfig", "SharpnessConfig",
-           "SurfaceConfig", "analyses", "analyze_all", "by_config", "compare", "default_results_path", "eigen_plane",
-           "fge", "get", "hessian", "pca", "plane", "predictions", "rays", "register", "registered", "segment", "sharpness",
-           "surface"]
+           "PCAConfig", "PlaneConfig", "PredictionsConfig", "RaysConfig", "ResultsFile", "Section", "SegmentConfig",
+           "SharpnessConfig", "SurfaceConfig", "analyses", "analyze_all", "by_config", "compare", "default_results_path",
+           "eigen_plane", "fge", "get", "hessian", "pca", "plane", "predictions", "rays", "register", "registered",
+           "segment", "sharpness", "surface"]

@@ -33,7 +33,8 @@ from .surface import ANALYSIS as SURFACE
 __all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "plugins", "analyses", "get", "by_config", "paper", "judged", "findings",
            "metrics"]
 
-BUILTIN: tuple[Analysis, ...] = (RAYS, PREDICTIONS, SEGMENT, PLANE, FGE, HESSIAN, HESSIAN_PLANE, SURFACE, PCA, SHARPNESS)
+BUILTIN: tuple[Analysis, ...] = (RAYS, PREDICTIONS, SEGMENT, PLANE, FGE, HESSIAN, HESSIAN_PLANE, SURFACE, PCA,
+                                  SHARPNESS)
 """The analyses that ship with the toolkit (their order is each one's ``order``, not their place here)."""
 
 ENTRY_POINT_GROUP = "swa_landscape.analyses"

@@ -147,7 +147,8 @@ class Comparison:
         w1 = max([len(r[1]) for r in rows] + [len(self.spread_head)])
         many = len(self.runs) > 1
         lines = [f"{len(self.runs)} runs: " + ", ".join(f"run {i + 1} = {r}" for i, r in enumerate(self.runs)),
-                 f"{'quantity':<{w0}}  {self.spread_head:>{w1}}  " + ("  ".join(f"{h:>9}" for h in heads) if many else "")]
+                 f"{'quantity':<{w0}}  {self.spread_head:>{w1}}  "
+                 + ("  ".join(f"{h:>9}" for h in heads) if many else "")]
         lines += [f"{a:<{w0}}  {b:>{w1}}  " + ("  ".join(f"{c:>9}" for c in cs) if many else "") for a, b, cs in rows]
         lines.append(self.format_verdicts())
         lines += [f"note: {n}" for n in self.notes]
@@ -223,7 +224,8 @@ class Comparison:
                 for prefix, claims in (("", v.claims), ("null_", v.null or ()), ("paired_", v.paired or ())):
                     for m in (m for m in claims if m is not None):
                         w.writerow([f"{prefix}{v.finding.key}_{m.claim.key}", m.claim.text,
-                                    v.null_word if prefix == "null_" else v.word, m.mean, m.low, m.high, m.word, *m.values])
+                                    v.null_word if prefix == "null_" else v.word, m.mean, m.low, m.high, m.word,
+                                    *m.values])
         return path
 
 

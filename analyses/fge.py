@@ -244,5 +244,6 @@ def _report(res: dict) -> list[Section]:
 ANALYSIS = Analysis(
     name="fge", help="the FGE ensemble of the SWA branch's proposals against their average (paper section 3.5)",
     config=FGEConfig, compute=_run, describe=describe, order=40, judged=True, paper=(("fge", FGEConfig()),),
-    unsupported_bn_modes=UNSUPPORTED_BN_MODES, skippable=True, metrics=METRICS, findings=(FINDING, AVERAGING), report=_report)
+    unsupported_bn_modes=UNSUPPORTED_BN_MODES, skippable=True, metrics=METRICS, findings=(FINDING, AVERAGING),
+    report=_report)
 """FGE as the toolkit sees it."""

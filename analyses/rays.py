@@ -224,8 +224,8 @@ WIDTHS = {(g, o, m): _width(g, o, m) for g in _COMPARED for m in _MARGINS for o 
 def _width_claim(group: str, margin: str, what: str) -> Claim:
     return Claim(f"{group}_{margin}", f"log(SWA / SGD width), {what}, {_COMPARED[group]} directions",
                  (WIDTHS[group, "swa", margin], WIDTHS[group, "sgd", margin]), lambda swa, sgd: np.log(swa / sgd),
-                 null="a log ratio: antisymmetric under swapping the pair's roles and free of the widths' scale, so 0 in "
-                      "expectation for two exchangeable SGD solutions")
+                 null="a log ratio: antisymmetric under swapping the pair's roles and free of the widths' scale, so "
+                      "0 in expectation for two exchangeable SGD solutions")
 
 
 WIDTH = Finding("width", "SWA is wider", "rays, with and without --filter-normalize", (

@@ -136,8 +136,9 @@ def flat_region(t: np.ndarray, loss: np.ndarray, fraction: float = FLAT) -> tupl
     ``{t : L(t) <= min L + eps}``, its connected part around the least value (the first, for ties), with
     ``eps = fraction * (min(L(t_first), L(t_last)) - min L)``: the region ends where the loss has risen a tenth (by
     default) of the way to the lower of the two ends of the range (the other end where the least value lies at one
-    end). The lower end, not the higher, so that a loss exploding at one end does not widen the region. Scale-free (a constant added to L, or L scaled,
-    leaves it unchanged), and mirrored with the grid when the pair's roles are swapped.
+    end). The lower end, not the higher, so that a loss exploding at one end does not widen the region.
+    Scale-free (a constant added to L, or L scaled, leaves it unchanged), and mirrored with the grid when the
+    pair's roles are swapped.
 
     Returns:
         ``(low, high, low_censored, high_censored)``: the region's ends in t, linearly interpolated between grid

@@ -226,7 +226,8 @@ METRICS = {(o, k): Metric(f"sharpness_{o}_{k}", f"sharpness at {o.upper()}: {wha
 FLATNESS = Finding("sharpness", "SWA is flatter (adaptive sharpness)", "sharpness", (
     Claim("adaptive", "SGD's minus SWA's adaptive average-case sharpness at report_rho",
           (METRICS["sgd", "adaptive"], METRICS["swa", "adaptive"]), lambda sgd, swa: sgd - swa,
-          null="antisymmetric under swapping the pair's roles, so 0 in expectation for two exchangeable SGD solutions"),),
+          null="antisymmetric under swapping the pair's roles, so 0 in expectation for two exchangeable SGD "
+               "solutions"),),
     optional=True)
 """Beside the paper, shown only where the sharpness analysis ran."""
 

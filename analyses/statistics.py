@@ -12,8 +12,8 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["LEVEL", "t_interval", "signed_rank_counts", "walsh_averages", "hodges_lehmann", "interval", "mcnemar", "no_spread",
-           "TESTS"]
+__all__ = ["LEVEL", "TESTS", "no_spread", "t_interval", "signed_rank_counts", "walsh_averages", "hodges_lehmann",
+           "interval", "mcnemar"]
 
 LEVEL = 0.95
 """Confidence level of every interval."""
