@@ -39,6 +39,7 @@ from torch import nn
 from landscape.config import EngineConfig
 from landscape.curvature import HessianOperator, hutchinson_trace, top_eigen
 from landscape.errors import UserError, bounded, check_bounds
+from landscape.layout import Layout
 from landscape.spectrum import Block, bottom_eigen, spectral_density
 from swa.runs import check_points, point_set
 
@@ -174,19 +175,17 @@ def layer_blocks(names: tuple[str, ...], numels: tuple[int, ...]) -> list[tuple[
     return out
 
 
-def chosen_blocks(names: tuple[str, ...], numels: tuple[int, ...], chosen: tuple[str, ...] = ()
-                  ) -> list[tuple[str, int, int]]:
+def chosen_blocks(layout: Layout, chosen: tuple[str, ...] = ()) -> list[tuple[str, int, int]]:
     """The blocks ``chosen`` by module or parameter name (every layer where empty), as :func:`layer_blocks` gives them.
 
     Raises:
         UserError: A name that is neither a layer nor a parameter of the layout (one line listing the layers).
     """
-    layers = layer_blocks(names, numels)
+    layers = layer_blocks(layout.names, layout.numels)
     if not chosen:
         return layers
-    offsets = np.cumsum((0,) + tuple(numels))
     known = {m: (m, lo, hi) for m, lo, hi in layers}
-    known.update({n: (n, int(offsets[i]), int(offsets[i + 1])) for i, n in enumerate(names)})
+    known.update({n: (n, s.start, s.stop) for n, s in layout.slices.items()})
     unknown = [c for c in chosen if c not in known]
     if unknown:
         raise UserError(f"no layer or parameter named {', '.join(map(repr, unknown))}; the layers are "
@@ -197,7 +196,7 @@ def chosen_blocks(names: tuple[str, ...], numels: tuple[int, ...], chosen: tuple
 def _blocks(op, config: HessianConfig) -> dict:
     """Each chosen block's top eigenvalue and Hutch++ trace (the Hessian's diagonal block of its parameters)."""
     names, tops, traces, ses, sizes = [], [], [], [], []
-    for module, lo, hi in chosen_blocks(op.layout.names, op.layout.numels, config.block_names):
+    for module, lo, hi in chosen_blocks(op.layout, config.block_names):
         blk = Block(op, lo, hi)
         if blk.size == 1:
             top = float(blk.matmat(torch.ones(1, 1, dtype=torch.float64))[0, 0])
@@ -219,7 +218,7 @@ def _run(ctx: RunContext, results: ShardedResults, config: HessianConfig, progre
     captured = [str(i) for i in np.flatnonzero(t.meta("captured") & (t.meta("branch") == "swa"))]
     if CAPTURED in config.points and not captured:
         raise UserError(f"hessian at 'captured': {t.path} has no captured snapshot of the SWA branch")
-    chosen_blocks(t.param_layout.names, t.param_layout.numels, config.block_names)  # refused before any work
+    chosen_blocks(t.param_layout, config.block_names)  # refused before any work
     points = tuple(dict.fromkeys(q for p in config.points for q in (captured if p == CAPTURED else [p])))
     config = dataclasses.replace(config, points=points)
     return per_point(ctx, results, "hessian", config, lambda name: _compute(ctx, name, config),

@@ -87,11 +87,9 @@ def filter_normalize(d: torch.Tensor, w: torch.Tensor, layout: Layout) -> torch.
     filter of ``w``; 1-D parameters (biases, BN) get zero. ``d [n, P]``, ``w [P]``.
     """
     out = torch.zeros_like(d)
-    offs = np.cumsum((0,) + layout.numels)
-    for i, shape in enumerate(layout.shapes):
+    for sl, shape in zip(layout.slices.values(), layout.shapes):
         if len(shape) < 2:
             continue
-        sl = slice(int(offs[i]), int(offs[i + 1]))
         dd = d[:, sl].reshape(d.shape[0], shape[0], -1)
         ww = w[sl].reshape(shape[0], -1)
         out[:, sl] = (dd / dd.norm(dim=2, keepdim=True).clamp_min(1e-30) * ww.norm(dim=1)[None, :, None]).reshape(

@@ -89,10 +89,8 @@ def surface_directions(base: torch.Tensor, w: torch.Tensor, layout: Layout, filt
     if not filter_wise:
         return base / base.norm(dim=1, keepdim=True) * w.norm()
     d = filter_normalize(base, w, layout)
-    offs = np.cumsum((0,) + layout.numels)
-    for i, shape in enumerate(layout.shapes):
+    for sl, shape in zip(layout.slices.values(), layout.shapes):
         if len(shape) < 2 and include_1d:
-            sl = slice(int(offs[i]), int(offs[i + 1]))
             d[:, sl] = w[sl]
     if not bool((d != 0).any()):
         raise UserError("filter normalisation leaves nothing: the network has no weight of two or more dimensions "

@@ -10,7 +10,6 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -93,8 +92,7 @@ def bn_slices(layout: Layout, bn_names: list[str]) -> dict[str, dict[str, slice]
 
     BN layer name (module order) to the slices of its ``running_mean``, ``running_var`` and ``num_batches_tracked``.
     """
-    offs = np.cumsum((0,) + layout.numels)
-    where = {n: slice(int(offs[i]), int(offs[i + 1])) for i, n in enumerate(layout.names)}
+    where = layout.slices
     return {bn: {k: where[f"{bn}.{k}"] for k in ("running_mean", "running_var", "num_batches_tracked")}
             for bn in bn_names}
 

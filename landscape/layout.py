@@ -44,6 +44,15 @@ class Layout:
         """Length of the flat vector."""
         return sum(self.numels)
 
+    @property
+    def slices(self) -> dict[str, slice]:
+        """Where each tensor lies in the flat vector, by name, in packing order."""
+        out, lo = {}, 0
+        for name, n in zip(self.names, self.numels):
+            out[name] = slice(lo, lo + n)
+            lo += n
+        return out
+
     def to_json(self) -> str:
         """The layout as JSON (names and shapes), as run files store it."""
         return json.dumps({"names": self.names, "shapes": self.shapes, "dtypes": self.dtypes})
