@@ -203,40 +203,40 @@ def describe(summary: dict) -> str:
 GROUPS = {"rays": "random directions", "rays_filter": "filter-normalised random directions",
           "rays_hessian": "the top Hessian eigenvectors of each solution"}
 """The results groups of rays (:func:`group_name`) and what their directions are."""
-_COMPARED = {"rays": "raw", "rays_filter": "filter-normalised"}  # compare's widths: random directions, both kinds
+COMPARED = {"rays": "raw", "rays_filter": "filter-normalised"}
+"""The ray groups whose widths compare tabulates and the width finding judges (random directions), with their kind."""
+JUDGED_MARGINS = {"error": "test-error margin", "loss_l2": "L2-regularised train-loss margin"}
+"""The margins the width finding's claims use, in words."""
 _MARGINS = {"error": "test-error", "loss": "train-loss", "loss_l2": "L2-reg. train-loss"}
 
 
 def _width(group: str, origin: str, margin: str) -> Metric:
     """The mean width of one ray group from one solution for one margin (NaN where not computed)."""
     return Metric(f"{group}_{origin}_width_{margin}",
-                  f"width from {origin.upper()}, {_MARGINS[margin]} margin, {_COMPARED[group]}",
+                  f"width from {origin.upper()}, {_MARGINS[margin]} margin, {COMPARED[group]}",
                   lambda f: mean_width(f[f"{group}/{origin}"], margin) if f"{group}/{origin}/width_{margin}" in f
                   else math.nan)
 
 
-WIDTHS = {(g, o, m): _width(g, o, m) for g in _COMPARED for m in _MARGINS for o in ("swa", "sgd")}
+WIDTHS = {(g, o, m): _width(g, o, m) for g in COMPARED for m in _MARGINS for o in ("swa", "sgd")}
 """The width metrics by (group, origin, margin), in compare's table order."""
 
 
 def _width_claim(group: str, margin: str, what: str) -> Claim:
-    return Claim(f"{group}_{margin}", f"log(SWA / SGD width), {what}, {_COMPARED[group]} directions",
+    return Claim(f"{group}_{margin}", f"log(SWA / SGD width), {what}, {COMPARED[group]} directions",
                  (WIDTHS[group, "swa", margin], WIDTHS[group, "sgd", margin]), lambda swa, sgd: np.log(swa / sgd),
                  null="a log ratio: antisymmetric under swapping the pair's roles and free of the widths' scale, so "
                       "0 in expectation for two exchangeable SGD solutions")
 
 
-WIDTH = Finding("width", "SWA is wider", "rays, with and without --filter-normalize", (
-    _width_claim("rays", "error", "test-error margin"),
-    _width_claim("rays", "loss_l2", "L2-regularised train-loss margin"),
-    _width_claim("rays_filter", "error", "test-error margin"),
-    _width_claim("rays_filter", "loss_l2", "L2-regularised train-loss margin")))
+WIDTH = Finding("width", "SWA is wider", "rays, with and without --filter-normalize",
+                tuple(_width_claim(g, m, what) for g in COMPARED for m, what in JUDGED_MARGINS.items()))
 """The paper's section 3.4 finding judged from the rays' widths."""
 
 
 def _comparable(f) -> dict[str, tuple]:
     return {g: (int(f[f"{g}/swa/directions_seed"][()]), f[f"{g}/swa/width_error"].shape[0])
-            for g in _COMPARED if f"{g}/swa/directions_seed" in f}
+            for g in COMPARED if f"{g}/swa/directions_seed" in f}
 
 
 def _report(res: dict) -> list[Section]:

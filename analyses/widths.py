@@ -14,7 +14,7 @@ from landscape.points import PointSet
 
 from .common import RunContext
 
-__all__ = ["first_crossing", "mean_width", "auto_t_max", "resolve_early", "MIN_STEPS"]
+__all__ = ["first_crossing", "censored_widths", "mean_width", "auto_t_max", "resolve_early", "MIN_STEPS"]
 
 
 def _first_above(row: np.ndarray, margin: float) -> int | None:
@@ -107,11 +107,16 @@ def resolve_early(ctx: RunContext, w: torch.Tensor, b: torch.Tensor, dirs: torch
     return widths, steps
 
 
-def mean_width(g, margin: str) -> float:
-    """Mean width over directions of one origin's rays.
+def censored_widths(g, margin: str) -> np.ndarray:
+    """One origin's widths per direction ``[D]``, a direction that never crosses counted at the ray's end.
 
-    ``margin``: ``"error"``, ``"loss"`` or ``"loss_l2"``; a direction that never crosses counted at the ray's end (a lower bound). ``g``:
-    the results group, h5py or as read into dicts.
+    ``margin``: ``"error"``, ``"loss"`` or ``"loss_l2"``; ``g``: the results group, h5py or as read into dicts. A
+    width counted at the ray's end is a lower bound.
     """
     w = np.asarray(g[f"width_{margin}"][:], dtype=float)
-    return float(np.mean(np.where(np.isfinite(w), w, float(g["t"][-1]))))
+    return np.where(np.isfinite(w), w, float(g["t"][-1]))
+
+
+def mean_width(g, margin: str) -> float:
+    """Mean width over directions of one origin's rays (:func:`censored_widths`)."""
+    return float(np.mean(censored_widths(g, margin)))

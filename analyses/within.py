@@ -20,7 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .findings import three_way
+from .metrics import ACCURACY
+from .rays import COMPARED, JUDGED_MARGINS, WIDTH
 from .statistics import hodges_lehmann, mcnemar
+from .widths import censored_widths
 
 __all__ = ["WithinRun", "ALPHA", "within_run"]
 
@@ -57,7 +60,7 @@ def _accuracy(f) -> WithinRun | None:
     p = mcnemar(a, b)
     est = 100 * (a - b) / n
     word = "inconclusive" if p >= ALPHA else "holds" if est > 0 else "contradicted"
-    return WithinRun("SWA generalises better", "SWA test accuracy minus SGD's on the same samples, points", est,
+    return WithinRun(ACCURACY.title, "SWA test accuracy minus SGD's on the same samples, points", est,
                      f"McNemar's exact test: only SWA right on {a}, only SGD on {b} of {n} samples, p = {p:.3g}",
                      a + b, word)
 
@@ -65,25 +68,17 @@ def _accuracy(f) -> WithinRun | None:
 def _widths(f, group: str, margin: str, what: str) -> WithinRun | None:
     if f"{group}/swa/width_{margin}" not in f or f"{group}/sgd/width_{margin}" not in f:
         return None
-
-    def widths(origin: str) -> np.ndarray:
-        w = np.asarray(f[f"{group}/{origin}/width_{margin}"][:], dtype=float)
-        return np.where(np.isfinite(w), w, float(f[f"{group}/{origin}/t"][-1]))  # never crossed: the ray's end
-
-    x = np.log(widths("swa") / widths("sgd"))
+    x = np.log(censored_widths(f[f"{group}/swa"], margin) / censored_widths(f[f"{group}/sgd"], margin))
     est, lo, hi = hodges_lehmann(x)
     where = (f"[{lo:+.3g}, {hi:+.3g}]" if not math.isnan(lo) else
              "no interval (" + ("fewer than 6 directions" if len(x) < 6 else "no spread") + ")")
-    kind = "raw" if group == "rays" else "filter-normalised"
-    return WithinRun("SWA is wider", f"log(SWA / SGD width), {what}, {kind} directions, direction by direction", est,
+    return WithinRun(WIDTH.title, f"log(SWA / SGD width), {what}, {COMPARED[group]} directions, direction by direction",
+                     est,
                      f"95% signed-rank interval over {len(x)} shared directions {where}; SWA wider along "
                      f"{int(np.sum(x > 0))} of {len(x)}", len(x), three_way(lo, hi))
 
 
 def within_run(f) -> list[WithinRun]:
     """The within-run tests a results file allows (``f``: h5py, read only); empty where none ran."""
-    found = [_accuracy(f)]
-    for group in ("rays", "rays_filter"):
-        for margin, what in (("error", "test-error margin"), ("loss_l2", "L2-regularised train-loss margin")):
-            found.append(_widths(f, group, margin, what))
+    found = [_accuracy(f)] + [_widths(f, g, m, what) for g in COMPARED for m, what in JUDGED_MARGINS.items()]
     return [w for w in found if w is not None]
