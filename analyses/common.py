@@ -15,6 +15,7 @@ from torch import nn
 
 from landscape.config import EngineConfig
 from landscape.engine import Engine
+from landscape.errors import UserError
 from landscape.objective import metric_names
 from landscape.points import PointSet
 from landscape.probe import ProbeCache
@@ -53,6 +54,21 @@ class RunContext:
     engine: Engine
     engine_config: EngineConfig
     splits: dict[str, tuple[torch.Tensor, torch.Tensor]]
+
+    def scored_test_targets(self, why: str, noun: str = "distributions") -> torch.Tensor:
+        """The class of every scored test prediction ``[m]`` (a language model's scored tokens).
+
+        For analyses that compare predicted distributions or labels (FGE, the predictions).
+
+        Raises:
+            UserError: The run's objective predicts no distributions: ``"{why}; the NAME objective's predictions are
+                not {noun}"``.
+        """
+        objective = self.engine.objective
+        if not getattr(objective, "distributions", False):
+            raise UserError(f"{why}; the {getattr(objective, 'name', 'run')} objective's predictions are not {noun}")
+        y = self.splits["test"][1]
+        return objective.scored_targets(y) if hasattr(objective, "scored_targets") else y
 
     def engine_dict(self, full: bool = False) -> dict:
         """Engine settings that define the results (part of an analysis' identity), or all of them."""

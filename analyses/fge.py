@@ -112,18 +112,14 @@ def _accuracy(r) -> torch.Tensor:
 
 def _run(ctx: RunContext, results: ShardedResults, config: FGEConfig, progress: bool) -> dict:
     t = ctx.traj
-    objective = ctx.engine.objective
-    if not getattr(objective, "distributions", False):
-        raise UserError(f"fge compares predicted distributions (agreement of labels, differences of probabilities); "
-                        f"the {getattr(objective, 'name', 'run')} objective's predictions are not distributions")
+    y = ctx.scored_test_targets("fge compares predicted distributions (agreement of labels, differences of "
+                                "probabilities)")
     idx = np.flatnonzero(t.meta("captured") & (t.meta("branch") == "swa"))
     if idx.size < 2:
         how = {"import": "import them with --snapshots", "recorder": "store them with Recorder.capture"}.get(
             t.source, "train with --swa-schedule cyclic")
         raise UserError(f"fge needs at least two captured proposals of the SWA branch; {t.path} has {idx.size} ({how})")
     w, b = t.weights(idx), t.buffers(idx)
-    y = objective.scored_targets(ctx.splits["test"][1]) if hasattr(objective, "scored_targets") else \
-        ctx.splits["test"][1]
     r_props = sharded_evaluate(ctx.engine, PointSet.explicit(w, b), ("test",), probs=("test",), progress=progress,
                                desc="fge proposals")
     w_swa, b_swa = t.solution("swa")  # the average, with the statistics the trainer recomputed for it

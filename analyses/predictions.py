@@ -21,7 +21,6 @@ import torch
 from torch import nn
 
 from landscape.config import EngineConfig
-from landscape.errors import UserError
 from landscape.points import PointSet
 
 from .common import RunContext
@@ -50,13 +49,8 @@ def predictions(run: str | os.PathLike, out: str | os.PathLike | None = None, co
 
 
 def _run(ctx: RunContext, results: ShardedResults, config: PredictionsConfig, progress: bool) -> dict:
-    objective = ctx.engine.objective
-    if not getattr(objective, "distributions", False):
-        raise UserError(f"predictions compares predicted labels sample by sample; the "
-                        f"{getattr(objective, 'name', 'run')} objective's predictions are not labels")
+    y = ctx.scored_test_targets("predictions compares predicted labels sample by sample", "labels")
     (w_swa, b_swa), (w_sgd, b_sgd) = ctx.traj.solution("swa"), ctx.traj.solution("sgd")
-    y = ctx.splits["test"][1]
-    y = objective.scored_targets(y) if hasattr(objective, "scored_targets") else y
     r = ctx.engine.evaluate(PointSet.explicit(torch.stack([w_swa, w_sgd]), torch.stack([b_swa, b_sgd])),
                             splits=("test",), probs=("test",))
     right = (r.probs["test"].argmax(-1) == y.reshape(1, -1).to(r.probs["test"].device)).cpu().numpy()  # [2, n]

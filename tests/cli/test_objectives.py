@@ -52,6 +52,8 @@ def test_train_analyze_figures_compare(task, tmp_path):
     assert r.returncode == 0, r.stderr
     if task == "regression":  # FGE is defined for distributions: skipped with its reason
         assert "fge skipped: fge compares predicted distributions" in r.stdout
+        assert "predictions skipped: predictions compares predicted labels sample by sample; the regression " \
+               "objective's predictions are not labels" in r.stdout
     # the engine's numbers are the objective's, rebuilt from the file alone: w_SWA's segment point against a plain
     # evaluation of the SWA model
     (train, test) = load()
