@@ -47,8 +47,8 @@ def labels() -> dict[str, str]:
 
 
 def run_metrics(run: str | os.PathLike, results: str | os.PathLike | None = None, roles: dict | None = None
-                ) -> tuple[dict[str, float], dict]:
-    """The quantities of one run (``NaN`` where an analysis has not been run) and the settings that must agree.
+                ) -> tuple[dict[str, float], dict, list[WithinRun]]:
+    """One run's quantities (``NaN`` where an analysis has not run), settings that must agree, within-run tests.
 
     Args:
         run: Run file (read-only).
@@ -57,9 +57,10 @@ def run_metrics(run: str | os.PathLike, results: str | os.PathLike | None = None
         roles: A view of the run (:data:`~swa.trajectory.NULL_ROLES`: the null pair), or None.
 
     Returns:
-        ``(values, settings)``: values by key of :func:`labels`, read by each analysis'
+        ``(values, settings, within)``: values by key of :func:`labels`, read by each analysis'
         :attr:`~analyses.registry.Analysis.metrics`; settings maps what must agree across runs (e.g. a ray group)
-        to the run's ``(settings..., parameter count)``.
+        to the run's ``(settings..., parameter count)``; within, the run's within-run tests
+        (:func:`analyses.within.within_run`).
     """
     v = dict.fromkeys(labels(), np.nan)
     settings: dict[str, tuple] = {}
@@ -80,7 +81,8 @@ def run_metrics(run: str | os.PathLike, results: str | os.PathLike | None = None
                 v.update(a.measure(f))
                 for what, s in (a.comparable(f) if a.comparable else {}).items():
                     settings[what] = (*s, t.param_layout.size)
-    return v, settings
+            within = within_run(f)
+    return v, settings, within
 
 
 @dataclass
@@ -94,7 +96,8 @@ class Comparison:
         verdicts: One per finding, in the order of :func:`analyses.catalog.findings`.
         notes: Warnings about comparability (e.g. rays with different direction seeds).
         null: The null pair's values (where every run has its null results), or None.
-        within: With one run, the claims its own data test (:mod:`analyses.within`); empty otherwise.
+        within: The first run's within-run tests (:mod:`analyses.within`); the tables show them for one run only,
+            apart from the verdicts over runs.
     """
 
     runs: list[str]
@@ -152,12 +155,12 @@ class Comparison:
         lines += [f"{a:<{w0}}  {b:>{w1}}  " + ("  ".join(f"{c:>9}" for c in cs) if many else "") for a, b, cs in rows]
         lines.append(self.format_verdicts())
         lines += [f"note: {n}" for n in self.notes]
-        if self.within:
+        if self.within and len(self.runs) == 1:
             lines.append(self.format_within())
         return "\n".join(lines)
 
     def format_within(self) -> str:
-        """The within-run tests (one run only), apart from the verdicts over runs."""
+        """The first run's within-run tests, apart from the verdicts over runs."""
         lines = ["within this run (its test samples and its ray directions; not evidence over seeds, which needs "
                  "several runs):"]
         for w in self.within:
@@ -199,7 +202,7 @@ class Comparison:
                     row += f" {n.estimate} {n.interval} {n.word} | " + (
                         f"{p.estimate} {p.interval} {p.word} |" if p is not None else "not compared |")
                 lines.append(row)
-        if self.within:
+        if self.within and len(self.runs) == 1:
             lines += ["", "Within this run (not evidence over seeds):", "",
                       "| finding | claim | estimate | test | within-run verdict |", "|---|---|---|---|---|"]
             lines += [f"| {w.finding} | {w.claim} | {w.estimate:+.4g} | {w.evidence} | {w.word} |" for w in self.within]
@@ -241,10 +244,11 @@ def compare(runs: Sequence[str | os.PathLike | tuple[str | os.PathLike, str | os
     if not runs:
         raise UserError("compare needs at least one run")
     pairs = [r if isinstance(r, tuple) else (r, None) for r in runs]
-    per, notes, seen = [], [], {}
+    per, notes, seen, within = [], [], {}, []
     for run, res in pairs:
-        v, settings = run_metrics(run, res)
+        v, settings, tests = run_metrics(run, res)
         per.append(v)
+        within.append(tests)
         for g, setting in settings.items():
             seen.setdefault(g, set()).add(setting)
     for g, settings in seen.items():  # the same network (parameter count), other settings
@@ -265,12 +269,8 @@ def compare(runs: Sequence[str | os.PathLike | tuple[str | os.PathLike, str | os
         notes.append(f"the null pair was analysed on {sum(p.exists() for p in nulls)} of {len(nulls)} runs; the null "
                      "control needs it on every run ('analyze RUN all --null')")
     results = [str(res or default_results_path(run)) for run, res in pairs]
-    within = []
-    if len(pairs) == 1:
-        with Trajectory(pairs[0][0]) as t, ResultsFile(results[0], t).read() as f:
-            within = within_run(f)
     return Comparison([str(r) for r, _ in pairs], results, values, judge(catalog.findings(), values, null), notes, null,
-                      within)
+                      within[0])
 
 
 def _stack(per: list[dict[str, float]]) -> dict[str, np.ndarray]:

@@ -91,7 +91,7 @@ def demo(config: DemoConfig, out: str | os.PathLike, progress: bool = True) -> P
     print(f"[4/4] the paper's findings over {len(runs)} run(s) (swa-landscape compare):")
     print(c.format_table())  # its last lines: each finding's verdict, each claim's interval over the runs
     if len(runs) > 1:
-        print(f"run 1 (seed {config.seed}) alone, {compare([run]).format_within()}")
+        print(f"run 1 (seed {config.seed}) alone, {c.format_within()}")
     else:
         print("one run gives no interval over seeds, so the verdicts over runs stay inconclusive; the within-run tests "
               "above use this run's own test samples and ray directions ('--seeds 3' judges three seeds)")

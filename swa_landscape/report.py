@@ -54,7 +54,7 @@ def verdict_table(comparison) -> str:
     heads = ["finding", "verdict", "claim (positive: the paper's direction)", "estimate [95% interval over runs]",
              "claim verdict"] + (["null pair", "SWA minus null, paired"] if null else [])
     table = "<table><tr>" + "".join(f"<th>{h}</th>" for h in heads) + "</tr>" + "".join(rows) + "</table>"
-    if comparison.within:
+    if comparison.within and len(comparison.runs) == 1:
         cells = "".join(f'<tr><td>{html.escape(w.finding)}</td><td>{html.escape(w.claim)}</td><td>{w.estimate:+.4g}'
                         f'</td><td>{html.escape(w.evidence)}</td><td class="{"holds" if w.word == "holds" else "fails"}">'
                         f"<b>{html.escape(w.word)}</b></td></tr>" for w in comparison.within)
