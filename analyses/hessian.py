@@ -158,20 +158,18 @@ def _compute(ctx: RunContext, name: str, config: HessianConfig) -> dict:
     return out
 
 
-def layer_blocks(names: tuple[str, ...], numels: tuple[int, ...]) -> list[tuple[str, int, int]]:
+def layer_blocks(layout: Layout) -> list[tuple[str, int, int]]:
     """The layers of a parameter layout: ``(module name, lo, hi)`` over the flat vector, in layout order.
 
     Parameters are grouped by the module they belong to: ``0.weight`` and ``0.bias`` form layer ``0``.
     """
     out: list[tuple[str, int, int]] = []
-    lo = 0
-    for name, n in zip(names, numels):
+    for name, s in layout.slices.items():
         module = name.rsplit(".", 1)[0] if "." in name else name
-        if out and out[-1][0] == module and out[-1][2] == lo:
-            out[-1] = (module, out[-1][1], lo + n)
+        if out and out[-1][0] == module and out[-1][2] == s.start:
+            out[-1] = (module, out[-1][1], s.stop)
         else:
-            out.append((module, lo, lo + n))
-        lo += n
+            out.append((module, s.start, s.stop))
     return out
 
 
@@ -181,7 +179,7 @@ def chosen_blocks(layout: Layout, chosen: tuple[str, ...] = ()) -> list[tuple[st
     Raises:
         UserError: A name that is neither a layer nor a parameter of the layout (one line listing the layers).
     """
-    layers = layer_blocks(layout.names, layout.numels)
+    layers = layer_blocks(layout)
     if not chosen:
         return layers
     known = {m: (m, lo, hi) for m, lo, hi in layers}

@@ -84,7 +84,7 @@ def test_chosen_blocks_are_the_dense_hessians_blocks_and_an_unknown_name_is_refu
     with Trajectory(small_run) as t:
         w = t.solution("swa")[0].double()
         layout = t.param_layout
-    layers = layer_blocks(layout.names, layout.numels)
+    layers = layer_blocks(layout)
     chosen = (layout.names[-1], layers[0][0])  # the last parameter alone, then the first layer
     cfg = HessianConfig(points=("swa",), top_k=1, trace_probes=60, trace_deflate=5, tol=0.0, seed=3, vectors=6,
                         blocks=True, block_names=chosen)
